@@ -1,0 +1,40 @@
+# Everything a fresh Debian 12 root machine needs, then the job.
+# Idempotent: each step leaves a stamp and is skipped when already done.
+VENV      := .venv
+PY        := $(VENV)/bin/python
+STAMPS    := $(VENV)/.stamps
+DEB_PKGS  := mininet iptables iproute2 tcpdump bridge-utils python3-venv procps iputils-ping
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: demo test bench setup lint clean
+
+demo: setup
+	@$(VENV)/bin/port25lab verify --all --json port25lab-report.json; \
+	  rc=$$?; if [ $$rc -le 1 ]; then exit 0; else exit $$rc; fi
+
+test: setup
+	@$(VENV)/bin/ruff check lab topologies probes tests bench
+	@$(VENV)/bin/mypy
+	@$(PY) -m pytest -q
+
+bench: setup
+	@$(PY) bench/bench.py
+
+setup: $(STAMPS)/deb $(STAMPS)/venv
+
+$(STAMPS)/deb:
+	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:" $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  fi
+	@mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/venv: pyproject.toml $(STAMPS)/deb
+	@test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	@echo "installing port25lab into $(VENV)"
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@mkdir -p $(STAMPS) && touch $@
+
+clean:
+	rm -rf $(VENV) port25lab-report.json

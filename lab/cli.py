@@ -1,0 +1,197 @@
+"""The `port25lab` command line (a contract: see DESIGN.md).
+
+Exit status: 0 every expectation holds; 1 at least one does not; 2 bad input
+or usage (one line on stderr); 3 the lab failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn
+
+from lab.errors import BadInput, LabFailure
+
+OK, FAILED, BAD_INPUT, LAB_FAILED = 0, 1, 2, 3
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: unwind so that every lab is torn down."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise BadInput(f"{message} (see `port25lab --help`)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="port25lab", description="Emulate outbound-mail gateway rules in "
+                     "real network namespaces and verify what they block, divert and allow.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.add_parser("list", help="list the built-in scenarios")
+    verify = commands.add_parser("verify", help="run scenarios and check their expectations")
+    verify.add_argument("scenarios", nargs="*", metavar="SCENARIO",
+                        help="a built-in scenario name or a scenario folder")
+    verify.add_argument("--all", action="store_true", help="every built-in scenario")
+    verify.add_argument("--json", type=Path, metavar="FILE", help="write a JSON report")
+    verify.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report")
+    verify.add_argument("--rules-v4", type=Path, metavar="FILE",
+                        help="IPv4 policy for the policy router instead of the scenario's "
+                             "(iptables-save file or script of iptables commands)")
+    verify.add_argument("--rules-v6", type=Path, metavar="FILE",
+                        help="IPv6 policy for the policy router instead of the scenario's")
+    verify.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    shell = commands.add_parser("shell", help="boot a scenario's lab and open Mininet's CLI")
+    shell.add_argument("scenario", metavar="SCENARIO")
+    return parser
+
+
+def _require_mininet() -> None:
+    if importlib.util.find_spec("mininet") is None:
+        raise BadInput("Mininet is not importable: run `make setup` (Debian package mininet) "
+                       "and use .venv/bin/port25lab")
+
+
+def _require_root(command: str) -> None:
+    if os.geteuid() != 0:
+        raise BadInput(f"`port25lab {command}` needs root (it creates network namespaces)")
+
+
+def _output(path: Path | None, option: str) -> None:
+    if path is None:
+        return
+    if not path.parent.is_dir():
+        raise BadInput(f"{option} {path}: folder {path.parent} does not exist")
+    if path.is_dir():
+        raise BadInput(f"{option} {path}: is a folder, not a file name")
+
+
+def _progress(quiet: bool) -> Any:
+    def say(message: str) -> None:
+        if not quiet:
+            print(f"  … {message}", file=sys.stderr, flush=True)
+    return say
+
+
+def cmd_list() -> int:
+    from lab import scenario
+
+    names = scenario.builtin_names()
+    width = max(map(len, names), default=0)
+    for name in names:
+        s = scenario.load(name)
+        print(f"{name.ljust(width)}  {s.topology:<13}  {s.summary}")
+    return OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from lab import lifecycle, report, scenario
+    from lab.policy import read_policy
+    from lab.verify import verify
+
+    if args.all and args.scenarios:
+        raise BadInput("give scenario names or --all, not both")
+    names = scenario.builtin_names() if args.all else args.scenarios
+    if not names:
+        raise BadInput("no scenario given: name one (see `port25lab list`) or use --all")
+    scenarios = [scenario.load(n) for n in names]
+    for option, family in (("rules_v4", 4), ("rules_v6", 6)):
+        path = getattr(args, option)
+        if path is None:
+            continue
+        policy = read_policy(path, family)
+        if policy.only(family).empty:
+            raise BadInput(f"{path}: has no {'iptables' if family == 4 else 'ip6tables'} "
+                           f"rules for --{option.replace('_', '-')}")
+        scenarios = [s.with_rules(family, policy) for s in scenarios]
+    _output(args.json, "--json")
+    _output(args.junit, "--junit")
+    _require_root("verify")
+
+    lifecycle.remove_stale()
+    say = _progress(args.quiet)
+    results = []
+    for s in scenarios:
+        run = lifecycle.new_run()
+        try:
+            result = verify(s, run, say)
+        finally:
+            lifecycle.destroy(run)
+        results.append(result)
+        print(report.matrix(result), flush=True)
+    print(report.summary(results))
+    if args.json:
+        report.write_json(args.json, results)
+    if args.junit:
+        report.write_junit(args.junit, results)
+    if any(r.lab_error for r in results):
+        return LAB_FAILED
+    return OK if all(r.passed for r in results) else FAILED
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    from mininet.cli import CLI
+
+    from lab import lifecycle, scenario
+    from lab.network import Lab
+    from lab.verify import load_policies
+
+    s = scenario.load(args.scenario)
+    _require_root("shell")
+    lifecycle.remove_stale()
+    run = lifecycle.new_run()
+    try:
+        with Lab(s.topology, run, s.services) as lab:
+            for error in load_policies(lab, s):
+                print(f"load error: {error}", file=sys.stderr)
+            print(f"{s.name} is up (namespaces {run.prefix}-ROLE); roles: "
+                  f"{', '.join(lab.plan.role_names)}. Leave with `exit`.", file=sys.stderr)
+            CLI(lab.net)
+    finally:
+        lifecycle.destroy(run)
+    return OK
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    # Later signals must not interrupt the teardown the first one started.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        args = _parser().parse_args(argv)
+        if args.command is None:
+            raise BadInput("no command given: list, verify or shell (see `port25lab --help`)")
+        _require_mininet()
+        if args.command == "list":
+            return cmd_list()
+        if args.command == "verify":
+            return cmd_verify(args)
+        return cmd_shell(args)
+    except BadInput as exc:
+        print(f"port25lab: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    except LabFailure as exc:
+        print(f"port25lab: lab failed: {exc}", file=sys.stderr)
+        return LAB_FAILED
+    except Interrupted as exc:
+        print(f"port25lab: interrupted by signal {exc.signum}; lab torn down", file=sys.stderr)
+        return 128 + exc.signum
+
+
+if __name__ == "__main__":
+    sys.exit(main())

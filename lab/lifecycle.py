@@ -1,0 +1,138 @@
+"""A lab run's identity and its leftovers: per-run prefix, run folder, named namespaces.
+
+Everything a run makes carries its prefix: the run folder /run/port25lab/PREFIX,
+the named namespaces PREFIX-ROLE (so `ip netns exec PREFIX-gw ...` works while
+it is up) and the processes inside them. A run whose owner process is gone is
+stale; `remove_stale` removes exactly such runs and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+RUN_ROOT = Path("/run/port25lab")
+NETNS_ROOT = Path("/run/netns")
+PREFIX_HEAD = "p25-"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One lab run: its prefix and its folder."""
+
+    prefix: str
+    folder: Path
+
+    def netns(self, role: str) -> str:
+        return f"{self.prefix}-{role}"
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of a process (tells a live owner from a reused PID)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def new_run() -> Run:
+    """Claim a fresh prefix and folder, recording this process as the owner."""
+    prefix = PREFIX_HEAD + secrets.token_hex(3)
+    folder = RUN_ROOT / prefix
+    folder.mkdir(parents=True, mode=0o700)
+    owner = {"pid": os.getpid(), "start": _start_time(os.getpid())}
+    (folder / "owner.json").write_text(json.dumps(owner))
+    return Run(prefix, folder)
+
+
+def is_stale(folder: Path) -> bool:
+    try:
+        owner = json.loads((folder / "owner.json").read_text())
+    except (OSError, ValueError):
+        # A folder without a readable owner is only ours if it has our shape;
+        # give a run that is just starting a moment to write it.
+        return time.time() - folder.stat().st_mtime > 60
+    return bool(_start_time(int(owner["pid"])) != owner.get("start"))
+
+
+def remove_stale() -> list[str]:
+    """Remove what dead earlier runs left behind; returns their prefixes."""
+    removed = []
+    if RUN_ROOT.is_dir():
+        for folder in sorted(RUN_ROOT.glob(PREFIX_HEAD + "*")):
+            if folder.is_dir() and is_stale(folder):
+                destroy(Run(folder.name, folder))
+                removed.append(folder.name)
+    return removed
+
+
+def namespaces_of(run: Run) -> list[str]:
+    if not NETNS_ROOT.is_dir():
+        return []
+    return sorted(p.name for p in NETNS_ROOT.iterdir() if p.name.startswith(run.prefix + "-"))
+
+
+def processes_in(namespace_inodes: set[int]) -> list[int]:
+    """PIDs whose network namespace is one of these (by inode)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if os.stat(entry / "ns" / "net").st_ino in namespace_inodes:
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def kill_all(pids: list[int], grace: float = 1.0) -> None:
+    """SIGTERM, then SIGKILL what is still there after `grace` seconds."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.02)
+        alive = [p for p in alive if _start_time(p) is not None and not _zombie(p)]
+    for pid in alive:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def destroy(run: Run, extra_inodes: set[int] | None = None) -> None:
+    """Kill every process in the run's namespaces, delete them and the run folder."""
+    names = namespaces_of(run)
+    inodes = set(extra_inodes or set())
+    for name in names:
+        try:
+            inodes.add(os.stat(NETNS_ROOT / name).st_ino)
+        except OSError:
+            pass
+    # Never our own (the host's) namespace, whatever went wrong before.
+    inodes.discard(os.stat("/proc/self/ns/net").st_ino)
+    if inodes:
+        kill_all(processes_in(inodes))
+    for name in names:
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
+    shutil.rmtree(run.folder, ignore_errors=True)

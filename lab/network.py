@@ -1,0 +1,267 @@
+"""The running lab: a topology booted in namespaces, with its services and agents.
+
+This is the only module that touches Mininet. Everything it makes lives in
+namespaces named after the run's prefix (see `lab.lifecycle`); `stop()`
+removes all of it, and is safe to call twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lab import lifecycle
+from lab.counters import Rule, parse_save
+from lab.errors import LabFailure
+from lab.lifecycle import Run
+from lab.verdict import Sighting
+from topologies import TOPOLOGIES
+from topologies.plan import Plan
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SAVE = {4: "iptables-save", 6: "ip6tables-save"}
+
+
+def _quiet_mininet() -> Any:
+    """Import Mininet without its host-wide side effects.
+
+    `Mininet.init()` raises the root namespace's sysctls (buffer sizes, ARP
+    cache) and rlimits; the lab must not change the host, so it is marked done.
+    Mininet's own log goes quiet: the lab reports for itself.
+    """
+    from mininet.log import setLogLevel
+    from mininet.net import Mininet
+
+    setLogLevel("error")
+    Mininet.inited = True
+    return Mininet
+
+
+@dataclass
+class AgentProcess:
+    """A probe agent inside one node, spoken to in JSON lines."""
+
+    role: str
+    process: subprocess.Popen[str]
+    log: Path
+
+    def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        return self.read(timeout)
+
+    def read(self, timeout: float) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        line = self.process.stdout.readline() if ready else ""
+        if not line:
+            last = self.log.read_text().strip().splitlines()[-1:] if self.log.exists() else []
+            raise LabFailure(f"probe agent on {self.role} did not answer"
+                             + (f": {last[0]}" if last else ""))
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+
+class FarSide:
+    """Reads the recorders' files and finds where a probe's SYN arrived."""
+
+    def __init__(self, files: dict[str, Path]) -> None:
+        self.files = files
+        self.offsets = dict.fromkeys(files, 0)
+        self.syns: dict[int, list[Sighting]] = {}
+
+    def _read_new(self) -> None:
+        for role, path in self.files.items():
+            with path.open() as f:
+                f.seek(self.offsets[role])
+                for line in f:
+                    if not line.endswith("\n"):
+                        break  # a line being written: read it next time
+                    self.offsets[role] += len(line)
+                    seen = json.loads(line)
+                    if seen.get("proto") == 6 and seen.get("flags", "").find("S") >= 0 \
+                            and "A" not in seen.get("flags", ""):
+                        self.syns.setdefault(seen["sport"], []).append(
+                            Sighting(role, seen["dst"], seen["dport"]))
+
+    def sightings(self, sport: int, expect: bool, wait: float = 0.3) -> list[Sighting]:
+        """Where the SYN from `sport` arrived; if `expect`, give recorders `wait` s to write."""
+        deadline = time.monotonic() + (wait if expect else 0.0)
+        while True:
+            self._read_new()
+            found = self.syns.get(sport, [])
+            if found or time.monotonic() >= deadline:
+                # keep the first record per role: a retransmitted SYN is the same probe
+                unique = {s.role: s for s in reversed(found)}
+                return list(reversed(list(unique.values())))
+            time.sleep(0.005)
+
+
+class Lab:
+    """A booted topology. Use as a context manager: teardown always runs."""
+
+    def __init__(self, topology: str, run: Run, services: dict[str, tuple[int, ...]]) -> None:
+        self.topology = topology
+        self.plan: Plan = TOPOLOGIES[topology].PLAN
+        self.run = run
+        self.services = services
+        self.net: Any = None
+        self.agents: dict[str, AgentProcess] = {}
+        self.daemons: list[subprocess.Popen[bytes]] = []
+        self.far_side: FarSide | None = None
+        self.inodes: set[int] = set()
+
+    # -- lifecycle -------------------------------------------------------------
+    def __enter__(self) -> Lab:
+        try:
+            self.boot()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def boot(self) -> None:
+        mininet_cls = _quiet_mininet()
+        topo = TOPOLOGIES[self.topology]()
+        try:
+            self.net = mininet_cls(topo=topo, controller=None, build=False,
+                                   autoSetMacs=False, waitConnected=False)
+            self.net.build()
+            for node in (*self.net.hosts, *self.net.switches):
+                self._name_namespace(node)
+            self.net.start()
+        except LabFailure:
+            raise
+        except Exception as exc:  # Mininet raises bare Exception for every failure
+            raise LabFailure(f"cannot boot {self.topology}: {exc}") from exc
+        self._wait_ready()
+        self._start_services()
+
+    def _name_namespace(self, node: Any) -> None:
+        """Give the node's namespace the run's name, so users and cleanup can find it."""
+        name = self.run.netns(node.name)
+        self.inodes.add(os.stat(f"/proc/{node.pid}/ns/net").st_ino)
+        done = subprocess.run(["ip", "netns", "attach", name, str(node.pid)],
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise LabFailure(f"cannot name namespace {name}: {done.stderr.strip()}")
+
+    def _wait_ready(self, tries: int = 20) -> None:
+        """Every host reaches its default gateway on both families (links up, caches warm)."""
+        pending = [(r.name, route.via) for r in self.plan.roles for route in r.routes
+                   if route.destination == "default"]
+        for _ in range(tries):
+            procs = [(role, via, self.node(role).popen(["ping", "-c1", "-W1", "-q", via]))
+                     for role, via in pending]
+            pending = [(role, via) for role, via, p in procs if p.wait() != 0]
+            if not pending:
+                return
+            time.sleep(0.05)
+        raise LabFailure(f"lab not ready: {pending[0][0]} cannot reach {pending[0][1]}")
+
+    def _start_services(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+        files: dict[str, Path] = {}
+        waits: list[Path] = []
+        for role in self.plan.roles:
+            if role.is_router:
+                continue
+            files[role.name] = self.run.folder / f"{role.name}.packets.jsonl"
+            files[role.name].touch()
+            self.daemons.append(self.node(role.name).popen(
+                [sys.executable, "-m", "lab.recorder", str(files[role.name])],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+            waits.append(files[role.name])
+        for role_name, ports in self.services.items():
+            log = self.run.folder / f"{role_name}.listener.jsonl"
+            self.daemons.append(self.node(role_name).popen(
+                [sys.executable, "-m", "lab.listener", role_name, str(log),
+                 *map(str, ports)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+            waits.append(log)
+        deadline = time.monotonic() + 10
+        for path in waits:
+            while not (path.exists() and '"ready"' in path.read_text()[:64]):
+                if time.monotonic() > deadline:
+                    raise LabFailure(f"service did not start: {path.name}")
+                time.sleep(0.01)
+        self.far_side = FarSide(files)
+
+    def stop(self) -> None:
+        for agent in self.agents.values():
+            if agent.process.stdin:
+                agent.process.stdin.close()
+        for proc in (*[a.process for a in self.agents.values()], *self.daemons):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in (*[a.process for a in self.agents.values()], *self.daemons):
+            try:
+                proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.agents, self.daemons = {}, []
+        if self.net is not None:
+            try:
+                self.net.stop()
+            finally:
+                self.net = None
+        lifecycle.destroy(self.run, self.inodes)
+
+    # -- running things in nodes ---------------------------------------------------
+    def node(self, role: str) -> Any:
+        assert self.net is not None, "lab is not up"
+        return self.net[role]
+
+    def exec(self, role: str, argv: list[str], stdin: str | None = None,
+             timeout: float = 30) -> tuple[int, str, str]:
+        """Run a program inside a node and wait for it."""
+        proc = self.node(role).popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = proc.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise LabFailure(f"{role}: {' '.join(argv)} took over {timeout} s") from None
+        return proc.returncode, out, err
+
+    def agent(self, role: str) -> AgentProcess:
+        if role not in self.agents:
+            self.start_agents([role])
+        return self.agents[role]
+
+    def start_agents(self, roles: list[str]) -> None:
+        """Start probe agents (in parallel: each imports scapy once)."""
+        env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+        fresh = [r for r in roles if r not in self.agents]
+        for role in fresh:
+            log = self.run.folder / f"{role}.agent.log"
+            with log.open("w") as stderr:
+                proc = self.node(role).popen(
+                    [sys.executable, "-m", "probes.agent", str(self.run.folder)],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                    env=env)
+            self.agents[role] = AgentProcess(role, proc, log)
+        for role in fresh:
+            self.agents[role].read(timeout=30)
+
+    def rules(self, family: int) -> list[Rule]:
+        """Every router's rules and counters for one family."""
+        rules: list[Rule] = []
+        for router in self.plan.routers:
+            status, out, err = self.exec(router, [SAVE[family], "-c"], timeout=10)
+            if status != 0:
+                raise LabFailure(f"{router}: {SAVE[family]} failed: {err.strip()}")
+            rules.extend(parse_save(router, family, out))
+        return rules

@@ -1,0 +1,102 @@
+"""Reports of verify runs: the terminal matrix, JSON and JUnit XML."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lab.verify import Result, ScenarioResult
+
+
+def matrix(scenario: ScenarioResult) -> str:
+    """One scenario as a table: a row per (source, target, probe), a column per family."""
+    status = "PASS" if scenario.passed else "FAIL"
+    lines = [f"== {scenario.name} [{scenario.topology}] {status}"]
+    if scenario.lab_error:
+        lines.append(f"   lab error: {scenario.lab_error}")
+    for error in scenario.load_errors:
+        lines.append(f"   load error: {error}")
+    rules: list[str] = []
+    rows: dict[tuple[str, str, str], dict[int, Result]] = {}
+    for r in scenario.results:
+        rows.setdefault((r.source, r.target, r.probe), {})[r.family] = r
+    header = ("source", "target", "probe", "IPv4", "IPv6")
+    table = [header]
+    for (source, target, probe), by_family in rows.items():
+        cells = []
+        for family in (4, 6):
+            r = by_family.get(family)
+            if r is None:
+                cells.append("-")
+                continue
+            cell = str(r.observed)
+            if r.rule:
+                if r.rule not in rules:
+                    rules.append(r.rule)
+                cell += f" [{rules.index(r.rule) + 1}]"
+            if not r.passed:
+                cell += f" ✗ (want {r.expected})"
+            cells.append(cell)
+        table.append((source, target, probe, *cells))
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        lines.append("   " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
+                     .rstrip())
+    if rules:
+        lines.append("   deciding rules:")
+        lines += [f"     [{n}] {rule}" for n, rule in enumerate(rules, 1)]
+    wrong = [r for r in scenario.results if not r.passed]
+    if wrong:
+        lines.append("   evidence of mismatches:")
+        lines += [f"     {r.source} → {r.target} {r.probe}/v{r.family}: {r.detail}"
+                  for r in wrong]
+    return "\n".join(lines)
+
+
+def summary(scenarios: Sequence[ScenarioResult]) -> str:
+    passed = sum(s.passed for s in scenarios)
+    return f"{passed} of {len(scenarios)} scenarios pass"
+
+
+def as_json(scenarios: Sequence[ScenarioResult]) -> dict[str, Any]:
+    return {"scenarios": [{
+        "name": s.name,
+        "topology": s.topology,
+        "passed": s.passed,
+        "lab_error": s.lab_error,
+        "load_errors": [{"file": e.file, "line": e.line, "message": e.message}
+                        for e in s.load_errors],
+        "results": [{
+            "source": r.source, "target": r.target, "probe": r.probe, "family": r.family,
+            "expected": str(r.expected), "observed": str(r.observed), "rule": r.rule,
+            "detail": r.detail, "passed": r.passed, "elapsed_ms": r.elapsed_ms,
+        } for r in s.results],
+    } for s in scenarios]}
+
+
+def write_json(path: Path, scenarios: Sequence[ScenarioResult]) -> None:
+    path.write_text(json.dumps(as_json(scenarios), indent=2, ensure_ascii=False) + "\n")
+
+
+def write_junit(path: Path, scenarios: Sequence[ScenarioResult]) -> None:
+    suites = ET.Element("testsuites")
+    for s in scenarios:
+        cases: list[tuple[str, str | None]] = [
+            ("policy loads", "; ".join(map(str, s.load_errors)) or None)]
+        if s.lab_error:
+            cases.append(("lab runs", s.lab_error))
+        for r in s.results:
+            name = f"{r.source} -> {r.target} {r.probe} IPv{r.family}"
+            failure = None if r.passed else (
+                f"expected {r.expected}, observed {r.observed}: {r.detail}")
+            cases.append((name, failure))
+        suite = ET.SubElement(suites, "testsuite", name=s.name, tests=str(len(cases)),
+                              failures=str(sum(f is not None for _, f in cases)))
+        for name, failure in cases:
+            case = ET.SubElement(suite, "testcase", classname=f"port25lab.{s.name}", name=name)
+            if failure is not None:
+                ET.SubElement(case, "failure", message=failure[:200]).text = failure
+    ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)

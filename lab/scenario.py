@@ -1,0 +1,206 @@
+"""Scenarios: a topology, the policy on its routers, services and the expectation matrix.
+
+A scenario is a folder with `scenario.yaml` and its policy files; it is data,
+validated here completely before any lab boots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab.errors import BadInput
+from lab.policy import PolicyFile, read_policy
+from lab.verdict import Verdict
+from probes.tcp import PROBES
+from topologies import TOPOLOGIES
+from topologies.plan import Plan
+
+BUILTIN = Path(__file__).resolve().parent.parent / "scenarios"
+SPEC = "scenario.yaml"
+_KEYS = {"summary", "topology", "policy", "services", "expect"}
+_EXPECT_KEYS = {"from", "to", "probes", "families", "verdict"}
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """(source role, probe, family) towards a target role → the verdict the policy intends."""
+
+    source: str
+    target: str
+    probe: str
+    family: int
+    verdict: Verdict
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    folder: Path
+    summary: str
+    topology: str
+    policies: dict[str, tuple[PolicyFile, ...]]
+    services: dict[str, tuple[int, ...]]
+    expectations: tuple[Expectation, ...]
+
+    @property
+    def plan(self) -> Plan:
+        return TOPOLOGIES[self.topology].PLAN
+
+    def with_rules(self, family: int, policy: PolicyFile) -> Scenario:
+        """This scenario with the policy router's rules of one family replaced."""
+        router = self.plan.policy_router
+        other = 10 - family  # 4 <-> 6
+        kept = tuple(p.only(other) for p in self.policies.get(router, ()))
+        kept = tuple(p for p in kept if not p.empty)
+        return replace(self, policies={**self.policies, router: (*kept, policy.only(family))})
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.parent.name for p in BUILTIN.glob(f"*/{SPEC}"))
+
+
+def find(name_or_path: str) -> Path:
+    """The folder of a built-in scenario name or a path to a scenario folder."""
+    path = Path(name_or_path)
+    if (BUILTIN / name_or_path / SPEC).is_file() and "/" not in name_or_path:
+        return BUILTIN / name_or_path
+    if path.is_dir():
+        if not (path / SPEC).is_file():
+            raise BadInput(f"{path}: not a scenario folder (no {SPEC})")
+        return path
+    if path.is_file() and path.name == SPEC:
+        return path.parent
+    raise BadInput(f"unknown scenario '{name_or_path}' "
+                   "(`port25lab list` shows the built-in ones; or give a scenario folder)")
+
+
+def load(name_or_path: str) -> Scenario:
+    folder = find(name_or_path)
+    spec_path = folder / SPEC
+    try:
+        data = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "malformed YAML"
+        raise BadInput(f"{spec_path}{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{spec_path}: cannot read: {exc}") from None
+    return _build(folder, spec_path, data)
+
+
+def _fail(spec: Path, message: str) -> BadInput:
+    return BadInput(f"{spec}: {message}")
+
+
+def _build(folder: Path, spec: Path, data: Any) -> Scenario:
+    if not isinstance(data, dict):
+        raise _fail(spec, "must be a mapping with topology, policy and expect")
+    unknown = set(data) - _KEYS
+    if unknown:
+        raise _fail(spec, f"unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(_KEYS))})")
+    topology = data.get("topology")
+    if topology not in TOPOLOGIES:
+        raise _fail(spec, f"topology '{topology}' is not one of: {', '.join(TOPOLOGIES)}")
+    plan = TOPOLOGIES[topology].PLAN
+    policies = _policies(folder, spec, plan, data.get("policy") or {})
+    services = _services(spec, plan, data.get("services"))
+    expectations = _expectations(spec, plan, data.get("expect"))
+    return Scenario(folder.name, folder, str(data.get("summary", "")).strip(), topology,
+                    policies, services, expectations)
+
+
+def _role(spec: Path, plan: Plan, role: Any, what: str) -> str:
+    if role not in plan.role_names:
+        raise _fail(spec, f"{what}: unknown role '{role}' in topology {plan.name} "
+                          f"(roles: {', '.join(plan.role_names)})")
+    return str(role)
+
+
+def _policies(folder: Path, spec: Path, plan: Plan, data: Any) -> dict[str, tuple[PolicyFile, ...]]:
+    if not isinstance(data, dict):
+        raise _fail(spec, "policy: must map a router role to a list of rules files")
+    policies: dict[str, tuple[PolicyFile, ...]] = {}
+    for router, files in data.items():
+        _role(spec, plan, router, "policy")
+        if router not in plan.routers:
+            raise _fail(spec, f"policy: '{router}' is not a router")
+        entries = files if isinstance(files, list) else [files]
+        loaded = []
+        for entry in entries:
+            family = None
+            if isinstance(entry, dict):
+                family = entry.get("family")
+                if family not in (4, 6):
+                    raise _fail(spec, f"policy: family of {entry.get('file')} must be 4 or 6")
+                entry = entry.get("file")
+            if not isinstance(entry, str):
+                raise _fail(spec, f"policy: '{entry}' is not a file name")
+            loaded.append(read_policy(folder / entry, family))
+        policies[str(router)] = tuple(loaded)
+    return policies
+
+
+def _services(spec: Path, plan: Plan, data: Any) -> dict[str, tuple[int, ...]]:
+    if data is None:
+        # By default the mail servers listen where mail servers listen.
+        return {r.name: ((25, 465, 587) if r.kind == "server" else (25, 465))
+                for r in plan.roles if r.kind == "server" or r.name == "remote-mx"}
+    if not isinstance(data, dict):
+        raise _fail(spec, "services: must map a role to a list of TCP ports")
+    services = {}
+    for role, ports in data.items():
+        _role(spec, plan, role, "services")
+        if not isinstance(ports, list) or not all(isinstance(p, int) and 0 < p < 65536
+                                                  for p in ports):
+            raise _fail(spec, f"services: ports of {role} must be a list of TCP ports")
+        services[str(role)] = tuple(ports)
+    return services
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _expectations(spec: Path, plan: Plan, data: Any) -> tuple[Expectation, ...]:
+    if not isinstance(data, list) or not data:
+        raise _fail(spec, "expect: must be a non-empty list of expectations")
+    found: dict[tuple[str, str, str, int], Expectation] = {}
+    for number, item in enumerate(data, 1):
+        where = f"expect #{number}"
+        if not isinstance(item, dict):
+            raise _fail(spec, f"{where}: must be a mapping with {', '.join(sorted(_EXPECT_KEYS))}")
+        unknown = set(item) - _EXPECT_KEYS
+        missing = _EXPECT_KEYS - set(item)
+        if unknown or missing:
+            key = sorted(unknown)[0] if unknown else sorted(missing)[0]
+            raise _fail(spec, f"{where}: {'unknown' if unknown else 'missing'} key '{key}'")
+        sources = [s for group in _listed(item["from"])
+                   for s in (plan.clients if group == "clients" else [group])]
+        try:
+            verdict = Verdict(item["verdict"])
+        except ValueError:
+            raise _fail(spec, f"{where}: verdict '{item['verdict']}' is not one of "
+                              f"{', '.join(v.value for v in Verdict)}") from None
+        target = _role(spec, plan, item["to"], where)
+        for source in sources:
+            _role(spec, plan, source, where)
+            if source == target:
+                raise _fail(spec, f"{where}: {source} cannot probe itself")
+            for probe in _listed(item["probes"]):
+                if probe not in PROBES:
+                    raise _fail(spec, f"{where}: unknown probe '{probe}' "
+                                      f"(probes: {', '.join(PROBES)})")
+                for family in _listed(item["families"]):
+                    if family not in (4, 6):
+                        raise _fail(spec, f"{where}: family {family!r} must be 4 or 6")
+                    key = (source, target, probe, family)
+                    if key in found and found[key].verdict != verdict:
+                        raise _fail(spec, f"{where}: contradicts an earlier expectation for "
+                                          f"{source} → {target} {probe} IPv{family}")
+                    found[key] = Expectation(source, target, probe, family, verdict)
+    return tuple(found.values())

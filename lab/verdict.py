@@ -1,0 +1,97 @@
+"""Verdicts, decided from the evidence of the sender, the far side and the routers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from lab.counters import Hit
+
+
+class Verdict(StrEnum):
+    ALLOWED = "allowed"      # reached the intended far side
+    BLOCKED = "blocked"      # never reached the far side; a router rule decided it
+    DIVERTED = "diverted"    # answered by another host or port than the one addressed
+    BANNED = "banned"        # the host is cut off after a trap fired
+    ERROR = "error"          # the lab could not decide; never a pass
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the sender saw after its SYN: the first answer to its source port, if any."""
+
+    sport: int
+    reply: str  # "synack", "rst", "icmp" or "none"
+    source: str | None = None  # address the answer came from
+    source_port: int | None = None
+    ttl: int | None = None
+    icmp: str | None = None
+    banner: str | None = None
+    elapsed_ms: float = 0.0
+
+    def describe(self) -> str:
+        if self.reply == "none":
+            return "no answer"
+        where = f"{self.source}" + (f" port {self.source_port}" if self.source_port else "")
+        what = {"synack": "SYN-ACK", "rst": "RST", "icmp": f"ICMP {self.icmp}"}[self.reply]
+        return f"{what} from {where}" + (f" ttl {self.ttl}" if self.ttl is not None else "")
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """The far side's record: the probe's SYN arrived at `role` on address `dst`, `dport`."""
+
+    role: str
+    dst: str
+    dport: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    rule: str | None
+    detail: str
+
+
+def decide(target: str, address: str, dport: int, seen: Observation,
+           sightings: list[Sighting], rule_hits: list[Hit]) -> Decision:
+    """The verdict for one probe from `seen` (sender), `sightings` (far side) and `rule_hits`."""
+    drops = [h for h in rule_hits if h.rule.drops and not h.rule.is_policy]
+    drops += [h for h in rule_hits if h.rule.drops and h.rule.is_policy]
+    logged = [h.rule for h in rule_hits if h.rule.target in ("LOG", "NFLOG", "ULOG")]
+    rewrites = [h.rule for h in rule_hits if h.rule.target in ("DNAT", "REDIRECT", "NETMAP")]
+    log_note = f"; logged by {logged[0].cite()}" if logged else ""
+    arrived = [s for s in sightings if s.role == target and s.dport == dport]
+    elsewhere = [s for s in sightings if not (s.role == target and s.dport == dport)]
+
+    if arrived:
+        if seen.reply in ("synack", "rst"):
+            banner = f"; banner {seen.banner!r}" if seen.banner else ""
+            return Decision(Verdict.ALLOWED, None,
+                            f"{target}:{dport} saw the SYN; {seen.describe()}{banner}{log_note}")
+        if drops:
+            return Decision(Verdict.BLOCKED, drops[0].rule.cite(),
+                            f"{target}:{dport} saw the SYN but its answer was dropped; "
+                            f"sender: {seen.describe()}{log_note}")
+        return Decision(Verdict.ERROR, None,
+                        f"{target}:{dport} saw the SYN but the sender saw {seen.describe()} "
+                        "and no rule explains it")
+    if elsewhere:
+        new = elsewhere[0]
+        rule = rewrites[0].cite() if rewrites else None
+        if seen.reply in ("synack", "rst") and seen.source == address:
+            return Decision(Verdict.DIVERTED, rule,
+                            f"answered by {new.role}:{new.dport} instead of {target}:{dport}; "
+                            f"{seen.describe()}" + (f"; banner {seen.banner!r}"
+                                                    if seen.banner else "") + log_note)
+        return Decision(Verdict.ERROR, rule,
+                        f"sent to {new.role}:{new.dport} instead of {target}:{dport}, "
+                        f"but the sender saw {seen.describe()}: the diverted connection "
+                        "does not work" + log_note)
+    if drops:
+        how = "rejected" if seen.reply in ("rst", "icmp") else "dropped"
+        return Decision(Verdict.BLOCKED, drops[0].rule.cite(),
+                        f"{how} before {target}:{dport}; sender: {seen.describe()}{log_note}")
+    return Decision(Verdict.ERROR, None,
+                    f"no far side saw the SYN and no router rule matched it; "
+                    f"sender: {seen.describe()}")

@@ -1,0 +1,1 @@
+"""Probes: what a host of the lab emits, written to read like the packet."""

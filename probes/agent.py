@@ -1,0 +1,138 @@
+"""The probe agent: runs inside one lab node and sends probes on request.
+
+Started once per source role (`python -m probes.agent`), so that scapy is
+imported once, not per probe. It reads one JSON request per line on standard
+input and writes one JSON observation per line on standard output.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import select
+import socket
+import sys
+import time
+from typing import Any
+
+from scapy.layers.inet import ICMP, IP, TCP, TCPerror
+from scapy.layers.inet6 import ICMPv6DestUnreach, IPv6, IPv6ExtHdrFragment
+from scapy.layers.l2 import Ether
+
+from probes.tcp import syn
+
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
+_ICMP4 = {3: "unreachable", 11: "time-exceeded"}
+
+
+class Agent:
+    def __init__(self) -> None:
+        self.listen = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        self.listen.setblocking(False)
+        self.raw = {4: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW),
+                    6: socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)}
+
+    def drain(self) -> None:
+        while True:
+            try:
+                self.listen.recv(65535)
+            except BlockingIOError:
+                return
+
+    def syn(self, family: int, dst: str, dport: int, sport: int, wait: float) -> dict[str, Any]:
+        """Send one SYN and report the first answer to `sport` within `wait` seconds."""
+        self.drain()
+        packet = syn(family, dst, dport, sport, random.randrange(1 << 32))
+        start = time.monotonic()
+        self.raw[family].sendto(bytes(packet), (dst, 0))
+        return self.await_answer(sport, start, wait)
+
+    def await_answer(self, sport: int, start: float, wait: float) -> dict[str, Any]:
+        deadline = time.monotonic() + wait
+        while (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([self.listen], [], [], left)
+            if not ready:
+                break
+            try:
+                frame, addr = self.listen.recvfrom(65535)
+            except BlockingIOError:
+                continue
+            if addr[2] == PACKET_OUTGOING:
+                continue
+            answer = self.match(Ether(frame), sport)
+            if answer is not None:
+                answer["elapsed_ms"] = round((time.monotonic() - start) * 1000, 2)
+                return answer
+        return {"reply": "none", "sport": sport,
+                "elapsed_ms": round((time.monotonic() - start) * 1000, 2)}
+
+    @staticmethod
+    def match(frame: Any, sport: int) -> dict[str, Any] | None:
+        """An answer to our source port: a TCP segment to it, or an ICMP error quoting it."""
+        net = frame.getlayer(IP) or frame.getlayer(IPv6)
+        if net is None or frame.haslayer(IPv6ExtHdrFragment):
+            return None
+        ttl = net.ttl if isinstance(net, IP) else net.hlim
+        tcp = net.getlayer(TCP)
+        if tcp is not None and not isinstance(tcp, TCPerror) and tcp.dport == sport:
+            flags = int(tcp.flags)
+            reply = "synack" if flags & 0x12 == 0x12 else "rst" if flags & 0x04 else None
+            if reply:
+                return {"reply": reply, "sport": sport, "source": net.src,
+                        "source_port": tcp.sport, "ttl": ttl}
+        quoted = frame.getlayer(TCPerror)
+        if quoted is not None and quoted.sport == sport:
+            if frame.haslayer(ICMP):
+                icmp = frame[ICMP]
+                what = f"{_ICMP4.get(icmp.type, icmp.type)}/code {icmp.code}"
+            elif frame.haslayer(ICMPv6DestUnreach):
+                what = f"unreachable/code {frame[ICMPv6DestUnreach].code}"
+            else:
+                what = "error"
+            src = net.src
+            return {"reply": "icmp", "sport": sport, "source": src, "icmp": what, "ttl": ttl}
+        return None
+
+    @staticmethod
+    def banner(family: int, dst: str, dport: int, timeout: float) -> dict[str, Any]:
+        """Connect with the kernel's TCP and read the greeting line."""
+        af = socket.AF_INET if family == 4 else socket.AF_INET6
+        try:
+            with socket.socket(af, socket.SOCK_STREAM) as conn:
+                conn.settimeout(timeout)
+                conn.connect((dst, dport))
+                port = conn.getsockname()[1]
+                data = b""
+                while b"\n" not in data and len(data) < 1024:
+                    chunk = conn.recv(1024)
+                    if not chunk:
+                        break
+                    data += chunk
+                try:
+                    conn.sendall(b"QUIT\r\n")
+                except OSError:
+                    pass
+            return {"banner": data.decode("utf-8", "replace").strip(), "sport": port}
+        except OSError as exc:
+            return {"banner": None, "error": str(exc) or type(exc).__name__}
+
+
+def main() -> int:
+    agent = Agent()
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        op = request.pop("op")
+        if op == "syn":
+            result = agent.syn(**request)
+        elif op == "banner":
+            result = agent.banner(**request)
+        else:
+            result = {"error": f"unknown op {op}"}
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Mininet node classes for the lab: hosts and routers with dual-stack plans,
+and a Linux bridge that lives in a namespace of its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mininet.node import Host
+from mininet.nodelib import LinuxBridge
+
+from topologies.plan import Port, Route
+
+_NO_DAD = (
+    "sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 "
+    "net.ipv6.conf.default.dad_transmits=0 net.ipv6.conf.all.dad_transmits=0 "
+    "net.ipv6.conf.default.accept_ra=0 net.ipv6.conf.default.router_solicitations=0"
+)
+
+
+class LabHost(Host):  # type: ignore[misc]
+    """A host whose interfaces and routes come from the addressing plan.
+
+    Duplicate address detection is off before any link exists: otherwise IPv6
+    addresses stay tentative for about a second after boot.
+    """
+
+    def __init__(self, name: str, **params: Any) -> None:
+        super().__init__(name, **params)
+        self.cmd(_NO_DAD)
+
+    def config(self, ports: tuple[Port, ...] = (), routes: tuple[Route, ...] = (),
+               **params: Any) -> dict[str, Any]:
+        params["ip"] = None
+        result: dict[str, Any] = super().config(**params)
+        for port in ports:
+            for cidr in port.addresses:
+                self._ip("addr", "add", cidr, "dev", port.name)
+            self._ip("link", "set", port.name, "up")
+        for route in routes:
+            self._ip(f"-{route.family}", "route", "replace", route.destination, "via", route.via)
+        return result
+
+    def _ip(self, *args: str) -> None:
+        out = self.cmd("ip", *args)
+        if out.strip():
+            raise RuntimeError(f"{self.name}: ip {' '.join(args)}: {out.strip()}")
+
+
+class LabRouter(LabHost):
+    """A Linux router (forwarding on for both families)."""
+
+    def __init__(self, name: str, **params: Any) -> None:
+        super().__init__(name, **params)
+        self.cmd("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1")
+
+
+class LabBridge(LinuxBridge):  # type: ignore[misc]
+    """A Linux bridge created inside its own network namespace.
+
+    The host's root namespace has bridge-nf-call-iptables=1, which would push
+    bridged lab traffic through the host's own firewall; inside a fresh
+    namespace the lab sets it to 0. Mininet's addSwitch passes
+    inNamespace=False, so it is forced here.
+    """
+
+    def __init__(self, name: str, **params: Any) -> None:
+        params["inNamespace"] = True
+        params.setdefault("dpid", "1")  # unused (no OpenFlow), but Switch wants one
+        super().__init__(name, **params)
+
+    def start(self, controllers: Any) -> None:
+        # br_netfilter's sysctls only exist where the module is loaded; a missing
+        # key is fine (then nothing calls iptables for bridged frames here).
+        self.cmd("sysctl -qw net.bridge.bridge-nf-call-iptables=0 "
+                 "net.bridge.bridge-nf-call-ip6tables=0 "
+                 "net.bridge.bridge-nf-call-arptables=0 2>/dev/null")
+        self.cmd(_NO_DAD)
+        super().start(controllers)
