@@ -8,6 +8,7 @@ stale; `remove_stale` removes exactly such runs and nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -60,7 +61,8 @@ def is_stale(folder: Path) -> bool:
         # A folder without a readable owner is only ours if it has our shape;
         # give a run that is just starting a moment to write it.
         return time.time() - folder.stat().st_mtime > 60
-    return bool(_start_time(int(owner["pid"])) != owner.get("start"))
+    current = _start_time(int(owner["pid"]))
+    return current is None or current != owner.get("start")
 
 
 def remove_stale() -> list[str]:
@@ -97,20 +99,16 @@ def processes_in(namespace_inodes: set[int]) -> list[int]:
 def kill_all(pids: list[int], grace: float = 1.0) -> None:
     """SIGTERM, then SIGKILL what is still there after `grace` seconds."""
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + grace
     alive = list(pids)
     while alive and time.monotonic() < deadline:
         time.sleep(0.02)
         alive = [p for p in alive if _start_time(p) is not None and not _zombie(p)]
     for pid in alive:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def _zombie(pid: int) -> bool:
@@ -125,10 +123,8 @@ def destroy(run: Run, extra_inodes: set[int] | None = None) -> None:
     names = namespaces_of(run)
     inodes = set(extra_inodes or set())
     for name in names:
-        try:
+        with contextlib.suppress(OSError):
             inodes.add(os.stat(NETNS_ROOT / name).st_ino)
-        except OSError:
-            pass
     # Never our own (the host's) namespace, whatever went wrong before.
     inodes.discard(os.stat("/proc/self/ns/net").st_ino)
     if inodes:

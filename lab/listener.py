@@ -11,12 +11,19 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Awaitable, Callable
+from typing import TextIO
 
 
 async def serve(name: str, log_path: str, ports: list[int]) -> None:
-    log = open(log_path, "a", buffering=1)
+    with open(log_path, "a", buffering=1) as log:
+        await _serve(name, log, ports)
 
-    def handler(port: int):  # type: ignore[no-untyped-def]
+
+async def _serve(name: str, log: TextIO, ports: list[int]) -> None:
+    Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+    def handler(port: int) -> Handler:
         async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             peer = writer.get_extra_info("peername")
             log.write(json.dumps({"t": time.time(), "port": port,

@@ -202,10 +202,12 @@ class Lab:
         for agent in self.agents.values():
             if agent.process.stdin:
                 agent.process.stdin.close()
-        for proc in (*[a.process for a in self.agents.values()], *self.daemons):
+        processes: list[subprocess.Popen[Any]] = [a.process for a in self.agents.values()]
+        processes += self.daemons
+        for proc in processes:
             if proc.poll() is None:
                 proc.terminate()
-        for proc in (*[a.process for a in self.agents.values()], *self.daemons):
+        for proc in processes:
             try:
                 proc.wait(timeout=2)
             except subprocess.TimeoutExpired:

@@ -58,18 +58,19 @@ def _transport(facts: dict[str, Any], proto: int, data: bytes) -> dict[str, Any]
 
 
 def main() -> int:
-    out = open(sys.argv[1], "a", buffering=1)  # line-buffered: the lab reads it live
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-    out.write(json.dumps({"ready": True}) + "\n")
-    while True:
-        frame, addr = sock.recvfrom(65535)
-        if addr[2] == PACKET_OUTGOING:
-            continue
-        facts = parse(frame)
-        if facts is not None:
-            facts["t"] = round(time.time(), 6)
-            facts["if"] = addr[0]
-            out.write(json.dumps(facts) + "\n")
+    # line-buffered: the lab reads the file while the recorder writes it
+    with open(sys.argv[1], "a", buffering=1) as out, \
+            socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)) as sock:
+        out.write(json.dumps({"ready": True}) + "\n")
+        while True:  # ends when the lab stops the recorder
+            frame, addr = sock.recvfrom(65535)
+            if addr[2] == PACKET_OUTGOING:
+                continue
+            facts = parse(frame)
+            if facts is not None:
+                facts["t"] = round(time.time(), 6)
+                facts["if"] = addr[0]
+                out.write(json.dumps(facts) + "\n")
 
 
 if __name__ == "__main__":

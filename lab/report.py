@@ -23,15 +23,16 @@ def matrix(scenario: ScenarioResult) -> str:
     rows: dict[tuple[str, str, str], dict[int, Result]] = {}
     for r in scenario.results:
         rows.setdefault((r.source, r.target, r.probe), {})[r.family] = r
-    header = ("source", "target", "probe", "IPv4", "IPv6")
-    table = [header]
+    header = ["source", "target", "probe", "IPv4", "IPv6"]
+    table: list[list[str]] = [header]
     for (source, target, probe), by_family in rows.items():
         cells = []
         for family in (4, 6):
-            r = by_family.get(family)
-            if r is None:
+            found = by_family.get(family)
+            if found is None:
                 cells.append("-")
                 continue
+            r = found
             cell = str(r.observed)
             if r.rule:
                 if r.rule not in rules:
@@ -40,7 +41,7 @@ def matrix(scenario: ScenarioResult) -> str:
             if not r.passed:
                 cell += f" ✗ (want {r.expected})"
             cells.append(cell)
-        table.append((source, target, probe, *cells))
+        table.append([source, target, probe, *cells])
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         lines.append("   " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))

@@ -119,7 +119,7 @@ def verify(scenario: Scenario, run: Run, progress: Progress) -> ScenarioResult:
     load_errors: list[LoadError] = []
     boot_ms = 0.0
     try:
-        progress(f"{scenario.name}: booting {scenario.topology}")
+        progress(f"{scenario.name}: booting {scenario.topology} as {run.prefix}")
         with Lab(scenario.topology, run, scenario.services) as lab:
             boot_ms = (time.monotonic() - started) * 1000
             load_errors = load_policies(lab, scenario)

@@ -7,6 +7,7 @@ input and writes one JSON observation per line on standard output.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import select
@@ -109,10 +110,8 @@ class Agent:
                     if not chunk:
                         break
                     data += chunk
-                try:
+                with contextlib.suppress(OSError):
                     conn.sendall(b"QUIT\r\n")
-                except OSError:
-                    pass
             return {"banner": data.decode("utf-8", "replace").strip(), "sport": port}
         except OSError as exc:
             return {"banner": None, "error": str(exc) or type(exc).__name__}

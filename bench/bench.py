@@ -1,0 +1,302 @@
+"""Benchmark the lab: boot and teardown, per-probe verdict latency, CLI wall time.
+
+Prints figures and asserts nothing. Progress goes to stderr, the figures to
+stdout. Exit status: 0; 2 bad usage; 3 the lab failed (one line on stderr);
+128+N after signal N (every lab torn down first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from lab import lifecycle, scenario
+from lab.errors import BadInput, LabFailure
+from lab.network import Lab
+from lab.scenario import Scenario
+from lab.verify import load_policies, probe_once, source_ports
+
+# One fixed scenario per built-in topology: its services are what a verify run boots.
+LAB_SCENARIOS = ("fixed-screened-block", "fixed-dmz-block")
+CLI_SCENARIOS = ("seed-screened-block", "seed-dmz-block", "fixed-screened-block",
+                 "fixed-dmz-block")
+BLOCKED_TARGET_MS = 100.0
+CLI_TARGET_S = 30.0
+CLI_TIMEOUT_S = 900.0
+LAB_FAILED, BAD_INPUT = 3, 2
+
+Say = Callable[[str], None]
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM: unwind so that every lab is torn down."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@dataclass(frozen=True)
+class LabCycle:
+    """Boot and teardown times (ms) of one topology over several rounds."""
+
+    topology: str
+    boot_ms: tuple[float, ...]
+    teardown_ms: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class ProbeTiming:
+    """One probe_once call, timed by its caller."""
+
+    scenario: str
+    observed: str
+    expected: str
+    call_ms: float
+    sender_ms: float  # Observation.elapsed_ms: the agent's own SYN/answer wait
+
+
+@dataclass(frozen=True)
+class CliRun:
+    label: str
+    seconds: float
+    status: int
+    summary: str  # the CLI's last stdout line ("N of M scenarios pass")
+
+
+# -- statistics -----------------------------------------------------------------
+def p95(samples: Sequence[float]) -> float:
+    """Nearest-rank 95th percentile (with fewer than 20 samples: the largest)."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def _ms(seconds: float) -> float:
+    return seconds * 1000.0
+
+
+# -- 1. boot and teardown -----------------------------------------------------------
+def time_lab_cycles(s: Scenario, rounds: int, say: Say) -> LabCycle:
+    """Boot (Lab.__enter__, services included) and tear down (__exit__) `rounds` times."""
+    boots: list[float] = []
+    downs: list[float] = []
+    for number in range(1, rounds + 1):
+        run = lifecycle.new_run()
+        try:
+            lab = Lab(s.topology, run, s.services)
+            started = time.perf_counter()
+            with lab:
+                up = time.perf_counter()
+            down = time.perf_counter()
+        finally:
+            lifecycle.destroy(run)
+        boots.append(_ms(up - started))
+        downs.append(_ms(down - up))
+        say(f"{s.topology}: round {number}/{rounds}: boot {boots[-1]:.0f} ms, "
+            f"teardown {downs[-1]:.0f} ms")
+    return LabCycle(s.topology, tuple(boots), tuple(downs))
+
+
+# -- 2. per-probe verdict latency -------------------------------------------------------
+def time_probes(s: Scenario, say: Say) -> list[ProbeTiming]:
+    """What lab.verify.verify() does for one scenario, with each probe_once call timed."""
+    timings: list[ProbeTiming] = []
+    ports = source_ports()
+    run = lifecycle.new_run()
+    try:
+        with Lab(s.topology, run, s.services) as lab:
+            for error in load_policies(lab, s):
+                say(f"{s.name}: load error {error}")
+            lab.start_agents(sorted({e.source for e in s.expectations}))
+            for expectation in s.expectations:
+                sport = next(ports)
+                started = time.perf_counter()
+                result = probe_once(lab, expectation, sport)
+                elapsed = time.perf_counter() - started
+                timings.append(ProbeTiming(s.name, str(result.observed), str(result.expected),
+                                           _ms(elapsed), result.elapsed_ms))
+    finally:
+        lifecycle.destroy(run)
+    return timings
+
+
+def time_scenarios(scenarios: Sequence[Scenario], repeat: int, say: Say) -> list[ProbeTiming]:
+    timings: list[ProbeTiming] = []
+    for number in range(1, repeat + 1):
+        for s in scenarios:
+            say(f"{s.name}: probing, repeat {number}/{repeat}")
+            found = time_probes(s, say)
+            wrong = sum(t.observed != t.expected for t in found)
+            say(f"{s.name}: {len(found)} probes, median "
+                f"{statistics.median(t.call_ms for t in found):.1f} ms"
+                + (f", {wrong} verdicts differ from the expectation" if wrong else ""))
+            timings.extend(found)
+    return timings
+
+
+# -- 3. the command line ---------------------------------------------------------------
+def run_cli(label: str, argv: list[str], say: Say) -> CliRun:
+    """Run the CLI once and time it; exit 0 or 1 are results, anything else a lab failure."""
+    say(f"cli: {' '.join(argv[1:])}")
+    started = time.perf_counter()
+    with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as child:
+        try:
+            out, err = child.communicate(timeout=CLI_TIMEOUT_S)
+        except BaseException:
+            # SIGTERM lets the CLI tear its lab down; SIGKILL would leave it behind.
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.communicate()
+            raise
+    seconds = time.perf_counter() - started
+    if child.returncode not in (0, 1):
+        last = (err.strip().splitlines() or ["(no message)"])[-1]
+        raise LabFailure(f"`port25lab {' '.join(argv[1:])}` exited {child.returncode}: {last}")
+    summary = (out.strip().splitlines() or [""])[-1]
+    say(f"cli: {seconds:.1f} s, exit {child.returncode}: {summary}")
+    return CliRun(label, seconds, child.returncode, summary)
+
+
+def time_cli(say: Say) -> list[CliRun]:
+    cli = str(Path(sys.executable).parent / "port25lab")
+    with tempfile.TemporaryDirectory(prefix="port25lab-bench-") as folder:
+        report = Path(folder) / "report.json"
+        every = run_cli("verify --all -q --json", [cli, "verify", "--all", "-q", "--json",
+                                                   str(report)], say)
+        scenarios = json.loads(report.read_text())["scenarios"]
+        say(f"cli: JSON report has {len(scenarios)} scenarios, "
+            f"{sum(s['passed'] for s in scenarios)} pass")
+    named = run_cli(f"verify {len(CLI_SCENARIOS)} scenarios -q",
+                    [cli, "verify", *CLI_SCENARIOS, "-q"], say)
+    return [every, named]
+
+
+# -- the report ---------------------------------------------------------------------
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    right = {1, 2, 3}  # numbers line up on the right
+    return "\n".join("  ".join(cell.rjust(w) if i in right else cell.ljust(w)
+                               for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
+                     .rstrip() for row in rows)
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "NO"
+
+
+def report(cycles: Sequence[LabCycle], probes: Sequence[ProbeTiming],
+           cli: Sequence[CliRun]) -> str:
+    rows: list[tuple[str, ...]] = [("figure", "n", "median", "p95", "note")]
+    for c in cycles:
+        for what, samples in (("boot", c.boot_ms), ("teardown", c.teardown_ms)):
+            rows.append((f"{what} {c.topology}", str(len(samples)),
+                         f"{statistics.median(samples):.0f} ms", f"{p95(samples):.0f} ms", ""))
+    first = ("blocked", "allowed")
+    kinds = sorted({t.observed for t in probes},
+                   key=lambda k: (first.index(k) if k in first else len(first), k))
+    names = list(dict.fromkeys(t.scenario for t in probes))
+    for kind in kinds:
+        for name in ("", *names):
+            group = [t for t in probes if t.observed == kind and name in ("", t.scenario)]
+            if not group:
+                continue
+            calls = [t.call_ms for t in group]
+            note = f"sender {statistics.median(t.sender_ms for t in group):.1f} ms"
+            if kind == "blocked" and not name:
+                note += (f"; median < {BLOCKED_TARGET_MS:.0f} ms: "
+                         f"{_yes(statistics.median(calls) < BLOCKED_TARGET_MS)}")
+            label = f"probe {kind}" if not name else f"  {name}"
+            rows.append((label, str(len(calls)), f"{statistics.median(calls):.1f} ms",
+                         f"{p95(calls):.1f} ms", note))
+    if "blocked" not in kinds:
+        rows.append(("probe blocked", "0", "-", "-",
+                     f"median < {BLOCKED_TARGET_MS:.0f} ms: n/a (no blocked probe)"))
+    wrong = sum(t.observed != t.expected for t in probes)
+    rows.append(("probe verdict != expected", str(wrong), "", "", f"of {len(probes)} probes"))
+    for r in cli:
+        note = f"exit {r.status}; {r.summary}"
+        if r.label.startswith("verify --all"):
+            note += " (exit 1 expected: seed scenarios fail by design)"
+        else:
+            note += f"; < {CLI_TARGET_S:.0f} s: {_yes(r.seconds < CLI_TARGET_S)}"
+        rows.append((f"cli {r.label}", "1", f"{r.seconds:.1f} s", "", note))
+    machine = (f"machine: nproc {len(os.sched_getaffinity(0))}, kernel {platform.release()}, "
+               f"python {platform.python_version()}")
+    return "\n".join(("port25lab bench", machine, _table(rows),
+                      "p95 is nearest-rank: with fewer than 20 samples it is the largest; "
+                      "'sender' is the agent's own SYN wait (Observation.elapsed_ms)"))
+
+
+# -- the program ----------------------------------------------------------------------
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bench.py", description="Time lab boot and teardown, per-probe verdicts and the "
+        "verify command. Needs root; prints figures and asserts nothing.")
+    parser.add_argument("--rounds", type=_count, default=5, metavar="N",
+                        help="boot/teardown rounds per topology (default 5)")
+    parser.add_argument("--repeat", type=_count, default=3, metavar="N",
+                        help="runs of each fixed scenario's probe matrix (default 3)")
+    return parser
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    # Later signals must not interrupt the teardown the first one started.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def _say(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        if os.geteuid() != 0:
+            raise BadInput("needs root (the lab creates network namespaces)")
+        scenarios = [scenario.load(name) for name in LAB_SCENARIOS]
+        cycles = [time_lab_cycles(s, args.rounds, _say) for s in scenarios]
+        probes = time_scenarios(scenarios, args.repeat, _say)
+        cli = time_cli(_say)
+    except BadInput as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    except LabFailure as exc:
+        print(f"bench: lab failed: {exc}", file=sys.stderr)
+        return LAB_FAILED
+    except Interrupted as exc:
+        print(f"bench: interrupted by signal {exc.signum}; lab torn down", file=sys.stderr)
+        return 128 + exc.signum
+    print(report(cycles, probes, cli))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Reports of verify runs: JSON shape, JUnit XML and the terminal matrix."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from lab import report
+from lab.policy import LoadError
+from lab.verdict import Verdict
+from lab.verify import Result, ScenarioResult
+
+DROP_V4 = ("gw: iptables -t filter FORWARD#3: -A FORWARD -s 203.0.113.0/24 -i eth0 -p tcp "
+           "-m multiport --dports 25,465 -j DROP")
+DROP_V6 = ("gw: ip6tables -t filter FORWARD#3: -A FORWARD -s 2001:db8:b01a:70da::/64 -i eth0 "
+           "-p tcp -m multiport --dports 25,465 -j DROP")
+TEREDO_ERROR = LoadError("scenarios/seed-screened-block/rules.sh", 14, "Bad argument `3544'")
+
+
+def _result(source: str, target: str, probe: str, family: int, expected: Verdict,
+            observed: Verdict, rule: str | None = None, detail: str = "") -> Result:
+    return Result(source, target, probe, family, expected, observed, rule,
+                  detail or f"{observed} by the evidence", 12.5)
+
+
+PASSING = ScenarioResult("fixed-screened-block", "screened-host", results=(
+    _result("client1", "remote-mx", "smtp", 4, Verdict.BLOCKED, Verdict.BLOCKED, DROP_V4),
+    _result("client1", "remote-mx", "smtp", 6, Verdict.BLOCKED, Verdict.BLOCKED, DROP_V6),
+    _result("mx", "remote-mx", "smtp", 4, Verdict.ALLOWED, Verdict.ALLOWED),
+    _result("mx", "remote-mx", "smtp", 6, Verdict.ALLOWED, Verdict.ALLOWED),
+))
+FAILING = ScenarioResult("seed-screened-block", "screened-host",
+                         load_errors=(TEREDO_ERROR,), results=(
+    _result("client1", "remote-mx", "smtp", 4, Verdict.BLOCKED, Verdict.BLOCKED, DROP_V4),
+    _result("client1", "remote-mx", "smtps", 4, Verdict.BLOCKED, Verdict.BLOCKED, DROP_V4),
+    _result("client1", "mx", "smtps", 6, Verdict.ALLOWED, Verdict.BLOCKED, DROP_V6,
+            "dropped before mx:465; sender: no answer"),
+))
+
+
+def test_passed_properties_the_reports_rely_on() -> None:
+    assert PASSING.passed
+    assert not FAILING.passed
+    assert not ScenarioResult("x", "dmz").passed   # no results is not a pass
+    error = _result("a", "b", "smtp", 4, Verdict.ERROR, Verdict.ERROR)
+    assert not error.passed
+
+
+def test_json_shape() -> None:
+    data = report.as_json([PASSING, FAILING])
+    assert list(data) == ["scenarios"]
+    assert [s["name"] for s in data["scenarios"]] == ["fixed-screened-block",
+                                                      "seed-screened-block"]
+    for s in data["scenarios"]:
+        assert {"name", "topology", "passed", "load_errors", "results"} <= set(s)
+        assert s["topology"] == "screened-host"
+        for r in s["results"]:
+            assert {"source", "target", "probe", "family", "expected", "observed", "rule",
+                    "detail", "passed"} <= set(r)
+            assert type(r["family"]) is int and r["family"] in (4, 6)
+            assert r["observed"] in {v.value for v in Verdict}
+            assert r["expected"] in {v.value for v in Verdict}
+            assert type(r["passed"]) is bool
+    first, second = data["scenarios"]
+    assert first["passed"] is True and first["load_errors"] == []
+    assert second["passed"] is False
+    assert second["load_errors"] == [{"file": "scenarios/seed-screened-block/rules.sh",
+                                      "line": 14, "message": "Bad argument `3544'"}]
+    wrong = second["results"][2]
+    assert {k: wrong[k] for k in ("source", "target", "probe", "family", "expected",
+                                  "observed", "rule", "detail", "passed")} == {
+        "source": "client1", "target": "mx", "probe": "smtps", "family": 6,
+        "expected": "allowed", "observed": "blocked", "rule": DROP_V6,
+        "detail": "dropped before mx:465; sender: no answer", "passed": False}
+    assert first["results"][2]["rule"] is None
+
+
+def test_json_file_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "report.json"
+    report.write_json(path, [PASSING, FAILING])
+    assert json.loads(path.read_text(encoding="utf-8")) == report.as_json([PASSING, FAILING])
+
+
+def test_junit_is_parseable_with_failures_for_mismatches_and_load_errors(tmp_path: Path) -> None:
+    path = tmp_path / "report.xml"
+    report.write_junit(path, [PASSING, FAILING])
+    root = ET.parse(path).getroot()
+    assert root.tag == "testsuites"
+    suites = {s.get("name"): s for s in root.findall("testsuite")}
+    assert list(suites) == ["fixed-screened-block", "seed-screened-block"]
+
+    good = suites["fixed-screened-block"]
+    assert good.get("failures") == "0"
+    assert good.get("tests") == str(len(good.findall("testcase"))) == "5"
+    assert good.findall("testcase/failure") == []
+
+    bad = suites["seed-screened-block"]
+    cases = {c.get("name"): c for c in bad.findall("testcase")}
+    assert bad.get("tests") == str(len(cases)) == "4"
+    assert bad.get("failures") == "2"
+    load = cases["policy loads"].find("failure")
+    assert load is not None
+    assert "scenarios/seed-screened-block/rules.sh:14: Bad argument `3544'" in (load.text or "")
+    mismatch = cases["client1 -> mx smtps IPv6"].find("failure")
+    assert mismatch is not None
+    assert (mismatch.get("message") or "").startswith("expected allowed, observed blocked")
+    assert cases["client1 -> remote-mx smtp IPv4"].find("failure") is None
+    assert all(c.get("classname") == "port25lab.seed-screened-block" for c in cases.values())
+
+
+def test_junit_reports_a_lab_error(tmp_path: Path) -> None:
+    path = tmp_path / "report.xml"
+    broken = ScenarioResult("seed-dmz-block", "dmz", lab_error="inner did not boot")
+    report.write_junit(path, [broken])
+    suite = ET.parse(path).getroot().find("testsuite")
+    assert suite is not None
+    failures = [f.text for f in suite.findall("testcase/failure")]
+    assert failures == ["inner did not boot"]
+
+
+def test_matrix_of_a_passing_scenario() -> None:
+    text = report.matrix(PASSING)
+    lines = text.splitlines()
+    assert lines[0] == "== fixed-screened-block [screened-host] PASS"
+    row = next(ln for ln in lines if ln.split()[:3] == ["client1", "remote-mx", "smtp"])
+    assert row.split()[3:] == ["blocked", "[1]", "blocked", "[2]"]
+    assert f"     [1] {DROP_V4}" in lines
+    assert f"     [2] {DROP_V6}" in lines
+    assert "want" not in text and "load error" not in text and "mismatches" not in text
+
+
+def test_matrix_of_a_failing_scenario() -> None:
+    text = report.matrix(FAILING)
+    lines = text.splitlines()
+    assert lines[0] == "== seed-screened-block [screened-host] FAIL"
+    assert ("   load error: scenarios/seed-screened-block/rules.sh:14: Bad argument `3544'"
+            in lines)
+    # the same rule cited twice gets one number
+    assert text.count(f"] {DROP_V4}") == 1
+    smtps_mx = next(ln for ln in lines if ln.split()[:3] == ["client1", "mx", "smtps"])
+    assert smtps_mx.split()[3] == "-"          # no IPv4 result for that row
+    assert "blocked [2] ✗ (want allowed)" in smtps_mx
+    assert "client1 → mx smtps/v6: dropped before mx:465; sender: no answer" in text
+
+
+def test_summary() -> None:
+    assert report.summary([PASSING, FAILING]) == "1 of 2 scenarios pass"

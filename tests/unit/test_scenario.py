@@ -1,0 +1,224 @@
+"""Loading and validating scenarios: the built-in ones and every way a scenario can be wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab import scenario
+from lab.errors import BadInput
+from lab.policy import read_policy
+from lab.verdict import Verdict
+
+BUILTIN = {"seed-screened-block": ("screened-host", "gw"),
+           "seed-dmz-block": ("dmz", "inner"),
+           "fixed-screened-block": ("screened-host", "gw"),
+           "fixed-dmz-block": ("dmz", "inner")}
+
+GOOD = """\
+topology: screened-host
+policy:
+  gw: [rules.sh]
+expect:
+  - {from: client1, to: remote-mx, probes: [smtp], families: [4], verdict: blocked}
+"""
+RULES = "iptables -A FORWARD -i eth0 -p tcp --dport 25 -j DROP\n"
+
+
+def _folder(tmp_path: Path, spec: str, rules: str | None = RULES) -> Path:
+    folder = tmp_path / "my-scenario"
+    folder.mkdir()
+    (folder / "scenario.yaml").write_text(spec)
+    if rules is not None:
+        (folder / "rules.sh").write_text(rules)
+    return folder
+
+
+def test_builtin_names() -> None:
+    assert scenario.builtin_names() == sorted(BUILTIN)
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_builtin_scenarios_load(name: str) -> None:
+    s = scenario.load(name)
+    topology, router = BUILTIN[name]
+    assert s.name == name
+    assert s.topology == topology
+    assert s.plan.policy_router == router
+    assert s.summary
+    assert list(s.policies) == [router]
+    (policy,) = s.policies[router]
+    assert policy.path == scenario.BUILTIN / name / "rules.sh"
+    assert policy.kind == "script" and policy.families == frozenset({4, 6})
+    # 5 lines of the matrix: clients→remote-mx 2×2×2, clients→sink 2×1×2,
+    # mx→remote-mx 2×2, remote-mx→mx 1×2, clients→mx 2×2×2
+    assert len(s.expectations) == 26
+    assert {e.family for e in s.expectations} == {4, 6}
+    assert {e.source for e in s.expectations} == {"client1", "client2", "mx", "remote-mx"}
+    by = {(e.source, e.target, e.probe, e.family): e.verdict for e in s.expectations}
+    assert by["client2", "remote-mx", "smtps", 6] == Verdict.BLOCKED
+    assert by["mx", "remote-mx", "smtp", 4] == Verdict.ALLOWED
+    assert by["client1", "mx", "submission", 6] == Verdict.ALLOWED
+    assert s.services == {"mx": (25, 465, 587), "remote-mx": (25, 465)}
+
+
+def test_a_folder_scenario_loads(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, GOOD)
+    s = scenario.load(str(folder))
+    assert s.name == "my-scenario"
+    assert s.folder == folder
+    assert len(s.expectations) == 1
+    e = s.expectations[0]
+    assert (e.source, e.target, e.probe, e.family, e.verdict) == (
+        "client1", "remote-mx", "smtp", 4, Verdict.BLOCKED)
+    # the same folder, named by its scenario.yaml
+    assert scenario.load(str(folder / "scenario.yaml")).expectations == s.expectations
+
+
+def test_policy_entry_with_a_family(tmp_path: Path) -> None:
+    save = ("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+            "-A FORWARD -i eth0 -p tcp -m tcp --dport 25 -j DROP\nCOMMIT\n")
+    folder = _folder(tmp_path, GOOD.replace("gw: [rules.sh]",
+                                            "gw: [{file: v6.save, family: 6}]"))
+    (folder / "v6.save").write_text(save)
+    (policy,) = scenario.load(str(folder)).policies["gw"]
+    assert (policy.kind, policy.family) == ("save", 6)
+
+
+def test_services_given(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, GOOD + "services:\n  mx: [587]\n  sink: [25, 2525]\n")
+    assert scenario.load(str(folder)).services == {"mx": (587,), "sink": (25, 2525)}
+
+
+EXPECT_LINE = "  - {from: client1, to: remote-mx, probes: [smtp], families: [4], verdict: blocked}\n"
+BAD = {
+    "not-a-mapping": ("- topology\n- dmz\n", "must be a mapping"),
+    "empty-file": ("", "must be a mapping"),
+    "unknown-key": (GOOD + "colour: blue\n", "unknown key 'colour'"),
+    "unknown-topology": (GOOD.replace("screened-host", "star"), "topology 'star'"),
+    "topology-as-list": (GOOD.replace("screened-host", "[screened-host]"), "topology"),
+    "unknown-role-to": (GOOD.replace("to: remote-mx", "to: mailhub"), "unknown role 'mailhub'"),
+    "unknown-role-from": (GOOD.replace("from: client1", "from: client9"),
+                          "unknown role 'client9'"),
+    "unknown-probe": (GOOD.replace("[smtp]", "[pop3]"), "unknown probe 'pop3'"),
+    "probe-as-mapping": (GOOD.replace("[smtp]", "[{smtp: 25}]"), "probe"),
+    "family-5": (GOOD.replace("families: [4]", "families: [4, 5]"), "family 5 must be 4 or 6"),
+    "unknown-verdict": (GOOD.replace("verdict: blocked", "verdict: maybe"),
+                        "verdict 'maybe' is not one of"),
+    "missing-key": (GOOD.replace("families: [4], ", ""), "missing key 'families'"),
+    "unknown-expect-key": (GOOD.replace("verdict: blocked", "verdict: blocked, via: gw"),
+                           "unknown key 'via'"),
+    "empty-expect": (GOOD.split("expect:")[0] + "expect: []\n", "non-empty list"),
+    "self-probe": (GOOD.replace("from: client1, to: remote-mx", "from: mx, to: mx"),
+                   "mx cannot probe itself"),
+    "clients-probe-themselves": (GOOD.replace("from: client1, to: remote-mx",
+                                              "from: clients, to: client2"),
+                                 "client2 cannot probe itself"),
+    "contradiction": (GOOD + EXPECT_LINE.replace("client1", "clients")
+                      .replace("blocked", "allowed"), "contradicts an earlier expectation"),
+    "policy-on-a-host": (GOOD.replace("gw: [rules.sh]", "mx: [rules.sh]"), "'mx' is not a router"),
+    "policy-unknown-role": (GOOD.replace("gw: [rules.sh]", "fw: [rules.sh]"),
+                            "unknown role 'fw'"),
+    "policy-not-a-mapping": (GOOD.replace("  gw: [rules.sh]", "  - rules.sh"),
+                             "policy: must map"),
+    "policy-bad-family": (GOOD.replace("gw: [rules.sh]", "gw: [{file: rules.sh, family: 5}]"),
+                          "must be 4 or 6"),
+    "services-bad-port": (GOOD + "services:\n  mx: [25, 70000]\n", "ports of mx"),
+    "services-port-zero": (GOOD + "services:\n  mx: [0]\n", "ports of mx"),
+    "services-not-a-list": (GOOD + "services:\n  mx: submission\n", "ports of mx"),
+    "services-unknown-role": (GOOD + "services:\n  mailhub: [25]\n", "unknown role 'mailhub'"),
+    "missing-policy-file": (GOOD.replace("[rules.sh]", "[rulez.sh]"), "rulez.sh"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_scenario_is_one_clear_line_naming_its_yaml(tmp_path: Path, case: str) -> None:
+    spec, fragment = BAD[case]
+    folder = _folder(tmp_path, spec)
+    with pytest.raises(BadInput) as exc:
+        scenario.load(str(folder))
+    message = str(exc.value)
+    assert str(folder / "scenario.yaml") in message
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_good_base_of_the_bad_cases_loads(tmp_path: Path) -> None:
+    # so that every bad case above fails for its own change only
+    assert scenario.load(str(_folder(tmp_path, GOOD))).topology == "screened-host"
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, "topology: screened-host\nexpect:\n\t- {from: client1}\n")
+    with pytest.raises(BadInput) as exc:
+        scenario.load(str(folder))
+    assert str(exc.value).startswith(f"{folder / 'scenario.yaml'}:3: ")
+
+
+def test_unreadable_policy_still_reports(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, GOOD, rules="echo hello\n")
+    with pytest.raises(BadInput) as exc:
+        scenario.load(str(folder))
+    assert f"{folder / 'rules.sh'}:1:" in str(exc.value)
+
+
+def test_find_builtin_and_paths(tmp_path: Path) -> None:
+    assert scenario.find("seed-dmz-block") == scenario.BUILTIN / "seed-dmz-block"
+    folder = _folder(tmp_path, GOOD)
+    assert scenario.find(str(folder)) == folder
+    assert scenario.find(str(folder / "scenario.yaml")) == folder
+
+
+def test_find_unknown_name_points_at_list() -> None:
+    with pytest.raises(BadInput) as exc:
+        scenario.find("no-such-scenario")
+    assert "no-such-scenario" in str(exc.value)
+    assert "`port25lab list`" in str(exc.value)
+
+
+def test_find_folder_without_scenario_yaml(tmp_path: Path) -> None:
+    with pytest.raises(BadInput) as exc:
+        scenario.find(str(tmp_path))
+    assert str(exc.value) == f"{tmp_path}: not a scenario folder (no scenario.yaml)"
+
+
+def test_with_rules_v4_keeps_the_scripts_ip6tables_commands(tmp_path: Path) -> None:
+    original = scenario.load("seed-screened-block")
+    (script,) = original.policies["gw"]
+    new = tmp_path / "v4.sh"
+    new.write_text("iptables -A FORWARD -j DROP\nip6tables -A FORWARD -j ACCEPT\n")
+    changed = original.with_rules(4, read_policy(new))
+    kept, added = changed.policies["gw"]
+    assert kept.commands == tuple(c for c in script.commands if c.family == 6)
+    assert len(kept.commands) == 3
+    assert [c.argv for c in added.commands] == [("iptables", "-A", "FORWARD", "-j", "DROP")]
+    # the scenario it came from is untouched
+    assert original.policies["gw"] == (script,)
+    assert changed.expectations == original.expectations
+    assert changed.topology == original.topology
+
+
+def test_with_rules_v6_keeps_the_scripts_iptables_commands(tmp_path: Path) -> None:
+    original = scenario.load("seed-dmz-block")
+    (script,) = original.policies["inner"]
+    new = tmp_path / "v6.save"
+    new.write_text("# Generated by ip6tables-save v1.8.9\n*filter\n:FORWARD DROP [0:0]\n"
+                   "-A FORWARD -s 2001:db8:b01a:70da::/64 -j DROP\nCOMMIT\n")
+    changed = original.with_rules(6, read_policy(new))
+    kept, added = changed.policies["inner"]
+    assert kept.commands == tuple(c for c in script.commands if c.family == 4)
+    assert len(kept.commands) == 3
+    assert "--u32" in kept.commands[-1].argv   # the Teredo line is IPv4 and stays
+    assert (added.kind, added.family) == ("save", 6)
+    assert added.save_text == new.read_text()
+
+
+def test_with_rules_twice_replaces_both_families(tmp_path: Path) -> None:
+    original = scenario.load("fixed-screened-block")
+    v4, v6 = tmp_path / "v4.sh", tmp_path / "v6.sh"
+    v4.write_text("iptables -A FORWARD -j DROP\n")
+    v6.write_text("ip6tables -A FORWARD -j DROP\n")
+    changed = original.with_rules(4, read_policy(v4)).with_rules(6, read_policy(v6))
+    commands = [c for p in changed.policies["gw"] for c in p.commands]
+    assert [(c.family, c.argv[0]) for c in commands] == [(4, "iptables"), (6, "ip6tables")]

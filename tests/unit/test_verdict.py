@@ -1,0 +1,168 @@
+"""Verdicts from the three sides of the evidence: sender, far side, router counters."""
+
+from __future__ import annotations
+
+from lab.counters import Hit, Rule
+from lab.verdict import Observation, Sighting, Verdict, decide
+
+REMOTE_MX = "198.51.100.25"
+MX = "203.0.113.25"
+GW_INSIDE = "203.0.113.1"
+
+LOG = Rule("gw", 4, "filter", "FORWARD", 2,
+           "-s 203.0.113.0/24 -i eth0 -p tcp -m multiport --dports 25,465 -j LOG", "LOG", 6)
+DROP = Rule("gw", 4, "filter", "FORWARD", 3,
+            "-s 203.0.113.0/24 -i eth0 -p tcp -m multiport --dports 25,465 -j DROP", "DROP", 6)
+REJECT = Rule("gw", 4, "filter", "FORWARD", 1,
+              "-i eth0 -p tcp -m tcp --dport 25 -j REJECT --reject-with tcp-reset", "REJECT", 1)
+POLICY = Rule("gw", 4, "filter", "FORWARD", 0, "", "DROP", 13)
+ACCEPT = Rule("gw", 4, "filter", "FORWARD", 1,
+              "-s 203.0.113.25/32 -i eth0 -p tcp -m multiport --dports 25,465 -j ACCEPT",
+              "ACCEPT", 4)
+DNAT = Rule("gw", 4, "nat", "PREROUTING", 1,
+            "-s 203.0.113.0/24 -i eth0 -p tcp -m tcp --dport 25 -j DNAT "
+            "--to-destination 203.0.113.25:587", "DNAT", 1)
+
+AT_REMOTE_MX = Sighting("remote-mx", REMOTE_MX, 25)
+SILENCE = Observation(sport=20001, reply="none")
+
+
+def _synack(source: str, port: int, banner: str | None = None) -> Observation:
+    return Observation(sport=20001, reply="synack", source=source, source_port=port, ttl=63,
+                       banner=banner)
+
+
+def test_allowed_when_target_saw_the_syn_and_sender_got_synack() -> None:
+    seen = _synack(REMOTE_MX, 25, "220 remote-mx ESMTP")
+    d = decide("remote-mx", REMOTE_MX, 25, seen, [AT_REMOTE_MX], [Hit(ACCEPT, 1)])
+    assert d.verdict == Verdict.ALLOWED
+    assert d.rule is None
+    assert "remote-mx:25 saw the SYN" in d.detail
+    assert f"SYN-ACK from {REMOTE_MX} port 25 ttl 63" in d.detail
+    assert "220 remote-mx ESMTP" in d.detail
+
+
+def test_allowed_when_far_side_answers_with_rst() -> None:
+    seen = Observation(sport=20001, reply="rst", source=REMOTE_MX, source_port=465)
+    d = decide("remote-mx", REMOTE_MX, 465, seen, [Sighting("remote-mx", REMOTE_MX, 465)], [])
+    assert d.verdict == Verdict.ALLOWED
+    assert f"RST from {REMOTE_MX} port 465" in d.detail
+
+
+def test_allowed_but_logged_mentions_the_log_rule() -> None:
+    d = decide("remote-mx", REMOTE_MX, 25, _synack(REMOTE_MX, 25), [AT_REMOTE_MX], [Hit(LOG, 1)])
+    assert d.verdict == Verdict.ALLOWED
+    assert f"logged by {LOG.cite()}" in d.detail
+
+
+def test_blocked_by_drop_rule_cites_it_and_mentions_the_log() -> None:
+    d = decide("remote-mx", REMOTE_MX, 25, SILENCE, [], [Hit(LOG, 1), Hit(DROP, 1)])
+    assert d.verdict == Verdict.BLOCKED
+    assert d.rule == DROP.cite()
+    assert d.rule == ("gw: iptables -t filter FORWARD#3: -A FORWARD -s 203.0.113.0/24 -i eth0 "
+                      "-p tcp -m multiport --dports 25,465 -j DROP")
+    assert "dropped before remote-mx:25" in d.detail
+    assert "no answer" in d.detail
+    assert f"logged by {LOG.cite()}" in d.detail
+
+
+def test_blocked_by_reject_with_rst_is_rejected() -> None:
+    # the RST carries the addressed host's address but the router sent it
+    seen = Observation(sport=20001, reply="rst", source=REMOTE_MX, source_port=25)
+    d = decide("remote-mx", REMOTE_MX, 25, seen, [], [Hit(REJECT, 1)])
+    assert d.verdict == Verdict.BLOCKED
+    assert d.rule == REJECT.cite()
+    assert d.detail.startswith("rejected before remote-mx:25")
+
+
+def test_blocked_by_reject_with_icmp_is_rejected() -> None:
+    seen = Observation(sport=20001, reply="icmp", source=GW_INSIDE, icmp="unreachable/code 3")
+    d = decide("remote-mx", REMOTE_MX, 465, seen, [], [Hit(REJECT, 1)])
+    assert d.verdict == Verdict.BLOCKED
+    assert d.rule == REJECT.cite()
+    assert "rejected before remote-mx:465" in d.detail
+    assert f"ICMP unreachable/code 3 from {GW_INSIDE}" in d.detail
+
+
+def test_blocked_by_chain_policy_when_no_rule_matched() -> None:
+    d = decide("sink", "198.51.100.80", 25, SILENCE, [], [Hit(POLICY, 1)])
+    assert d.verdict == Verdict.BLOCKED
+    assert d.rule == "gw: iptables -t filter -P FORWARD DROP (policy)"
+    assert "dropped before sink:25" in d.detail
+
+
+def test_rule_is_preferred_over_the_chain_policy() -> None:
+    # the policy's counter comes first in table order, yet the rule decided
+    d = decide("remote-mx", REMOTE_MX, 25, SILENCE, [], [Hit(POLICY, 1), Hit(DROP, 1)])
+    assert d.verdict == Verdict.BLOCKED
+    assert d.rule == DROP.cite()
+
+
+def test_far_side_saw_syn_but_answer_was_dropped() -> None:
+    d = decide("remote-mx", REMOTE_MX, 25, SILENCE, [AT_REMOTE_MX], [Hit(DROP, 1)])
+    assert d.verdict == Verdict.BLOCKED
+    assert d.rule == DROP.cite()
+    assert "saw the SYN but its answer was dropped" in d.detail
+
+
+def test_diverted_when_another_role_answers_for_the_address() -> None:
+    # DNAT sends remote-mx:25 to mx:587; conntrack answers with remote-mx's address
+    seen = _synack(REMOTE_MX, 25, "220 mx ESMTP submission")
+    d = decide("remote-mx", REMOTE_MX, 25, seen, [Sighting("mx", MX, 587)], [Hit(DNAT, 1)])
+    assert d.verdict == Verdict.DIVERTED
+    assert d.rule == DNAT.cite()
+    assert d.rule == ("gw: iptables -t nat PREROUTING#1: -A PREROUTING -s 203.0.113.0/24 "
+                      "-i eth0 -p tcp -m tcp --dport 25 -j DNAT "
+                      "--to-destination 203.0.113.25:587")
+    assert "answered by mx:587 instead of remote-mx:25" in d.detail
+    assert "220 mx ESMTP submission" in d.detail
+
+
+def test_diverted_to_another_port_of_the_same_role() -> None:
+    redirect = Rule("gw", 4, "nat", "PREROUTING", 1, "-p tcp --dport 25 -j REDIRECT "
+                    "--to-ports 587", "REDIRECT", 1)
+    d = decide("mx", MX, 25, _synack(MX, 25), [Sighting("mx", MX, 587)], [Hit(redirect, 1)])
+    assert d.verdict == Verdict.DIVERTED
+    assert d.rule == redirect.cite()
+    assert "answered by mx:587 instead of mx:25" in d.detail
+
+
+def test_error_without_any_evidence() -> None:
+    d = decide("remote-mx", REMOTE_MX, 25, SILENCE, [], [])
+    assert d.verdict == Verdict.ERROR
+    assert d.rule is None
+    assert "no far side saw the SYN and no router rule matched it" in d.detail
+
+
+def test_error_when_a_non_dropping_rule_is_the_only_evidence() -> None:
+    d = decide("remote-mx", REMOTE_MX, 25, SILENCE, [], [Hit(LOG, 1), Hit(ACCEPT, 1)])
+    assert d.verdict == Verdict.ERROR
+
+
+def test_error_when_far_side_saw_it_but_no_answer_and_no_drop() -> None:
+    d = decide("remote-mx", REMOTE_MX, 25, SILENCE, [AT_REMOTE_MX], [Hit(LOG, 1)])
+    assert d.verdict == Verdict.ERROR
+    assert d.rule is None
+    assert "saw the SYN but the sender saw no answer" in d.detail
+    assert "no rule explains it" in d.detail
+
+
+def test_error_when_diverted_but_sender_got_nothing() -> None:
+    d = decide("remote-mx", REMOTE_MX, 25, SILENCE, [Sighting("mx", MX, 587)], [Hit(DNAT, 1)])
+    assert d.verdict == Verdict.ERROR
+    assert d.rule == DNAT.cite()
+    assert "sent to mx:587 instead of remote-mx:25" in d.detail
+    assert "does not work" in d.detail
+
+
+def test_error_when_diverted_and_the_answer_comes_from_another_address() -> None:
+    d = decide("remote-mx", REMOTE_MX, 25, _synack(MX, 587), [Sighting("mx", MX, 587)],
+               [Hit(DNAT, 1)])
+    assert d.verdict == Verdict.ERROR
+
+
+def test_observation_describe() -> None:
+    assert SILENCE.describe() == "no answer"
+    assert _synack(REMOTE_MX, 25).describe() == f"SYN-ACK from {REMOTE_MX} port 25 ttl 63"
+    assert Observation(1, "icmp", GW_INSIDE, icmp="unreachable/code 13").describe() == \
+        f"ICMP unreachable/code 13 from {GW_INSIDE}"
