@@ -5,6 +5,8 @@ PY        := $(VENV)/bin/python
 STAMPS    := $(VENV)/.stamps
 DEB_PKGS  := mininet iptables iproute2 tcpdump bridge-utils python3-venv procps iputils-ping
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+SHELL     := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 
 .PHONY: demo test bench setup lint clean
 
@@ -33,7 +35,9 @@ $(STAMPS)/deb:
 $(STAMPS)/venv: pyproject.toml $(STAMPS)/deb
 	@test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
 	@echo "installing port25lab into $(VENV)"
-	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@# (pip warns about this machine's unused local indexes: noise, filtered)
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 \
+	  | { grep -v '^WARNING: Location' || true; }
 	@mkdir -p $(STAMPS) && touch $@
 
 clean:

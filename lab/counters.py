@@ -10,7 +10,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-_RULE = re.compile(r"^\[(\d+):(\d+)\] -A (\S+) (.*)$")
+_RULE = re.compile(r"^\[(\d+):(\d+)\] -A (\S+)(?: (.*))?$")  # a rule may have no match
 _POLICY = re.compile(r"^:(\S+) (\S+) \[(\d+):(\d+)\]$")
 TERMINAL_DROPS = frozenset({"DROP", "REJECT"})
 
@@ -63,8 +63,9 @@ def parse_save(router: str, family: int, text: str) -> list[Rule]:
         elif m := _RULE.match(line):
             chain = m.group(3)
             positions[chain] = positions.get(chain, 0) + 1
-            rules.append(Rule(router, family, table, chain, positions[chain], m.group(4),
-                              _target(m.group(4)), int(m.group(1))))
+            text = m.group(4) or ""
+            rules.append(Rule(router, family, table, chain, positions[chain], text,
+                              _target(text), int(m.group(1))))
     return rules
 
 

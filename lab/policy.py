@@ -183,7 +183,8 @@ def apply_policy(policy: PolicyFile, run: Runner) -> list[LoadError]:
     assert policy.family is not None
     status, err = run([SAVE_TOOLS[policy.family], "-w"], policy.save_text)
     if status != 0:
-        match = re.search(r"line:? (\d+) failed", err)
+        # legacy: "line 5 failed"; nf_tables: "Error occurred at line: 5"
+        match = re.search(r"line:? (\d+)", err)
         errors.append(LoadError(shown(policy.path), int(match.group(1)) if match else 0,
                                 _first_line(err, status)))
     return errors

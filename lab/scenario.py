@@ -104,7 +104,7 @@ def _build(folder: Path, spec: Path, data: Any) -> Scenario:
     if unknown:
         raise _fail(spec, f"unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(_KEYS))})")
     topology = data.get("topology")
-    if topology not in TOPOLOGIES:
+    if not isinstance(topology, str) or topology not in TOPOLOGIES:
         raise _fail(spec, f"topology '{topology}' is not one of: {', '.join(TOPOLOGIES)}")
     plan = TOPOLOGIES[topology].PLAN
     policies = _policies(folder, spec, plan, data.get("policy") or {})
@@ -140,7 +140,10 @@ def _policies(folder: Path, spec: Path, plan: Plan, data: Any) -> dict[str, tupl
                 entry = entry.get("file")
             if not isinstance(entry, str):
                 raise _fail(spec, f"policy: '{entry}' is not a file name")
-            loaded.append(read_policy(folder / entry, family))
+            try:
+                loaded.append(read_policy(folder / entry, family))
+            except BadInput as exc:
+                raise _fail(spec, f"policy of {router}: {exc}") from None
         policies[str(router)] = tuple(loaded)
     return policies
 
@@ -192,7 +195,7 @@ def _expectations(spec: Path, plan: Plan, data: Any) -> tuple[Expectation, ...]:
             if source == target:
                 raise _fail(spec, f"{where}: {source} cannot probe itself")
             for probe in _listed(item["probes"]):
-                if probe not in PROBES:
+                if not isinstance(probe, str) or probe not in PROBES:
                     raise _fail(spec, f"{where}: unknown probe '{probe}' "
                                       f"(probes: {', '.join(PROBES)})")
                 for family in _listed(item["families"]):

@@ -51,8 +51,8 @@ def test_builtin_scenarios_load(name: str) -> None:
     (policy,) = s.policies[router]
     assert policy.path == scenario.BUILTIN / name / "rules.sh"
     assert policy.kind == "script" and policy.families == frozenset({4, 6})
-    # 5 lines of the matrix: clients→remote-mx 2×2×2, clients→sink 2×1×2,
-    # mx→remote-mx 2×2, remote-mx→mx 1×2, clients→mx 2×2×2
+    # 5 lines of the matrix: clients→remote-mx 2x2x2, clients→sink 2x1x2,
+    # mx→remote-mx 2x2, remote-mx→mx 1x2, clients→mx 2x2x2
     assert len(s.expectations) == 26
     assert {e.family for e in s.expectations} == {4, 6}
     assert {e.source for e in s.expectations} == {"client1", "client2", "mx", "remote-mx"}
@@ -91,7 +91,8 @@ def test_services_given(tmp_path: Path) -> None:
     assert scenario.load(str(folder)).services == {"mx": (587,), "sink": (25, 2525)}
 
 
-EXPECT_LINE = "  - {from: client1, to: remote-mx, probes: [smtp], families: [4], verdict: blocked}\n"
+EXPECT_LINE = ("  - {from: client1, to: remote-mx, probes: [smtp], families: [4], "
+               "verdict: blocked}\n")
 BAD = {
     "not-a-mapping": ("- topology\n- dmz\n", "must be a mapping"),
     "empty-file": ("", "must be a mapping"),
