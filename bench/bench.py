@@ -21,13 +21,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 from lab import lifecycle, scenario
 from lab.errors import BadInput, LabFailure
+from lab.lifecycle import Interrupted
 from lab.network import Lab
 from lab.scenario import Scenario
-from lab.verify import load_policies, probe_once, source_ports
+from lab.verify import verify
 
 # One fixed scenario per built-in topology: its services are what a verify run boots.
 LAB_SCENARIOS = ("fixed-screened-block", "fixed-dmz-block")
@@ -39,14 +39,6 @@ CLI_TIMEOUT_S = 900.0
 LAB_FAILED, BAD_INPUT = 3, 2
 
 Say = Callable[[str], None]
-
-
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM: unwind so that every lab is torn down."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
 
 
 @dataclass(frozen=True)
@@ -112,25 +104,16 @@ def time_lab_cycles(s: Scenario, rounds: int, say: Say) -> LabCycle:
 
 # -- 2. per-probe verdict latency -------------------------------------------------------
 def time_probes(s: Scenario, say: Say) -> list[ProbeTiming]:
-    """What lab.verify.verify() does for one scenario, with each probe_once call timed."""
-    timings: list[ProbeTiming] = []
-    ports = source_ports()
+    """One verify() of a scenario; each result carries its probe's call time."""
     run = lifecycle.new_run()
     try:
-        with Lab(s.topology, run, s.services) as lab:
-            for error in load_policies(lab, s):
-                say(f"{s.name}: load error {error}")
-            lab.start_agents(sorted({e.source for e in s.expectations}))
-            for expectation in s.expectations:
-                sport = next(ports)
-                started = time.perf_counter()
-                result = probe_once(lab, expectation, sport)
-                elapsed = time.perf_counter() - started
-                timings.append(ProbeTiming(s.name, str(result.observed), str(result.expected),
-                                           _ms(elapsed), result.elapsed_ms))
+        outcome = verify(s, run, say)
     finally:
         lifecycle.destroy(run)
-    return timings
+    if outcome.lab_error:
+        raise LabFailure(outcome.lab_error)
+    return [ProbeTiming(s.name, str(r.observed), str(r.expected), r.wall_ms, r.elapsed_ms)
+            for r in outcome.results]
 
 
 def time_scenarios(scenarios: Sequence[Scenario], repeat: int, say: Say) -> list[ProbeTiming]:
@@ -263,21 +246,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _on_signal(signum: int, frame: FrameType | None) -> None:
-    # Later signals must not interrupt the teardown the first one started.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Interrupted(signum)
-
-
 def _say(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    lifecycle.interrupt_on_signals()
     try:
         if os.geteuid() != 0:
             raise BadInput("needs root (the lab creates network namespaces)")

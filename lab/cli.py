@@ -9,24 +9,15 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any, NoReturn
 
 from lab.errors import BadInput, LabFailure
+from lab.lifecycle import Interrupted, interrupt_on_signals
 
 OK, FAILED, BAD_INPUT, LAB_FAILED = 0, 1, 2, 3
-
-
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived: unwind so that every lab is torn down."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
 
 
 class _Parser(argparse.ArgumentParser):
@@ -141,6 +132,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_shell(args: argparse.Namespace) -> int:
     from mininet.cli import CLI
+    from mininet.log import setLogLevel
 
     from lab import lifecycle, scenario
     from lab.network import Lab
@@ -156,22 +148,16 @@ def cmd_shell(args: argparse.Namespace) -> int:
                 print(f"load error: {error}", file=sys.stderr)
             print(f"{s.name} is up (namespaces {run.prefix}-ROLE); roles: "
                   f"{', '.join(lab.plan.role_names)}. Leave with `exit`.", file=sys.stderr)
+            setLogLevel("output")  # the CLI prints what commands print at this level
             CLI(lab.net)
+            setLogLevel("error")
     finally:
         lifecycle.destroy(run)
     return OK
 
 
-def _on_signal(signum: int, frame: FrameType | None) -> None:
-    # Later signals must not interrupt the teardown the first one started.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Interrupted(signum)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    interrupt_on_signals()
     try:
         args = _parser().parse_args(argv)
         if args.command is None:

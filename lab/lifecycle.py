@@ -18,6 +18,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 RUN_ROOT = Path("/run/port25lab")
 NETNS_ROOT = Path("/run/netns")
@@ -33,6 +34,27 @@ class Run:
 
     def netns(self, role: str) -> str:
         return f"{self.prefix}-{role}"
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: unwind so that every lab is torn down."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    # Later signals must not interrupt the teardown the first one started.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def interrupt_on_signals() -> None:
+    """Turn SIGINT and SIGTERM into `Interrupted`, so that `finally` teardowns run."""
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGINT, _raise_interrupted)
 
 
 def _start_time(pid: int) -> str | None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from lab.counters import hits
 from lab.errors import LabFailure
@@ -31,7 +32,8 @@ class Result:
     observed: Verdict
     rule: str | None
     detail: str
-    elapsed_ms: float
+    elapsed_ms: float  # the sender's wait for an answer
+    wall_ms: float = 0.0  # the whole probe: sender, far side and router evidence
 
     @property
     def passed(self) -> bool:
@@ -111,8 +113,6 @@ def probe_once(lab: Lab, expectation: Expectation, sport: int) -> Result:
 
 def verify(scenario: Scenario, run: Run, progress: Progress) -> ScenarioResult:
     """Boot, load, probe, tear down. Lab failures are reported, not raised."""
-    import time
-
     started = time.monotonic()
     ports = source_ports()
     results: list[Result] = []
@@ -128,7 +128,10 @@ def verify(scenario: Scenario, run: Run, progress: Progress) -> ScenarioResult:
             lab.start_agents(sorted({e.source for e in scenario.expectations}))
             total = len(scenario.expectations)
             for number, expectation in enumerate(scenario.expectations, 1):
+                probe_started = time.perf_counter()
                 result = probe_once(lab, expectation, next(ports))
+                result = replace(result, wall_ms=round(
+                    (time.perf_counter() - probe_started) * 1000, 2))
                 results.append(result)
                 mark = "ok" if result.passed else f"expected {result.expected}"
                 progress(f"{scenario.name}: [{number}/{total}] {result.source} → "

@@ -116,3 +116,42 @@ def test_two_runs_side_by_side() -> None:
     outputs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     assert all("PASS" in out for out, _ in outputs)
+
+
+def test_shell_keeps_the_lab_up_until_exit() -> None:
+    done = subprocess.run(
+        [CLI, "shell", "fixed-screened-block"], text=True, capture_output=True, timeout=120,
+        cwd=PROJECT, check=False,
+        input="client1 ping -c1 -W1 2001:db8:ffff:1::25\n"
+              "client1 ping -c1 -W1 remote-mx\n"  # Mininet puts in remote-mx's address
+              "gw iptables -L FORWARD -n\nexit\n")
+    assert done.returncode == 0, done.stderr
+    assert "fixed-screened-block is up" in done.stderr
+    shown = done.stdout + done.stderr  # Mininet's CLI prints through its log (stderr)
+    assert shown.count("1 packets transmitted, 1 received") == 2
+    assert "multiport dports 25,465" in shown  # the policy is loaded on gw
+    found = prefixes(done.stderr)
+    assert len(found) == 1
+    assert leftovers(found.pop()) == []
+
+
+def test_not_root_is_bad_input() -> None:
+    done = subprocess.run([CLI, "verify", "fixed-dmz-block"], capture_output=True, text=True,
+                          timeout=60, cwd=PROJECT, user="nobody", check=False)
+    assert done.returncode == 2
+    assert done.stderr == "port25lab: `port25lab verify` needs root " \
+                          "(it creates network namespaces)\n"
+
+
+def test_mininet_missing_is_bad_input(tmp_path: Path) -> None:
+    # A real interpreter without Debian's site-packages, so Mininet is not importable.
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(tmp_path / "venv")],
+                   check=True)
+    done = subprocess.run(
+        [str(tmp_path / "venv/bin/python"), "-c",
+         "import sys; from lab.cli import main; sys.exit(main(['list']))"],
+        capture_output=True, text=True, timeout=60, cwd=PROJECT, check=False,
+        env={"PYTHONPATH": str(PROJECT), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 2
+    assert done.stderr.startswith("port25lab: Mininet is not importable")
+    assert len(done.stderr.splitlines()) == 1
