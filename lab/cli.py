@@ -143,13 +143,17 @@ def cmd_shell(args: argparse.Namespace) -> int:
     lifecycle.remove_stale()
     run = lifecycle.new_run()
     try:
-        with Lab(s.topology, run, s.services) as lab:
+        with Lab(s.topology, run) as lab:
             for error in load_policies(lab, s):
                 print(f"load error: {error}", file=sys.stderr)
             print(f"{s.name} is up (namespaces {run.prefix}-ROLE); roles: "
                   f"{', '.join(lab.plan.role_names)}. Leave with `exit`.", file=sys.stderr)
             setLogLevel("output")  # the CLI prints what commands print at this level
-            CLI(lab.net)
+
+            class LabCLI(CLI):  # type: ignore[misc]
+                identchars = CLI.identchars + "-"  # so that `remote-mx ping …` names a node
+
+            LabCLI(lab.net)
             setLogLevel("error")
     finally:
         lifecycle.destroy(run)

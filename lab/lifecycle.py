@@ -70,7 +70,9 @@ def new_run() -> Run:
     """Claim a fresh prefix and folder, recording this process as the owner."""
     prefix = PREFIX_HEAD + secrets.token_hex(3)
     folder = RUN_ROOT / prefix
-    folder.mkdir(parents=True, mode=0o700)
+    # 0o711: daemons that drop to their own users (postfix, nobody) must traverse it
+    folder.mkdir(parents=True, mode=0o711)
+    folder.chmod(0o711)
     owner = {"pid": os.getpid(), "start": _start_time(os.getpid())}
     (folder / "owner.json").write_text(json.dumps(owner))
     return Run(prefix, folder)

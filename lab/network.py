@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab import lifecycle
+from lab import lifecycle, mail
 from lab.counters import Rule, parse_save
 from lab.errors import LabFailure
 from lab.lifecycle import Run
@@ -108,11 +108,11 @@ class FarSide:
 class Lab:
     """A booted topology. Use as a context manager: teardown always runs."""
 
-    def __init__(self, topology: str, run: Run, services: dict[str, tuple[int, ...]]) -> None:
+    def __init__(self, topology: str, run: Run) -> None:
         self.topology = topology
         self.plan: Plan = TOPOLOGIES[topology].PLAN
         self.run = run
-        self.services = services
+        self.mail: dict[str, mail.Instance] = {}
         self.net: Any = None
         self.agents: dict[str, AgentProcess] = {}
         self.daemons: list[subprocess.Popen[bytes]] = []
@@ -183,13 +183,6 @@ class Lab:
                 [sys.executable, "-m", "lab.recorder", str(files[role.name])],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
             waits.append(files[role.name])
-        for role_name, ports in self.services.items():
-            log = self.run.folder / f"{role_name}.listener.jsonl"
-            self.daemons.append(self.node(role_name).popen(
-                [sys.executable, "-m", "lab.listener", role_name, str(log),
-                 *map(str, ports)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
-            waits.append(log)
         deadline = time.monotonic() + 10
         for path in waits:
             while not (path.exists() and '"ready"' in path.read_text()[:64]):
@@ -197,6 +190,27 @@ class Lab:
                     raise LabFailure(f"service did not start: {path.name}")
                 time.sleep(0.01)
         self.far_side = FarSide(files)
+        self._start_mail()
+
+    def _start_mail(self) -> None:
+        """Real Postfix (and Dovecot SASL) instances on the mail server roles."""
+        mail.require_binaries()
+        for role, server in mail.servers_for(self.plan).items():
+            instance = mail.prepare(server, self.run.folder / role)
+            self.mail[role] = instance
+
+            log = self.run.folder / role / "start.log"
+
+            def run(argv: list[str], role: str = role, log: Path = log) -> tuple[int, str, str]:
+                return self.start_daemon(role, argv, log)
+
+            def spawn(argv: list[str], role: str = role, log: Path = log) -> None:
+                with log.open("a") as out:
+                    self.daemons.append(self.node(role).popen(
+                        argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out))
+            def listening(role: str = role) -> set[int]:
+                return self.listening(role)
+            mail.start(instance, run, spawn, listening)
 
     def stop(self) -> None:
         for agent in self.agents.values():
@@ -213,12 +227,28 @@ class Lab:
             except subprocess.TimeoutExpired:
                 proc.kill()
         self.agents, self.daemons = {}, []
+        # Mail daemons detach from us: stop them by pidfile while their namespace exists.
+        # (Dovecot takes about a second to stop on SIGTERM; a lab has no state to keep.)
+        lifecycle.kill_all([pid for inst in self.mail.values() for pid in mail.pids(inst)],
+                           grace=0.2)
+        self.mail = {}
         if self.net is not None:
             try:
                 self.net.stop()
             finally:
                 self.net = None
         lifecycle.destroy(self.run, self.inodes)
+
+    @property
+    def mail_servers(self) -> dict[str, mail.MailServer]:
+        return {role: inst.server for role, inst in self.mail.items()}
+
+    def submission_server(self) -> str:
+        """The organisation's mail server role (where clients submit)."""
+        for role, inst in self.mail.items():
+            if inst.server.submission:
+                return role
+        raise LabFailure(f"{self.topology} has no submission server")
 
     # -- running things in nodes ---------------------------------------------------
     def node(self, role: str) -> Any:
@@ -237,6 +267,34 @@ class Lab:
             proc.communicate()
             raise LabFailure(f"{role}: {' '.join(argv)} took over {timeout} s") from None
         return proc.returncode, out, err
+
+    def start_daemon(self, role: str, argv: list[str], log: Path,
+                     timeout: float = 30) -> tuple[int, str, str]:
+        """Run a command that leaves a daemon behind; wait for the command, not the daemon.
+
+        The daemon inherits the command's output, so pipes would never close:
+        the output goes to `log` instead.
+        """
+        with log.open("a+") as out:
+            start = out.tell()
+            proc = self.node(role).popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=out)
+            try:
+                status = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise LabFailure(f"{role}: {' '.join(argv)} took over {timeout} s") from None
+            out.seek(start)
+            return status, out.read(), ""
+
+    def listening(self, role: str) -> set[int]:
+        """TCP ports in LISTEN state on both families in the node (read from /proc)."""
+        ports: dict[str, set[int]] = {}
+        for table in ("tcp", "tcp6"):
+            lines = Path(f"/proc/{self.node(role).pid}/net/{table}").read_text().splitlines()
+            ports[table] = {int(ln.split()[1].rsplit(":", 1)[1], 16) for ln in lines[1:]
+                            if ln.split()[3] == "0A"}  # 0A: LISTEN
+        return ports["tcp"] & ports["tcp6"]
 
     def agent(self, role: str) -> AgentProcess:
         if role not in self.agents:

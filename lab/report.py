@@ -74,6 +74,7 @@ def as_json(scenarios: Sequence[ScenarioResult]) -> dict[str, Any]:
             "source": r.source, "target": r.target, "probe": r.probe, "family": r.family,
             "expected": str(r.expected), "observed": str(r.observed), "rule": r.rule,
             "detail": r.detail, "passed": r.passed, "elapsed_ms": r.elapsed_ms,
+            "wall_ms": r.wall_ms,
         } for r in s.results],
     } for s in scenarios]}
 

@@ -1,4 +1,4 @@
-"""Scenarios: a topology, the policy on its routers, services and the expectation matrix.
+"""Scenarios: a topology, the policy on its routers and the expectation matrix.
 
 A scenario is a folder with `scenario.yaml` and its policy files; it is data,
 validated here completely before any lab boots.
@@ -21,7 +21,7 @@ from topologies.plan import Plan
 
 BUILTIN = Path(__file__).resolve().parent.parent / "scenarios"
 SPEC = "scenario.yaml"
-_KEYS = {"summary", "topology", "policy", "services", "expect"}
+_KEYS = {"summary", "topology", "policy", "expect"}
 _EXPECT_KEYS = {"from", "to", "probes", "families", "verdict"}
 
 
@@ -43,7 +43,6 @@ class Scenario:
     summary: str
     topology: str
     policies: dict[str, tuple[PolicyFile, ...]]
-    services: dict[str, tuple[int, ...]]
     expectations: tuple[Expectation, ...]
 
     @property
@@ -108,10 +107,9 @@ def _build(folder: Path, spec: Path, data: Any) -> Scenario:
         raise _fail(spec, f"topology '{topology}' is not one of: {', '.join(TOPOLOGIES)}")
     plan = TOPOLOGIES[topology].PLAN
     policies = _policies(folder, spec, plan, data.get("policy") or {})
-    services = _services(spec, plan, data.get("services"))
     expectations = _expectations(spec, plan, data.get("expect"))
     return Scenario(folder.name, folder, str(data.get("summary", "")).strip(), topology,
-                    policies, services, expectations)
+                    policies, expectations)
 
 
 def _role(spec: Path, plan: Plan, role: Any, what: str) -> str:
@@ -146,23 +144,6 @@ def _policies(folder: Path, spec: Path, plan: Plan, data: Any) -> dict[str, tupl
                 raise _fail(spec, f"policy of {router}: {exc}") from None
         policies[str(router)] = tuple(loaded)
     return policies
-
-
-def _services(spec: Path, plan: Plan, data: Any) -> dict[str, tuple[int, ...]]:
-    if data is None:
-        # By default the mail servers listen where mail servers listen.
-        return {r.name: ((25, 465, 587) if r.kind == "server" else (25, 465))
-                for r in plan.roles if r.kind == "server" or r.name == "remote-mx"}
-    if not isinstance(data, dict):
-        raise _fail(spec, "services: must map a role to a list of TCP ports")
-    services = {}
-    for role, ports in data.items():
-        _role(spec, plan, role, "services")
-        if not isinstance(ports, list) or not all(isinstance(p, int) and 0 < p < 65536
-                                                  for p in ports):
-            raise _fail(spec, f"services: ports of {role} must be a list of TCP ports")
-        services[str(role)] = tuple(ports)
-    return services
 
 
 def _listed(value: Any) -> list[Any]:

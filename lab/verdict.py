@@ -12,6 +12,7 @@ class Verdict(StrEnum):
     ALLOWED = "allowed"      # reached the intended far side
     BLOCKED = "blocked"      # never reached the far side; a router rule decided it
     DIVERTED = "diverted"    # answered by another host or port than the one addressed
+    REFUSED = "refused"      # the mail server reached refused the mail (SMTP 4xx/5xx)
     BANNED = "banned"        # the host is cut off after a trap fired
     ERROR = "error"          # the lab could not decide; never a pass
 
@@ -84,10 +85,17 @@ def decide(target: str, address: str, dport: int, seen: Observation,
                             f"answered by {new.role}:{new.dport} instead of {target}:{dport}; "
                             f"{seen.describe()}" + (f"; banner {seen.banner!r}"
                                                     if seen.banner else "") + log_note)
-        return Decision(Verdict.ERROR, rule,
-                        f"sent to {new.role}:{new.dport} instead of {target}:{dport}, "
-                        f"but the sender saw {seen.describe()}: the diverted connection "
-                        "does not work" + log_note)
+        if rule is None:
+            return Decision(Verdict.ERROR, None,
+                            f"arrived at {new.role}:{new.dport} instead of {target}:{dport} "
+                            f"with no rule rewriting it; sender: {seen.describe()}")
+        # The rewritten SYN arrived, but the answer did not come back through the
+        # router that rewrote it (e.g. the new host is on the sender's own LAN and
+        # answers directly): the sender never gets a connection.
+        return Decision(Verdict.BLOCKED, rule,
+                        f"rewritten to {new.role}:{new.dport}, but the sender saw "
+                        f"{seen.describe()} instead of an answer from {address}: the "
+                        "diverted connection never opens" + log_note)
     if drops:
         how = "rejected" if seen.reply in ("rst", "icmp") else "dropped"
         return Decision(Verdict.BLOCKED, drops[0].rule.cite(),

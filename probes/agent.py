@@ -7,7 +7,6 @@ input and writes one JSON observation per line on standard output.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import select
@@ -20,6 +19,7 @@ from scapy.layers.inet import ICMP, IP, TCP, TCPerror
 from scapy.layers.inet6 import ICMPv6DestUnreach, IPv6, IPv6ExtHdrFragment
 from scapy.layers.l2 import Ether
 
+from probes.dialogue import Dialogue, run
 from probes.tcp import syn
 
 ETH_P_ALL = 0x0003
@@ -96,25 +96,10 @@ class Agent:
         return None
 
     @staticmethod
-    def banner(family: int, dst: str, dport: int, timeout: float) -> dict[str, Any]:
-        """Connect with the kernel's TCP and read the greeting line."""
-        af = socket.AF_INET if family == 4 else socket.AF_INET6
-        try:
-            with socket.socket(af, socket.SOCK_STREAM) as conn:
-                conn.settimeout(timeout)
-                conn.connect((dst, dport))
-                port = conn.getsockname()[1]
-                data = b""
-                while b"\n" not in data and len(data) < 1024:
-                    chunk = conn.recv(1024)
-                    if not chunk:
-                        break
-                    data += chunk
-                with contextlib.suppress(OSError):
-                    conn.sendall(b"QUIT\r\n")
-            return {"banner": data.decode("utf-8", "replace").strip(), "sport": port}
-        except OSError as exc:
-            return {"banner": None, "error": str(exc) or type(exc).__name__}
+    def smtp(dst: str, dport: int, dialogue: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Hold an SMTP dialogue with the kernel's TCP (after the SYN showed the way is open)."""
+        talk = Dialogue(**{**dialogue, "rcpts": tuple(dialogue.get("rcpts", ()))})
+        return run(dst, dport, talk, timeout).as_dict()
 
 
 def main() -> int:
@@ -125,8 +110,8 @@ def main() -> int:
         op = request.pop("op")
         if op == "syn":
             result = agent.syn(**request)
-        elif op == "banner":
-            result = agent.banner(**request)
+        elif op == "smtp":
+            result = agent.smtp(**request)
         else:
             result = {"error": f"unknown op {op}"}
         print(json.dumps(result), flush=True)

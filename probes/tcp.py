@@ -1,11 +1,14 @@
-"""TCP connection probes: a SYN to a mail port, then the server's banner.
+"""The probes: what a host emits, and what each one's evidence means.
+
+Every probe starts with one SYN, built with scapy, to its port on the host it
+connects to:
 
     IP(dst=remote_mx)/TCP(sport=s, dport=25, flags="S")
 
-The sender's observation is the first answer to its source port: SYN-ACK, RST
-or an ICMP error, from which address. Where a SYN-ACK comes from the address
-aimed at, a kernel connection then reads the banner, which names the server
-that really answered.
+The first answer to its source port (SYN-ACK, RST or an ICMP error, from which
+address) is the sender's observation. Where the way is open, an SMTP dialogue
+follows over the kernel's TCP (probes.dialogue): its banner, EHLO name and TLS
+certificate name the server that really answered.
 """
 
 from __future__ import annotations
@@ -15,20 +18,44 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class TcpProbe:
-    """A probe that opens a TCP connection to one well-known port."""
+class Probe:
+    """A probe: its name, the TCP port it opens, and what it does once connected.
+
+    kind: "connect" — the dialogue only identifies the server (and tries MAIL
+    before AUTH); "spam" — unauthenticated mail to the target's port, as a
+    spambot sends it; "mail" — authenticated submission to the source's own
+    mail server (587), for the target's domain; "mail-25" — the same mail
+    program left on port 25 of the target (the talk's unreconfigured users);
+    "rfc2142" — RCPT TO abuse@ and postmaster@ of the target's domain.
+    """
 
     name: str
     port: int
+    kind: str
     summary: str
 
+    @property
+    def sends_mail(self) -> bool:
+        return self.kind in ("spam", "mail", "mail-25")
 
-PROBES: dict[str, TcpProbe] = {
+    @property
+    def via_submission_server(self) -> bool:
+        """The connection goes to the source's own mail server, not to the target."""
+        return self.kind == "mail"
+
+
+PROBES: dict[str, Probe] = {
     p.name: p
     for p in (
-        TcpProbe("smtp", 25, "direct SMTP (TCP 25), MTA to MTA"),
-        TcpProbe("smtps", 465, "SMTP over implicit TLS (TCP 465)"),
-        TcpProbe("submission", 587, "message submission (TCP 587)"),
+        Probe("smtp", 25, "connect", "direct SMTP (TCP 25), MTA to MTA"),
+        Probe("smtps", 465, "connect", "SMTP over implicit TLS (TCP 465)"),
+        Probe("submission", 587, "connect", "message submission (TCP 587), STARTTLS"),
+        Probe("spam", 25, "spam", "unauthenticated mail to port 25, as a spambot sends it"),
+        Probe("mail", 587, "mail", "authenticated submission to the own mail server, "
+                                   "delivered to the target's domain"),
+        Probe("mail-25", 25, "mail-25", "authenticated mail to the target's port 25 "
+                                         "(a mail program never moved to 587)"),
+        Probe("rfc2142", 25, "rfc2142", "RCPT TO abuse@ and postmaster@ in any letter case"),
     )
 }
 

@@ -3,6 +3,9 @@ and a Linux bridge that lives in a namespace of its own."""
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+from pathlib import Path
 from typing import Any
 
 from mininet.node import Host
@@ -15,6 +18,21 @@ _NO_DAD = (
     "net.ipv6.conf.default.dad_transmits=0 net.ipv6.conf.all.dad_transmits=0 "
     "net.ipv6.conf.default.accept_ra=0 net.ipv6.conf.default.router_solicitations=0"
 )
+
+
+def host_resolvers(resolv_conf: Path = Path("/etc/resolv.conf")) -> tuple[str, ...]:
+    """The name servers the host's resolver would ask (nodes share its /etc)."""
+    try:
+        lines = resolv_conf.read_text().splitlines()
+    except OSError:
+        return ()
+    found = []
+    for line in lines:
+        words = line.split()
+        if len(words) >= 2 and words[0] == "nameserver":
+            with contextlib.suppress(ValueError):
+                found.append(str(ipaddress.ip_address(words[1].split("%")[0])))
+    return tuple(found)
 
 
 class LabHost(Host):  # type: ignore[misc]
@@ -38,6 +56,14 @@ class LabHost(Host):  # type: ignore[misc]
             self._ip("link", "set", port.name, "up")
         for route in routes:
             self._ip(f"-{route.family}", "route", "replace", route.destination, "via", route.via)
+        # No name service in the lab. A query for the host's resolver would
+        # otherwise travel the lab's default routes and wait for a timeout
+        # (Postfix's master waited 2 s); unreachable routes fail it at once, and
+        # no packet for an address outside the lab is ever sent.
+        for resolver in host_resolvers():
+            if not resolver.startswith("127.") and resolver != "::1":
+                family = 6 if ":" in resolver else 4
+                self._ip(f"-{family}", "route", "replace", "unreachable", resolver)
         return result
 
     def _ip(self, *args: str) -> None:

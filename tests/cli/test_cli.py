@@ -30,7 +30,7 @@ def test_verify_writes_the_json_and_junit_shapes(tmp_path: Path) -> None:
     assert "== fixed-screened-block [screened-host] PASS" in done.stdout
     assert "load error: scenarios/seed-screened-block/rules.sh:14: Bad argument `3544'" \
         in done.stdout
-    assert "[1/26]" in done.stderr  # progress while it runs
+    assert "[1/36]" in done.stderr  # progress while it runs
     report = json.loads(out.read_text())
     seed, fixed = report["scenarios"]
     assert (seed["name"], seed["topology"], seed["passed"]) == (

@@ -1,0 +1,378 @@
+"""Real mail servers in lab nodes: private Postfix (and Dovecot SASL) instances.
+
+Each instance lives entirely in the run folder: configuration, queue, data,
+mailboxes and logs. Nothing under /etc is read or written, and nothing of
+the host's own mail system (if any) is touched. The lab's roles:
+
+- a *submission server* (`mx`): Postfix on 25 (transport, mail for its own
+  domain), 587 (submission: STARTTLS required before AUTH, AUTH mandatory,
+  MAIL before AUTH refused — RFC 6409) and 465 (submission over implicit
+  TLS — RFC 8314), with Dovecot as the SASL back end and lab users in a
+  passwd-file. Outbound mail goes straight to the remote MTA's address.
+- an *MTA* (`remote-mx`): Postfix on 25 and 465 accepting any recipient of
+  its domains into one Maildir that the lab reads.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.errors import LabFailure
+from topologies.plan import Plan
+
+# A runner executes argv inside the node and returns (status, stdout, stderr);
+# a spawner starts a long-running process inside the node and leaves it running.
+Runner = Callable[[list[str]], tuple[int, str, str]]
+Spawner = Callable[[list[str]], None]
+# the TCP ports listening on both IPv4 and IPv6 in the node
+Listening = Callable[[], set[int]]
+
+POSTFIX_LIBEXEC = Path("/usr/lib/postfix/sbin")
+NOBODY = 65534
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    password: str
+
+
+# Lab accounts of the submission server. Passwords are lab data, not secrets.
+LAB_USERS = (User("alice", "correct-horse-battery-staple"), User("bob", "Tr0ub4dor&3-lab"))
+
+
+@dataclass(frozen=True)
+class MailServer:
+    """One Postfix instance: which role runs it, its names, and where its mail goes."""
+
+    role: str
+    hostname: str
+    domains: tuple[str, ...]
+    submission: bool  # True: 25/587/465 with SASL (mx); False: 25/465 MTA (remote-mx)
+    routes: tuple[tuple[str, str], ...] = ()  # (domain, "[address]") for outbound mail
+    users: tuple[User, ...] = ()
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return (25, 465, 587) if self.submission else (25, 465)
+
+
+@dataclass(frozen=True)
+class Instance:
+    """Where a running server keeps its things."""
+
+    server: MailServer
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "etc"
+
+    @property
+    def queue(self) -> Path:
+        return self.root / "queue"
+
+    @property
+    def mail(self) -> Path:
+        return self.root / "mail"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "postfix.log"
+
+    @property
+    def dovecot_conf(self) -> Path:
+        return self.root / "dovecot" / "dovecot.conf"
+
+    def pidfiles(self) -> list[Path]:
+        return [self.queue / "pid" / "master.pid", self.root / "dovecot" / "run" / "master.pid"]
+
+
+def _main_cf(inst: Instance, tls: tuple[Path, Path]) -> str:
+    s = inst.server
+    lines = [
+        "compatibility_level = 3.6",
+        # the hostname is shared by every node of the lab: name each server
+        f"myhostname = {s.hostname}",
+        f"mydomain = {s.domains[0]}",
+        "myorigin = $mydomain",
+        "mydestination =",
+        "inet_interfaces = all",
+        "inet_protocols = all",
+        "mynetworks = 127.0.0.0/8 [::1]/128",
+        f"queue_directory = {inst.queue}",
+        f"data_directory = {inst.root / 'data'}",
+        # no syslog in a namespace: Postfix logs to a file through postlogd
+        f"maillog_file = {inst.log}",
+        f"maillog_file_prefixes = {inst.root}",
+        "smtpd_peername_lookup = no",  # no 5 s reverse-DNS stalls
+        "smtp_host_lookup = native",
+        # the lab's paths are short: a connection that does not open in 1 s never will
+        "smtp_connect_timeout = 1s",
+        "in_flow_delay = 0",  # else the first message waits 1 s for a flow token
+        "alias_maps =",
+        "alias_database =",
+        "biff = no",
+        "smtputf8_enable = no",
+        "readme_directory = no",
+        f"smtpd_banner = $myhostname ESMTP port25lab {s.role}",
+        f"smtpd_tls_cert_file = {tls[0]}",
+        f"smtpd_tls_key_file = {tls[1]}",
+        "smtpd_tls_security_level = may",
+        "smtp_tls_security_level = may",
+        f"virtual_mailbox_domains = {' '.join(s.domains)}",
+        f"virtual_mailbox_base = {inst.mail}",
+        f"virtual_uid_maps = static:{NOBODY}",
+        f"virtual_gid_maps = static:{NOBODY}",
+    ]
+    if s.submission:
+        mailboxes = ", ".join(f"{u.name}@{s.domains[0]}={u.name}/" for u in s.users)
+        first = s.users[0].name
+        # RFC 2142: abuse@ and postmaster@ reach a person
+        aliases = ", ".join(f"{a}@{s.domains[0]}={first}@{s.domains[0]}"
+                            for a in ("abuse", "postmaster"))
+        lines += [
+            f"virtual_mailbox_maps = inline:{{ {mailboxes} }}",
+            f"virtual_alias_maps = inline:{{ {aliases} }}",
+            "smtpd_sasl_type = dovecot",
+            "smtpd_sasl_path = private/auth",
+        ]
+    else:
+        lines.append("virtual_mailbox_maps = static:mailbox/")  # every recipient, one Maildir
+    if s.routes:
+        routes = ", ".join(f"{domain}=smtp:{nexthop}" for domain, nexthop in s.routes)
+        lines.append(f"transport_maps = inline:{{ {routes} }}")
+    return "\n".join(lines) + "\n"
+
+
+_SUBMISSION_OPTIONS = (
+    "-o smtpd_sasl_auth_enable=yes",
+    "-o smtpd_delay_reject=no",  # refuse MAIL before AUTH at MAIL, not at RCPT
+    "-o smtpd_client_restrictions=",
+    "-o smtpd_sender_restrictions=permit_sasl_authenticated,reject",
+    "-o smtpd_relay_restrictions=permit_sasl_authenticated,reject",
+    "-o smtpd_recipient_restrictions=permit_sasl_authenticated,reject",
+)
+
+
+def _master_cf(server: MailServer) -> str:
+    public = {"pickup", "cleanup", "qmgr", "flush", "showq", "postlog"}  # as Postfix ships it
+
+    def service(name: str, kind: str, command: str, *options: str, limit: str = "-") -> str:
+        # every service runs without chroot: the lab's paths are not inside one
+        private = "n" if kind == "inet" or name in public else "-"
+        unprivileged = "n" if command == "virtual" else "-"  # it writes as the mailbox owner
+        head = f"{name:<10} {kind:<10} {private} {unprivileged} n - {limit} {command}"
+        return "\n".join([head, *(f"  {o}" for o in options)])
+
+    services = [
+        service("smtp", "inet", "smtpd", "-o syslog_name=postfix/smtp"),
+        service("465", "inet", "smtpd", "-o syslog_name=postfix/smtps",
+                "-o smtpd_tls_wrappermode=yes",
+                *(_SUBMISSION_OPTIONS if server.submission else ())),
+    ]
+    if server.submission:
+        services.append(service("587", "inet", "smtpd", "-o syslog_name=postfix/submission",
+                                "-o smtpd_tls_security_level=encrypt",
+                                "-o smtpd_tls_auth_only=yes", *_SUBMISSION_OPTIONS))
+    for name, command, limit in (
+            ("pickup", "pickup", "1"), ("cleanup", "cleanup", "0"), ("qmgr", "qmgr", "1"),
+            ("tlsmgr", "tlsmgr", "1"), ("rewrite", "trivial-rewrite", "-"),
+            ("bounce", "bounce", "0"), ("defer", "bounce", "0"), ("trace", "bounce", "0"),
+            ("verify", "verify", "1"), ("flush", "flush", "0"), ("proxymap", "proxymap", "-"),
+            ("proxywrite", "proxymap", "1"), ("smtp", "smtp", "-"), ("relay", "smtp", "-"),
+            ("showq", "showq", "-"), ("error", "error", "-"), ("retry", "error", "-"),
+            ("discard", "discard", "-"), ("virtual", "virtual", "-"), ("anvil", "anvil", "1"),
+            ("scache", "scache", "1")):
+        services.append(service(name, "unix", command, limit=limit))
+    # postlogd writes maillog_file; without it Postfix has nowhere to log
+    services.append(service("postlog", "unix-dgram", "postlogd", limit="1"))
+    return "\n".join(services) + "\n"
+
+
+def _dovecot_conf(inst: Instance) -> str:
+    base = inst.root / "dovecot"
+    return f"""\
+# Dovecot only as Postfix's SASL back end, private to this lab run.
+protocols =
+listen = 127.0.0.1
+base_dir = {base / "run"}
+state_dir = {base / "state"}
+log_path = {base / "dovecot.log"}
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+# the lab's guessing probes must not be slowed down by the server itself
+auth_failure_delay = 0
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%n {base / "users"}
+}}
+userdb {{
+  driver = static
+  args = uid={NOBODY} gid={NOBODY} home=/nonexistent
+}}
+service auth {{
+  unix_listener {inst.queue / "private" / "auth"} {{
+    mode = 0660
+    user = postfix
+    group = postfix
+  }}
+}}
+service anvil {{
+  # no auth penalty: a failed AUTH would delay the next one by seconds
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+"""
+
+
+def _certificate(folder: Path, hostname: str) -> tuple[Path, Path]:
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    done = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj",
+         f"/CN={hostname}", "-addext", f"subjectAltName=DNS:{hostname}"],
+        capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise LabFailure(f"openssl could not make a certificate: {done.stderr.strip()}")
+    return cert, key
+
+
+def prepare(server: MailServer, root: Path) -> Instance:
+    """Write the instance's files (outside any namespace)."""
+    inst = Instance(server, root)
+    for folder in (inst.config, inst.queue, inst.root / "data", inst.mail):
+        folder.mkdir(parents=True, exist_ok=True)
+    postfix = pwd.getpwnam("postfix")
+    os.chown(inst.root / "data", postfix.pw_uid, postfix.pw_gid)
+    os.chown(inst.mail, NOBODY, NOBODY)
+    _make_queue(inst.queue)
+    tls = _certificate(inst.config, server.hostname)
+    (inst.config / "main.cf").write_text(_main_cf(inst, tls))
+    (inst.config / "master.cf").write_text(_master_cf(server))
+    # Postfix rereads a configuration file until it is over a second old (a
+    # guard against files still being written): date them back.
+    past = time.time() - 10
+    for written in inst.config.iterdir():
+        os.utime(written, (past, past))
+    if server.submission:
+        dovecot = inst.root / "dovecot"
+        for sub in ("run", "state"):
+            (dovecot / sub).mkdir(parents=True, exist_ok=True)
+        (dovecot / "users").write_text(
+            "".join(f"{u.name}:{u.password}::::::\n" for u in server.users))
+        inst.dovecot_conf.write_text(_dovecot_conf(inst))
+    return inst
+
+
+# The queue's folders as `postfix check` would make them (owner, group, mode). That
+# command takes 2.5 s inside a node (it waits for name lookups that cannot be
+# answered there), so the lab makes them itself.
+_QUEUE = {
+    **dict.fromkeys(("active", "bounce", "corrupt", "defer", "deferred", "flush", "hold",
+                     "incoming", "private", "saved", "trace"), ("postfix", "root", 0o700)),
+    "maildrop": ("postfix", "postdrop", 0o730),
+    "public": ("postfix", "postdrop", 0o710),
+    "pid": ("root", "root", 0o755),
+}
+
+
+def _make_queue(queue: Path) -> None:
+    for name, (user, group, mode) in _QUEUE.items():
+        folder = queue / name
+        folder.mkdir(exist_ok=True)
+        os.chown(folder, pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid)
+        folder.chmod(mode)
+
+
+def start(inst: Instance, run: Runner, spawn: Spawner, listening: Listening) -> None:
+    """Start the instance inside its node; returns when its master is up."""
+    if inst.server.submission:
+        argv = ["/usr/sbin/dovecot", "-c", str(inst.dovecot_conf)]
+        status, out, err = run(argv)
+        if status != 0:
+            raise LabFailure(f"{inst.server.role}: dovecot failed: {(err or out).strip()}")
+    # In the foreground (-d), held by the lab: `master -w` would poll for 2 s.
+    spawn([str(POSTFIX_LIBEXEC / "master"), "-c", str(inst.config), "-d"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if set(inst.server.ports) <= listening():
+            return
+        time.sleep(0.01)
+    text = inst.log.read_text(errors="replace") if inst.log.exists() else ""
+    fatal = [ln for ln in text.splitlines() if "fatal:" in ln]
+    raise LabFailure(f"{inst.server.role}: Postfix did not start: "
+                     f"{fatal[0].split('fatal: ', 1)[1] if fatal else 'not listening in 10 s'}")
+
+
+def pids(inst: Instance) -> list[int]:
+    """The master PIDs of the instance's daemons, from their pidfiles."""
+    found = []
+    for pidfile in inst.pidfiles():
+        try:
+            found.append(int(pidfile.read_text().split()[0]))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def delivered(inst: Instance) -> list[Path]:
+    """Messages delivered into the instance's Maildirs."""
+    return sorted(inst.mail.glob("*/new/*"))
+
+
+def require_binaries() -> None:
+    for program in ("postfix", "dovecot", "openssl"):
+        if shutil.which(program) is None:
+            raise LabFailure(f"{program} is not installed: run `make setup`")
+
+
+ORGANISATION = "example.org"
+FOREIGN = "example.net"
+FOREIGN_V6 = "v6.example.net"  # mail for it travels over IPv6
+
+
+def servers_for(plan: Plan) -> dict[str, MailServer]:
+    """The lab's mail servers: every `server` role (the organisation's) and `remote-mx`."""
+    servers: dict[str, MailServer] = {}
+    remote = plan.role("remote-mx") if "remote-mx" in plan.role_names else None
+    if remote is not None:
+        servers[remote.name] = MailServer(remote.name, f"mx.{FOREIGN}", (FOREIGN, FOREIGN_V6),
+                                          submission=False)
+    for role in plan.roles:
+        if role.kind != "server":
+            continue
+        routes = () if remote is None else (
+            (FOREIGN, f"[{remote.address(4)}]"), (FOREIGN_V6, f"[ipv6:{remote.address(6)}]"))
+        servers[role.name] = MailServer(role.name, f"{role.name}.{ORGANISATION}",
+                                        (ORGANISATION,), submission=True, routes=routes,
+                                        users=LAB_USERS)
+    return servers
+
+
+def domain_for(server: MailServer, family: int) -> str:
+    """The domain of `server` whose mail travels over `family` (for the foreign MTA)."""
+    if not server.submission and family == 6 and FOREIGN_V6 in server.domains:
+        return FOREIGN_V6
+    return server.domains[0]
+
+
+def queue_status(inst: Instance, queue_id: str) -> str | None:
+    """The last delivery status Postfix logged for a queue id (sent, deferred, bounced)."""
+    if not inst.log.exists():
+        return None
+    found = None
+    for line in inst.log.read_text(errors="replace").splitlines():
+        if f" {queue_id}: " in line and " status=" in line:
+            found = line.split(f" {queue_id}: ", 1)[1]
+    return found
