@@ -3,7 +3,8 @@
 VENV      := .venv
 PY        := $(VENV)/bin/python
 STAMPS    := $(VENV)/.stamps
-DEB_PKGS  := mininet iptables iproute2 tcpdump bridge-utils python3-venv procps iputils-ping
+DEB_PKGS  := mininet iptables iproute2 tcpdump bridge-utils python3-venv procps iputils-ping \
+             postfix dovecot-core openssl
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 SHELL     := /bin/bash
 .SHELLFLAGS := -o pipefail -c
@@ -24,10 +25,11 @@ bench: setup
 
 setup: $(STAMPS)/deb $(STAMPS)/venv
 
-$(STAMPS)/deb:
+$(STAMPS)/deb: Makefile
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing Debian packages:" $$missing; \
+	    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  fi
 	@mkdir -p $(STAMPS) && touch $@

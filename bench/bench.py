@@ -29,7 +29,7 @@ from lab.network import Lab
 from lab.scenario import Scenario
 from lab.verify import verify
 
-# One fixed scenario per built-in topology: its services are what a verify run boots.
+# One fixed scenario per built-in topology (its probes are what the latency figures time).
 LAB_SCENARIOS = ("fixed-screened-block", "fixed-dmz-block")
 CLI_SCENARIOS = ("seed-screened-block", "seed-dmz-block", "fixed-screened-block",
                  "fixed-dmz-block")
@@ -82,13 +82,13 @@ def _ms(seconds: float) -> float:
 
 # -- 1. boot and teardown -----------------------------------------------------------
 def time_lab_cycles(s: Scenario, rounds: int, say: Say) -> LabCycle:
-    """Boot (Lab.__enter__, services included) and tear down (__exit__) `rounds` times."""
+    """Boot (Lab.__enter__, recorders and mail servers included) and tear down `rounds` times."""
     boots: list[float] = []
     downs: list[float] = []
     for number in range(1, rounds + 1):
         run = lifecycle.new_run()
         try:
-            lab = Lab(s.topology, run, s.services)
+            lab = Lab(s.topology, run)
             started = time.perf_counter()
             with lab:
                 up = time.perf_counter()

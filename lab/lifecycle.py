@@ -129,17 +129,18 @@ def kill_all(pids: list[int], grace: float = 1.0) -> None:
     alive = list(pids)
     while alive and time.monotonic() < deadline:
         time.sleep(0.02)
-        alive = [p for p in alive if _start_time(p) is not None and not _zombie(p)]
+        alive = [p for p in alive if is_running(p)]
     for pid in alive:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
 
-def _zombie(pid: int) -> bool:
+def is_running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
-        return True
+        return False
 
 
 def destroy(run: Run, extra_inodes: set[int] | None = None) -> None:

@@ -144,6 +144,9 @@ def probe_once(lab: Lab, expectation: Expectation, sport: int) -> Result:
     refusal = refused(transcript)
     if refusal is not None:
         return result(Verdict.REFUSED, net.decision.rule, f"{detail}; refused: {refusal}")
+    if transcript.get("error"):
+        # the dialogue broke off: that proves nothing about the server's policy
+        return result(Verdict.ERROR, net.decision.rule, f"{detail}; the dialogue broke off")
     if probe.kind == "rfc2142":
         return result(Verdict.ALLOWED, net.decision.rule, detail)
     queue_id = transcript.get("queue_id")
@@ -202,15 +205,13 @@ def describe(transcript: dict[str, Any]) -> str:
 
 
 def refused(transcript: dict[str, Any]) -> str | None:
-    """The first refusal of the dialogue (4xx/5xx, or AUTH failing), if any."""
+    """The first refusal of the dialogue (an SMTP 4xx/5xx reply, AUTH failing included)."""
     for command, code, text in transcript.get("steps", []):
         if command in ("EHLO", "RSET", "MAIL before AUTH") or code == 0:
             continue
         if code >= 400:
             return f"{command}: {code} {text.splitlines()[0] if text else ''}".strip()
-    if transcript.get("error"):
-        return str(transcript["error"])
-    return None
+    return None  # a transport error is not a refusal: see probe_once
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,13 @@ def _dialogue(conn: smtplib.SMTP, talk: Dialogue, out: Transcript) -> None:
     if talk.message is None or not all(accepted):
         _step(out, "RSET", conn.rset())
         return
-    code, text = conn.data(talk.message.encode())
+    try:
+        code, text = conn.data(talk.message.encode())
+    except smtplib.SMTPResponseException as exc:  # DATA refused: a reply, not an error
+        said = exc.smtp_error
+        reason = said.decode(errors="replace") if isinstance(said, bytes) else str(said)
+        out.steps.append(("DATA", exc.smtp_code, reason))
+        return
     reply = text.decode(errors="replace")
     out.steps.append(("DATA", code, reply))
     if code == 250 and "queued as " in reply:

@@ -65,7 +65,7 @@ def test_dnat_to_submission_is_diverted(tmp_path: Path) -> None:
     for r in result.results:
         if r.probe == "smtp":
             assert "answered by mx:587 instead of remote-mx:25" in r.detail
-            assert "220 mx ESMTP port25lab listener on port 587" in r.detail
+            assert "banner '220 mx.example.org ESMTP port25lab mx'" in r.detail
             assert r.rule is not None and "-t nat PREROUTING#1" in r.rule and "DNAT" in r.rule
 
 

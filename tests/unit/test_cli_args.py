@@ -10,7 +10,9 @@ import pytest
 
 from lab import cli
 
-BUILTIN = ("fixed-dmz-block", "fixed-screened-block", "seed-dmz-block", "seed-screened-block")
+BUILTIN = {"fixed-dmz-block": "dmz", "fixed-proxy": "screened-host", "fixed-proxy-dmz": "dmz",
+           "fixed-screened-block": "screened-host", "seed-dmz-block": "dmz",
+           "seed-proxy": "screened-host", "seed-screened-block": "screened-host"}
 
 
 class ReachedTheLab(Exception):
@@ -121,8 +123,7 @@ def test_list(capsys: pytest.CaptureFixture[str]) -> None:
     lines = out.splitlines()
     assert [ln.split()[0] for ln in lines] == list(BUILTIN)
     topologies = {ln.split()[0]: ln.split()[1] for ln in lines}
-    assert topologies == {"fixed-dmz-block": "dmz", "fixed-screened-block": "screened-host",
-                          "seed-dmz-block": "dmz", "seed-screened-block": "screened-host"}
+    assert topologies == BUILTIN
 
 
 def test_scenario_with_a_list_for_topology(capsys: pytest.CaptureFixture[str],

@@ -11,10 +11,14 @@ from lab.errors import BadInput
 from lab.policy import read_policy
 from lab.verdict import Verdict
 
-BUILTIN = {"seed-screened-block": ("screened-host", "gw"),
-           "seed-dmz-block": ("dmz", "inner"),
-           "fixed-screened-block": ("screened-host", "gw"),
-           "fixed-dmz-block": ("dmz", "inner")}
+BLOCK = {"seed-screened-block": ("screened-host", "gw"),
+         "seed-dmz-block": ("dmz", "inner"),
+         "fixed-screened-block": ("screened-host", "gw"),
+         "fixed-dmz-block": ("dmz", "inner")}
+PROXY = {"seed-proxy": ("screened-host", "gw"),
+         "fixed-proxy": ("screened-host", "gw"),
+         "fixed-proxy-dmz": ("dmz", "inner")}
+BUILTIN = {**BLOCK, **PROXY}
 
 GOOD = """\
 topology: screened-host
@@ -51,16 +55,49 @@ def test_builtin_scenarios_load(name: str) -> None:
     (policy,) = s.policies[router]
     assert policy.path == scenario.BUILTIN / name / "rules.sh"
     assert policy.kind == "script" and policy.families == frozenset({4, 6})
-    # 5 lines of the matrix: clients→remote-mx 2x2x2, clients→sink 2x1x2,
-    # mx→remote-mx 2x2, remote-mx→mx 1x2, clients→mx 2x2x2
-    assert len(s.expectations) == 26
     assert {e.family for e in s.expectations} == {4, 6}
     assert {e.source for e in s.expectations} == {"client1", "client2", "mx", "remote-mx"}
-    by = {(e.source, e.target, e.probe, e.family): e.verdict for e in s.expectations}
+    assert not hasattr(s, "services")
+
+
+def _matrix(name: str) -> dict[tuple[str, str, str, int], Verdict]:
+    return {(e.source, e.target, e.probe, e.family): e.verdict
+            for e in scenario.load(name).expectations}
+
+
+@pytest.mark.parametrize("name", sorted(BLOCK))
+def test_block_scenarios_matrix(name: str) -> None:
+    by = _matrix(name)
+    # 8 lines of the matrix: clients→remote-mx smtp/smtps 2x2x2, clients→sink 2x1x2,
+    # mx→remote-mx 2x2, remote-mx→mx smtp 1x2, clients→mx 2x2x2, clients→remote-mx
+    # mail 2x1x2 and spam 2x1x2, remote-mx→mx rfc2142 1x2
+    assert len(by) == 36
     assert by["client2", "remote-mx", "smtps", 6] == Verdict.BLOCKED
     assert by["mx", "remote-mx", "smtp", 4] == Verdict.ALLOWED
     assert by["client1", "mx", "submission", 6] == Verdict.ALLOWED
-    assert s.services == {"mx": (25, 465, 587), "remote-mx": (25, 465)}
+    assert by["client1", "remote-mx", "mail", 6] == Verdict.ALLOWED
+    assert by["client2", "remote-mx", "spam", 4] == Verdict.BLOCKED
+    assert by["remote-mx", "mx", "rfc2142", 6] == Verdict.ALLOWED
+    assert set(by.values()) == {Verdict.ALLOWED, Verdict.BLOCKED}
+
+
+@pytest.mark.parametrize("name", sorted(PROXY))
+def test_proxy_scenarios_matrix(name: str) -> None:
+    by = _matrix(name)
+    # 8 lines: clients→remote-mx smtp, spam, mail-25, smtps and mail 2x1x2 each,
+    # clients→mx submission 2x1x2, mx→remote-mx 2x2, remote-mx→mx smtp/rfc2142 2x2
+    assert len(by) == 32
+    for client in ("client1", "client2"):
+        for family in (4, 6):
+            assert by[client, "remote-mx", "smtp", family] == Verdict.DIVERTED
+            assert by[client, "remote-mx", "spam", family] == Verdict.REFUSED
+            assert by[client, "remote-mx", "mail-25", family] == Verdict.DIVERTED
+            assert by[client, "remote-mx", "smtps", family] == Verdict.BLOCKED
+            assert by[client, "remote-mx", "mail", family] == Verdict.ALLOWED
+            assert by[client, "mx", "submission", family] == Verdict.ALLOWED
+    assert by["mx", "remote-mx", "smtps", 6] == Verdict.ALLOWED
+    assert by["remote-mx", "mx", "rfc2142", 4] == Verdict.ALLOWED
+    assert not any(target == "sink" for _, target, _, _ in by)
 
 
 def test_a_folder_scenario_loads(tmp_path: Path) -> None:
@@ -86,9 +123,13 @@ def test_policy_entry_with_a_family(tmp_path: Path) -> None:
     assert (policy.kind, policy.family) == ("save", 6)
 
 
-def test_services_given(tmp_path: Path) -> None:
-    folder = _folder(tmp_path, GOOD + "services:\n  mx: [587]\n  sink: [25, 2525]\n")
-    assert scenario.load(str(folder)).services == {"mx": (587,), "sink": (25, 2525)}
+def test_services_key_is_gone(tmp_path: Path) -> None:
+    # the mail servers come from the topology now (lab.mail.servers_for), not the scenario
+    folder = _folder(tmp_path, GOOD + "services:\n  mx: [25, 465, 587]\n")
+    with pytest.raises(BadInput) as exc:
+        scenario.load(str(folder))
+    assert str(exc.value) == (f"{folder / 'scenario.yaml'}: unknown key 'services' "
+                              "(known: expect, policy, summary, topology)")
 
 
 EXPECT_LINE = ("  - {from: client1, to: remote-mx, probes: [smtp], families: [4], "
@@ -125,10 +166,10 @@ BAD = {
                              "policy: must map"),
     "policy-bad-family": (GOOD.replace("gw: [rules.sh]", "gw: [{file: rules.sh, family: 5}]"),
                           "must be 4 or 6"),
-    "services-bad-port": (GOOD + "services:\n  mx: [25, 70000]\n", "ports of mx"),
-    "services-port-zero": (GOOD + "services:\n  mx: [0]\n", "ports of mx"),
-    "services-not-a-list": (GOOD + "services:\n  mx: submission\n", "ports of mx"),
-    "services-unknown-role": (GOOD + "services:\n  mailhub: [25]\n", "unknown role 'mailhub'"),
+    "services-key": (GOOD + "services:\n  mx: [587]\n", "unknown key 'services'"),
+    "unknown-verdict-lists-refused": (GOOD.replace("verdict: blocked", "verdict: refusd"),
+                                      "verdict 'refusd' is not one of allowed, blocked, diverted, "
+                                      "refused, banned, error"),
     "missing-policy-file": (GOOD.replace("[rules.sh]", "[rulez.sh]"), "rulez.sh"),
 }
 

@@ -147,18 +147,61 @@ def test_error_when_far_side_saw_it_but_no_answer_and_no_drop() -> None:
     assert "no rule explains it" in d.detail
 
 
-def test_error_when_diverted_but_sender_got_nothing() -> None:
+def test_blocked_when_rewritten_but_sender_got_nothing() -> None:
+    # the DNAT target shares the sender's LAN and answers it directly: nothing opens
     d = decide("remote-mx", REMOTE_MX, 25, SILENCE, [Sighting("mx", MX, 587)], [Hit(DNAT, 1)])
-    assert d.verdict == Verdict.ERROR
+    assert d.verdict == Verdict.BLOCKED
     assert d.rule == DNAT.cite()
-    assert "sent to mx:587 instead of remote-mx:25" in d.detail
-    assert "does not work" in d.detail
+    assert d.detail == (f"rewritten to mx:587, but the sender saw no answer instead of an "
+                        f"answer from {REMOTE_MX}: the diverted connection never opens")
 
 
-def test_error_when_diverted_and_the_answer_comes_from_another_address() -> None:
+def test_blocked_when_rewritten_and_the_answer_comes_from_another_address() -> None:
     d = decide("remote-mx", REMOTE_MX, 25, _synack(MX, 587), [Sighting("mx", MX, 587)],
                [Hit(DNAT, 1)])
+    assert d.verdict == Verdict.BLOCKED
+    assert d.rule == DNAT.cite()
+    assert "rewritten to mx:587" in d.detail
+    assert f"the sender saw SYN-ACK from {MX} port 587 ttl 63 instead of an answer from " \
+        f"{REMOTE_MX}" in d.detail
+    assert d.detail.endswith("the diverted connection never opens")
+
+
+def test_blocked_when_rewritten_mentions_the_log_rule() -> None:
+    d = decide("remote-mx", REMOTE_MX, 25, SILENCE, [Sighting("mx", MX, 587)],
+               [Hit(LOG, 1), Hit(DNAT, 1)])
+    assert d.verdict == Verdict.BLOCKED
+    assert d.rule == DNAT.cite()
+    assert d.detail.endswith(f"never opens; logged by {LOG.cite()}")
+
+
+def test_error_when_it_arrived_elsewhere_without_a_rewriting_rule() -> None:
+    d = decide("remote-mx", REMOTE_MX, 25, SILENCE, [Sighting("mx", MX, 587)], [Hit(LOG, 1)])
     assert d.verdict == Verdict.ERROR
+    assert d.rule is None
+    assert d.detail == ("arrived at mx:587 instead of remote-mx:25 with no rule rewriting it; "
+                        "sender: no answer")
+
+
+def test_error_when_it_arrived_elsewhere_and_another_address_answered_without_a_rule() -> None:
+    d = decide("remote-mx", REMOTE_MX, 25, _synack(MX, 587), [Sighting("mx", MX, 587)], [])
+    assert d.verdict == Verdict.ERROR
+    assert d.rule is None
+    assert "with no rule rewriting it" in d.detail
+
+
+def test_diverted_needs_the_answer_from_the_address_aimed_at_even_without_a_rule() -> None:
+    # the sender's own view decides DIVERTED; the rule is cited when there is one
+    d = decide("remote-mx", REMOTE_MX, 25, _synack(REMOTE_MX, 25), [Sighting("mx", MX, 587)], [])
+    assert d.verdict == Verdict.DIVERTED
+    assert d.rule is None
+
+
+def test_refused_verdict_exists() -> None:
+    assert Verdict.REFUSED.value == "refused"
+    assert Verdict("refused") is Verdict.REFUSED
+    assert [v.value for v in Verdict] == ["allowed", "blocked", "diverted", "refused", "banned",
+                                          "error"]
 
 
 def test_observation_describe() -> None:

@@ -1,0 +1,138 @@
+"""The real mail path against the real daemons: Postfix and Dovecot SASL on mx,
+Postfix on remote-mx. Delivery is proved by reading remote-mx's mailbox."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab import lifecycle, mail, scenario
+from lab.network import Lab
+from lab.verify import load_policies
+from probes.dialogue import Dialogue
+from tests.support import leftovers
+
+pytestmark = pytest.mark.lab
+
+ALICE = mail.LAB_USERS[0]
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    run = lifecycle.new_run()
+    try:
+        with Lab("screened-host", run) as booted:
+            assert load_policies(booted, scenario.load("fixed-screened-block")) == []
+            yield booted
+    finally:
+        lifecycle.destroy(run)
+    assert leftovers(run.prefix) == []
+
+
+def talk(lab: Lab, source: str, target: str, port: int, family: int = 4,
+         **dialogue: Any) -> dict[str, Any]:
+    address = lab.plan.role(target).address(family)
+    answer: dict[str, Any] = lab.agent(source).ask(
+        {"op": "smtp", "dst": address, "dport": port,
+         "dialogue": asdict(Dialogue(**dialogue)), "timeout": 5.0}, timeout=30)
+    return answer
+
+
+def steps(transcript: dict[str, Any]) -> dict[str, tuple[int, str]]:
+    return {command: (code, text) for command, code, text in transcript["steps"]}
+
+
+def wait_for_mail(lab: Lab, token: str, seconds: float = 5.0) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for message in mail.delivered(lab.mail["remote-mx"]):
+            text = message.read_text()
+            if token in text:
+                return text
+        time.sleep(0.05)
+    raise AssertionError(f"{token} never reached remote-mx's mailbox")
+
+
+def test_submission_requires_starttls_before_auth(lab: Lab) -> None:
+    said = talk(lab, "client1", "mx", 587, mail_before_auth="alice@example.org")
+    assert said["banner"] == "220 mx.example.org ESMTP port25lab mx"
+    assert said["ehlo_name"] == "mx.example.org"
+    assert said["starttls_offered"] is True
+    assert said["auth_before_tls"] is False  # RFC 6409: no AUTH in the clear
+    code, text = steps(said)["MAIL before AUTH"]
+    assert code == 530 and "STARTTLS" in text
+
+
+def test_mail_before_auth_is_refused_after_tls(lab: Lab) -> None:
+    said = talk(lab, "client2", "mx", 587, tls="starttls", mail_from="alice@example.org",
+                rcpts=("postmaster@example.net",))
+    assert said["tls_subject"] == "CN=mx.example.org"
+    code, text = steps(said)["MAIL"]
+    assert code == 554 and "Access denied" in text
+
+
+def test_wrong_password_is_refused(lab: Lab) -> None:
+    said = talk(lab, "client1", "mx", 587, tls="starttls", user=ALICE.name,
+                password="not-" + ALICE.password, mail_from="alice@example.org")
+    code, _ = steps(said)["AUTH"]
+    assert code == 535
+    assert "MAIL" not in steps(said)
+
+
+@pytest.mark.parametrize("port, tls, family, domain", [
+    (587, "starttls", 4, "example.net"),
+    (465, "implicit", 6, "v6.example.net"),
+])
+def test_authenticated_mail_is_delivered_through_the_router(
+        lab: Lab, port: int, tls: str, family: int, domain: str) -> None:
+    token = f"delivery-{port}-{os.getpid()}-{time.monotonic_ns()}"
+    said = talk(lab, "client1", "mx", port, family=family, tls=tls, user=ALICE.name,
+                password=ALICE.password, mail_from="alice@example.org",
+                rcpts=(f"someone@{domain}",),
+                message=f"From: alice@example.org\r\nSubject: {token}\r\n\r\n{token}\r\n")
+    assert steps(said)["AUTH"][0] == 235
+    assert said["queue_id"], said
+    text = wait_for_mail(lab, token)
+    assert "from mx.example.org" in text  # remote-mx's Received: header names the relay
+    status = mail.queue_status(lab.mail["mx"], said["queue_id"])
+    assert status is not None and "status=sent" in status
+    relay = lab.plan.role("remote-mx").address(family)
+    assert f"relay={relay}[{relay}]:25" in status  # over the family the domain asks for
+
+
+def test_rfc2142_recipients_in_any_case_and_unknown_users_refused(lab: Lab) -> None:
+    said = talk(lab, "remote-mx", "mx", 25, mail_from="check@example.net",
+                rcpts=("ABUSE@example.org", "PostMaster@Example.ORG", "nobody-here@example.org"))
+    replies = steps(said)
+    assert replies["RCPT ABUSE@example.org"][0] == 250
+    assert replies["RCPT PostMaster@Example.ORG"][0] == 250
+    assert replies["RCPT nobody-here@example.org"][0] == 550  # not a catch-all
+
+
+def test_remote_mx_takes_mail_for_its_domain_only(lab: Lab) -> None:
+    said = talk(lab, "mx", "remote-mx", 25, mail_from="alice@example.org",
+                rcpts=("anyone@example.net", "someone@example.com"))
+    replies = steps(said)
+    assert replies["RCPT anyone@example.net"][0] == 250
+    assert replies["RCPT someone@example.com"][0] == 454  # no open relay
+
+
+def test_daemons_run_from_the_run_folder_and_stop_with_the_lab() -> None:
+    run = lifecycle.new_run()
+    try:
+        with Lab("dmz", run) as booted:
+            pids = [pid for inst in booted.mail.values() for pid in mail.pids(inst)]
+            assert len(pids) == 3  # two Postfix masters, one Dovecot
+            for pid in pids:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_text()
+                assert str(run.folder) in cmdline
+    finally:
+        lifecycle.destroy(run)
+    assert not [pid for pid in pids if lifecycle.is_running(pid)]
+    assert leftovers(run.prefix) == []
