@@ -4,7 +4,10 @@ VENV      := .venv
 PY        := $(VENV)/bin/python
 STAMPS    := $(VENV)/.stamps
 DEB_PKGS  := mininet iptables iproute2 tcpdump bridge-utils python3-venv procps iputils-ping \
-             postfix dovecot-core openssl
+             postfix dovecot-core openssl miredo miredo-server
+# The lab runs private instances of these daemons; the packages' own services
+# are not wanted on the host (a system miredo would open a real Teredo tunnel).
+HOST_SERVICES := postfix dovecot miredo
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 SHELL     := /bin/bash
 .SHELLFLAGS := -o pipefail -c
@@ -31,6 +34,9 @@ $(STAMPS)/deb: Makefile
 	    echo "installing Debian packages:" $$missing; \
 	    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	    if [ -d /run/systemd/system ]; then \
+	      systemctl disable --now $(HOST_SERVICES) >/dev/null 2>&1 || true; \
+	    fi; \
 	  fi
 	@mkdir -p $(STAMPS) && touch $@
 

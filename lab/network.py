@@ -71,12 +71,17 @@ class AgentProcess:
 
 
 class FarSide:
-    """Reads the recorders' files and finds where a probe's SYN arrived."""
+    """Reads the recorders' files and finds where a probe's first packet arrived.
+
+    Packets are found by the probe's unique source port: a TCP SYN by its own
+    port, a UDP datagram (Teredo) by its UDP port, a 6in4 packet by the port of
+    the TCP segment inside.
+    """
 
     def __init__(self, files: dict[str, Path]) -> None:
         self.files = files
         self.offsets = dict.fromkeys(files, 0)
-        self.syns: dict[int, list[Sighting]] = {}
+        self.seen: dict[tuple[str, int], list[Sighting]] = {}
 
     def _read_new(self) -> None:
         for role, path in self.files.items():
@@ -86,20 +91,33 @@ class FarSide:
                     if not line.endswith("\n"):
                         break  # a line being written: read it next time
                     self.offsets[role] += len(line)
-                    seen = json.loads(line)
-                    if seen.get("proto") == 6 and seen.get("flags", "").find("S") >= 0 \
-                            and "A" not in seen.get("flags", ""):
-                        self.syns.setdefault(seen["sport"], []).append(
-                            Sighting(role, seen["dst"], seen["dport"]))
+                    self._index(role, json.loads(line))
 
-    def sightings(self, sport: int, expect: bool, wait: float = 0.3) -> list[Sighting]:
-        """Where the SYN from `sport` arrived; if `expect`, give recorders `wait` s to write."""
+    def _index(self, role: str, seen: dict[str, Any]) -> None:
+        inner = seen.get("inner") or {}
+        carried = (f"TCP to {inner['dst']} port {inner['dport']}"
+                   if inner.get("proto") == 6 and "dport" in inner else "")
+        flags = seen.get("flags", "")
+        if seen.get("proto") == 6 and "S" in flags and "A" not in flags:
+            key = ("tcp", seen["sport"])
+        elif seen.get("proto") == 17 and "sport" in seen:
+            key = ("udp", seen["sport"])
+        elif seen.get("proto") == 41 and "sport" in inner:
+            key = ("6in4", inner["sport"])
+        else:
+            return
+        self.seen.setdefault(key, []).append(
+            Sighting(role, seen["dst"], seen.get("dport", 0), carried))
+
+    def sightings(self, sport: int, expect: bool, wait: float = 0.3,
+                  kind: str = "tcp") -> list[Sighting]:
+        """Where the probe from `sport` arrived; if `expect`, give recorders `wait` s to write."""
         deadline = time.monotonic() + (wait if expect else 0.0)
         while True:
             self._read_new()
-            found = self.syns.get(sport, [])
+            found = self.seen.get((kind, sport), [])
             if found or time.monotonic() >= deadline:
-                # keep the first record per role: a retransmitted SYN is the same probe
+                # keep the first record per role: a retransmission is the same probe
                 unique = {s.role: s for s in reversed(found)}
                 return list(reversed(list(unique.values())))
             time.sleep(0.005)

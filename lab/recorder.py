@@ -16,14 +16,20 @@ from typing import Any
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
-_TCP, _UDP, _IPV6_EXT = 6, 17, frozenset({0, 43, 60})
+ARPHRD_NONE = 0xFFFE  # tun devices (Teredo): bare IP packets, no Ethernet header
+_TCP, _UDP, _SIX_IN_FOUR, _IPV6_EXT = 6, 17, 41, frozenset({0, 43, 60})
 _FLAGS = "FSRPAUEC"
 
 
-def parse(frame: bytes) -> dict[str, Any] | None:
-    """The IP facts of an Ethernet frame, or None if it is not IP."""
-    ethertype = struct.unpack_from("!H", frame, 12)[0]
-    data = frame[14:]
+def parse(frame: bytes, ethernet: bool = True) -> dict[str, Any] | None:
+    """The IP facts of an Ethernet frame (or of a bare IP packet from a tunnel
+    interface such as Teredo's), or None if it is not IP."""
+    if ethernet:
+        ethertype = struct.unpack_from("!H", frame, 12)[0]
+        data = frame[14:]
+    else:
+        data = frame
+        ethertype = {4: 0x0800, 6: 0x86DD}.get(frame[0] >> 4 if frame else 0, 0)
     if ethertype == 0x0800 and len(data) >= 20:
         ihl = (data[0] & 0x0F) * 4
         proto = data[9]
@@ -37,23 +43,48 @@ def parse(frame: bytes) -> dict[str, Any] | None:
             facts["fragment"] = True
             return facts
         return _transport(facts, proto, data[ihl:])
-    if ethertype == 0x86DD and len(data) >= 40:
-        proto, offset = data[6], 40
-        facts = {"family": 6,
-                 "src": str(ipaddress.IPv6Address(data[8:24])),
-                 "dst": str(ipaddress.IPv6Address(data[24:40]))}
-        while proto in _IPV6_EXT and len(data) >= offset + 8:
-            proto, offset = data[offset], offset + (data[offset + 1] + 1) * 8
-        facts["proto"] = proto
-        return _transport(facts, proto, data[offset:])
+    if ethertype == 0x86DD:
+        return _ipv6(data)
     return None
 
 
-def _transport(facts: dict[str, Any], proto: int, data: bytes) -> dict[str, Any]:
+def _ipv6(data: bytes) -> dict[str, Any] | None:
+    if len(data) < 40 or data[0] >> 4 != 6:
+        return None
+    proto, offset = data[6], 40
+    facts: dict[str, Any] = {"family": 6,
+                             "src": str(ipaddress.IPv6Address(data[8:24])),
+                             "dst": str(ipaddress.IPv6Address(data[24:40]))}
+    while proto in _IPV6_EXT and len(data) >= offset + 8:
+        proto, offset = data[offset], offset + (data[offset + 1] + 1) * 8
+    facts["proto"] = proto
+    return _transport(facts, proto, data[offset:], tunnels=False)
+
+
+def _teredo(payload: bytes) -> dict[str, Any] | None:
+    """The IPv6 packet inside a Teredo datagram, past its optional headers (RFC 4380)."""
+    if payload[:2] == b"\x00\x01" and len(payload) >= 4:  # authentication
+        payload = payload[4 + payload[2] + payload[3] + 9:]
+    if payload[:2] == b"\x00\x00":  # origin indication
+        payload = payload[8:]
+    return _ipv6(payload)
+
+
+def _transport(facts: dict[str, Any], proto: int, data: bytes,
+               tunnels: bool = True) -> dict[str, Any]:
     if proto in (_TCP, _UDP) and len(data) >= 4:
         facts["sport"], facts["dport"] = struct.unpack_from("!HH", data)
         if proto == _TCP and len(data) >= 14:
             facts["flags"] = "".join(f for i, f in enumerate(_FLAGS) if data[13] & (1 << i))
+    # IPv6 carried in IPv4 (6in4, or Teredo in UDP): what is inside, as evidence
+    if tunnels and proto == _SIX_IN_FOUR:
+        inner = _ipv6(data)
+    elif tunnels and proto == _UDP:
+        inner = _teredo(data[8:])
+    else:
+        inner = None
+    if inner is not None:
+        facts["inner"] = inner
     return facts
 
 
@@ -66,7 +97,7 @@ def main() -> int:
             frame, addr = sock.recvfrom(65535)
             if addr[2] == PACKET_OUTGOING:
                 continue
-            facts = parse(frame)
+            facts = parse(frame, ethernet=addr[3] != ARPHRD_NONE)
             if facts is not None:
                 facts["t"] = round(time.time(), 6)
                 facts["if"] = addr[0]

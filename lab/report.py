@@ -22,7 +22,8 @@ def matrix(scenario: ScenarioResult) -> str:
     rules: list[str] = []
     rows: dict[tuple[str, str, str], dict[int, Result]] = {}
     for r in scenario.results:
-        rows.setdefault((r.source, r.target, r.probe), {})[r.family] = r
+        probe = f"{r.probe}:{r.variant}" if r.variant else r.probe
+        rows.setdefault((r.source, r.target, probe), {})[r.family] = r
     header = ["source", "target", "probe", "IPv4", "IPv6"]
     table: list[list[str]] = [header]
     for (source, target, probe), by_family in rows.items():
@@ -52,7 +53,8 @@ def matrix(scenario: ScenarioResult) -> str:
     wrong = [r for r in scenario.results if not r.passed]
     if wrong:
         lines.append("   evidence of mismatches:")
-        lines += [f"     {r.source} → {r.target} {r.probe}/v{r.family}: {r.detail}"
+        lines += [f"     {r.source} → {r.target} "
+                  f"{r.probe + ':' + r.variant if r.variant else r.probe}/v{r.family}: {r.detail}"
                   for r in wrong]
     return "\n".join(lines)
 
@@ -71,7 +73,8 @@ def as_json(scenarios: Sequence[ScenarioResult]) -> dict[str, Any]:
         "load_errors": [{"file": e.file, "line": e.line, "message": e.message}
                         for e in s.load_errors],
         "results": [{
-            "source": r.source, "target": r.target, "probe": r.probe, "family": r.family,
+            "source": r.source, "target": r.target, "probe": r.probe,
+            "variant": r.variant or None, "family": r.family,
             "expected": str(r.expected), "observed": str(r.observed), "rule": r.rule,
             "detail": r.detail, "passed": r.passed, "elapsed_ms": r.elapsed_ms,
             "wall_ms": r.wall_ms,
@@ -91,7 +94,8 @@ def write_junit(path: Path, scenarios: Sequence[ScenarioResult]) -> None:
         if s.lab_error:
             cases.append(("lab runs", s.lab_error))
         for r in s.results:
-            name = f"{r.source} -> {r.target} {r.probe} IPv{r.family}"
+            probe = f"{r.probe}:{r.variant}" if r.variant else r.probe
+            name = f"{r.source} -> {r.target} {probe} IPv{r.family}"
             failure = None if r.passed else (
                 f"expected {r.expected}, observed {r.observed}: {r.detail}")
             cases.append((name, failure))

@@ -16,6 +16,7 @@ from lab.errors import BadInput
 from lab.policy import PolicyFile, read_policy
 from lab.verdict import Verdict
 from probes.tcp import PROBES
+from probes.tunnel import VARIANTS
 from topologies import TOPOLOGIES
 from topologies.plan import Plan
 
@@ -23,6 +24,7 @@ BUILTIN = Path(__file__).resolve().parent.parent / "scenarios"
 SPEC = "scenario.yaml"
 _KEYS = {"summary", "topology", "policy", "expect"}
 _EXPECT_KEYS = {"from", "to", "probes", "families", "verdict"}
+_OPTIONAL_EXPECT_KEYS = {"variants"}
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class Expectation:
     probe: str
     family: int
     verdict: Verdict
+    variant: str = ""  # tunnel probes only: one shape of the tunnelled packet
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,24 @@ def _policies(folder: Path, spec: Path, plan: Plan, data: Any) -> dict[str, tupl
     return policies
 
 
+def _variants(spec: Path, where: str, probe: str, data: Any) -> list[str]:
+    """The variants an expectation names (all of the probe's when it names none)."""
+    known = VARIANTS.get(probe)
+    if known is None:
+        if data is not None:
+            raise _fail(spec, f"{where}: probe '{probe}' has no variants")
+        return [""]
+    if data is None:
+        return list(known)
+    if not _listed(data):
+        raise _fail(spec, f"{where}: variants: name at least one (or leave the key out)")
+    for variant in _listed(data):
+        if not isinstance(variant, str) or variant not in known:
+            raise _fail(spec, f"{where}: unknown {probe} variant {variant!r} "
+                              f"(variants: {', '.join(known)})")
+    return [str(v) for v in _listed(data)]
+
+
 def _listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
@@ -153,12 +174,12 @@ def _listed(value: Any) -> list[Any]:
 def _expectations(spec: Path, plan: Plan, data: Any) -> tuple[Expectation, ...]:
     if not isinstance(data, list) or not data:
         raise _fail(spec, "expect: must be a non-empty list of expectations")
-    found: dict[tuple[str, str, str, int], Expectation] = {}
+    found: dict[tuple[str, str, str, int, str], Expectation] = {}
     for number, item in enumerate(data, 1):
         where = f"expect #{number}"
         if not isinstance(item, dict):
             raise _fail(spec, f"{where}: must be a mapping with {', '.join(sorted(_EXPECT_KEYS))}")
-        unknown = set(item) - _EXPECT_KEYS
+        unknown = set(item) - _EXPECT_KEYS - _OPTIONAL_EXPECT_KEYS
         missing = _EXPECT_KEYS - set(item)
         if unknown or missing:
             key = sorted(unknown)[0] if unknown else sorted(missing)[0]
@@ -171,6 +192,9 @@ def _expectations(spec: Path, plan: Plan, data: Any) -> tuple[Expectation, ...]:
             raise _fail(spec, f"{where}: verdict '{item['verdict']}' is not one of "
                               f"{', '.join(v.value for v in Verdict)}") from None
         target = _role(spec, plan, item["to"], where)
+        for key in ("from", "probes", "families"):
+            if not _listed(item[key]):
+                raise _fail(spec, f"{where}: {key}: name at least one")
         for source in sources:
             _role(spec, plan, source, where)
             if source == target:
@@ -179,12 +203,18 @@ def _expectations(spec: Path, plan: Plan, data: Any) -> tuple[Expectation, ...]:
                 if not isinstance(probe, str) or probe not in PROBES:
                     raise _fail(spec, f"{where}: unknown probe '{probe}' "
                                       f"(probes: {', '.join(PROBES)})")
+                variants = _variants(spec, where, probe, item.get("variants"))
                 for family in _listed(item["families"]):
                     if family not in (4, 6):
                         raise _fail(spec, f"{where}: family {family!r} must be 4 or 6")
-                    key = (source, target, probe, family)
-                    if key in found and found[key].verdict != verdict:
-                        raise _fail(spec, f"{where}: contradicts an earlier expectation for "
-                                          f"{source} → {target} {probe} IPv{family}")
-                    found[key] = Expectation(source, target, probe, family, verdict)
+                    if variants != [""] and family != 4:
+                        raise _fail(spec, f"{where}: {probe} travels in IPv4: family must be 4")
+                    for variant in variants:
+                        key = (source, target, probe, family, variant)
+                        if key in found and found[key].verdict != verdict:
+                            label = f"{probe}:{variant}" if variant else probe
+                            raise _fail(spec, f"{where}: contradicts an earlier expectation "
+                                              f"for {source} → {target} {label} IPv{family}")
+                        found[key] = Expectation(source, target, probe, family, verdict,
+                                                 variant)
     return tuple(found.values())

@@ -45,6 +45,7 @@ class Sighting:
     role: str
     dst: str
     dport: int
+    inner: str = ""  # for a tunnel: what it carried, e.g. "TCP to 2001:db8:ffff:1::25 port 25"
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,13 @@ class Decision:
 
 
 def decide(target: str, address: str, dport: int, seen: Observation,
-           sightings: list[Sighting], rule_hits: list[Hit]) -> Decision:
-    """The verdict for one probe from `seen` (sender), `sightings` (far side) and `rule_hits`."""
+           sightings: list[Sighting], rule_hits: list[Hit],
+           expects_answer: bool = True) -> Decision:
+    """The verdict for one probe from `seen` (sender), `sightings` (far side) and `rule_hits`.
+
+    `expects_answer` is False for packets nobody answers (a tunnelled SYN sent to
+    a relay): there, arriving at the target is enough for `allowed`.
+    """
     drops = [h for h in rule_hits if h.rule.drops and not h.rule.is_policy]
     drops += [h for h in rule_hits if h.rule.drops and h.rule.is_policy]
     logged = [h.rule for h in rule_hits if h.rule.target in ("LOG", "NFLOG", "ULOG")]
@@ -65,6 +71,11 @@ def decide(target: str, address: str, dport: int, seen: Observation,
     arrived = [s for s in sightings if s.role == target and s.dport == dport]
     elsewhere = [s for s in sightings if not (s.role == target and s.dport == dport)]
 
+    where = f"{target}:{dport}" if dport else target  # 6in4 has no port
+    if arrived and not expects_answer:
+        carried = f", carrying {arrived[0].inner}" if arrived[0].inner else ""
+        return Decision(Verdict.ALLOWED, None,
+                        f"{where} received it{carried}; sender: {seen.describe()}{log_note}")
     if arrived:
         if seen.reply in ("synack", "rst"):
             banner = f"; banner {seen.banner!r}" if seen.banner else ""
@@ -82,12 +93,12 @@ def decide(target: str, address: str, dport: int, seen: Observation,
         rule = rewrites[0].cite() if rewrites else None
         if seen.reply in ("synack", "rst") and seen.source == address:
             return Decision(Verdict.DIVERTED, rule,
-                            f"answered by {new.role}:{new.dport} instead of {target}:{dport}; "
+                            f"answered by {new.role}:{new.dport} instead of {where}; "
                             f"{seen.describe()}" + (f"; banner {seen.banner!r}"
                                                     if seen.banner else "") + log_note)
         if rule is None:
             return Decision(Verdict.ERROR, None,
-                            f"arrived at {new.role}:{new.dport} instead of {target}:{dport} "
+                            f"arrived at {new.role}:{new.dport} instead of {where} "
                             f"with no rule rewriting it; sender: {seen.describe()}")
         # The rewritten SYN arrived, but the answer did not come back through the
         # router that rewrote it (e.g. the new host is on the sender's own LAN and
@@ -99,7 +110,7 @@ def decide(target: str, address: str, dport: int, seen: Observation,
     if drops:
         how = "rejected" if seen.reply in ("rst", "icmp") else "dropped"
         return Decision(Verdict.BLOCKED, drops[0].rule.cite(),
-                        f"{how} before {target}:{dport}; sender: {seen.describe()}{log_note}")
+                        f"{how} before {where}; sender: {seen.describe()}{log_note}")
     return Decision(Verdict.ERROR, None,
                     f"no far side saw the SYN and no router rule matched it; "
                     f"sender: {seen.describe()}")

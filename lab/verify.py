@@ -18,12 +18,14 @@ from lab.scenario import Expectation, Scenario
 from lab.verdict import Decision, Observation, Verdict, decide
 from probes.dialogue import Dialogue
 from probes.tcp import PROBES, Probe
+from probes.tunnel import VARIANTS
 
 Progress = Callable[[str], None]
 
 FIRST_WAIT = 0.04   # s: an answer on an open path comes back well within this
 SECOND_WAIT = 1.5   # s: only when neither an answer nor a router rule explains silence
 DIALOGUE_TIMEOUT = 5.0  # s: per SMTP command
+TUNNEL_CONNECT_TIMEOUT = 1.5  # s: a SYN over Teredo that no rule stops is answered in ms
 DELIVERY_WAIT = 5.0  # s: longer than the relay's connect timeout (1 s), so it can say why
 
 
@@ -39,6 +41,7 @@ class Result:
     detail: str
     elapsed_ms: float  # the sender's wait for an answer
     wall_ms: float = 0.0  # the whole probe: sender, far side and router evidence
+    variant: str = ""  # for tunnel probes: which shape of the packet
 
     @property
     def passed(self) -> bool:
@@ -115,9 +118,64 @@ def syn_probe(lab: Lab, source: str, role: str, port: int, family: int,
                    decide(role, address, port, observation, sightings, rule_hits), observation)
 
 
+def real_teredo_probe(lab: Lab, expectation: Expectation, sport: int) -> Result:
+    """A kernel TCP connection to the target's port 25 over a real Teredo tunnel."""
+    from lab import teredo
+
+    variant = VARIANTS[expectation.probe][expectation.variant]
+    assert lab.far_side is not None
+    with teredo.tunnel(lab, expectation.source, expectation.target) as address:
+        before = lab.rules(4)
+        seen = lab.agent(expectation.source).ask(
+            {"op": "connect", "family": 6, "dst": address, "dport": variant.inner_port,
+             "sport": sport, "timeout": TUNNEL_CONNECT_TIMEOUT}, timeout=30)
+        rule_hits = hits(before, lab.rules(4))
+        sightings = lab.far_side.sightings(
+            sport, expect=not any(h.rule.drops for h in rule_hits))
+    observation = Observation(sport=sport, reply=seen["reply"], source=seen.get("source"),
+                              source_port=seen.get("source_port"),
+                              banner=seen.get("banner"), elapsed_ms=seen["elapsed_ms"])
+    decision = decide(expectation.target, address, variant.inner_port, observation,
+                      sightings, rule_hits)
+    return Result(expectation.source, expectation.target, expectation.probe, 4,
+                  expectation.verdict, decision.verdict, decision.rule,
+                  f"{variant.name} ({variant.summary} {address}): {decision.detail}",
+                  observation.elapsed_ms, variant=variant.name)
+
+
+def tunnel_probe(lab: Lab, expectation: Expectation, sport: int) -> Result:
+    """A SYN for the target's IPv6 address, tunnelled in IPv4 to the `relay` role."""
+    variant = VARIANTS[expectation.probe][expectation.variant]
+    if variant.real:
+        return real_teredo_probe(lab, expectation, sport)
+    relay = lab.plan.role("relay").address(4)
+    target6 = lab.plan.role(expectation.target).address(6)
+    assert lab.far_side is not None
+    before = lab.rules(4)
+    seen = lab.agent(expectation.source).ask(
+        {"op": "tunnel", "kind": expectation.probe, "variant": variant.name, "relay": relay,
+         "target6": target6, "sport": sport, "wait": FIRST_WAIT}, timeout=10)
+    rule_hits = hits(before, lab.rules(4))
+    dropped = any(h.rule.drops for h in rule_hits)
+    kind = "6in4" if expectation.probe == "tunnel6in4" else "udp"
+    sightings = lab.far_side.sightings(sport, expect=not dropped, kind=kind)
+    observation = Observation(sport=sport, reply=seen["reply"], source=seen.get("source"),
+                              ttl=seen.get("ttl"), icmp=seen.get("icmp"),
+                              elapsed_ms=seen["elapsed_ms"])
+    port = 0 if expectation.probe == "tunnel6in4" else variant.udp_port
+    decision = decide("relay", relay, port, observation, sightings, rule_hits,
+                      expects_answer=False)
+    return Result(expectation.source, expectation.target, expectation.probe, 4,
+                  expectation.verdict, decision.verdict, decision.rule,
+                  f"{variant.name} ({variant.summary}): {decision.detail}",
+                  observation.elapsed_ms, variant=variant.name)
+
+
 def probe_once(lab: Lab, expectation: Expectation, sport: int) -> Result:
     """One probe: the SYN decides the path; where it is open, the SMTP dialogue follows."""
     probe = PROBES[expectation.probe]
+    if probe.kind == "tunnel":
+        return tunnel_probe(lab, expectation, sport)
     family = expectation.family
     role = lab.submission_server() if probe.via_submission_server else expectation.target
     net = syn_probe(lab, expectation.source, role, probe.port, family, sport)
@@ -279,8 +337,9 @@ def verify(scenario: Scenario, run: Run, progress: Progress) -> ScenarioResult:
                     (time.perf_counter() - probe_started) * 1000, 2))
                 results.append(result)
                 mark = "ok" if result.passed else f"expected {result.expected}"
+                label = f"{result.probe}:{result.variant}" if result.variant else result.probe
                 progress(f"{scenario.name}: [{number}/{total}] {result.source} → "
-                         f"{result.target} {result.probe}/v{result.family}: "
+                         f"{result.target} {label}/v{result.family}: "
                          f"{result.observed} ({mark})")
     except LabFailure as exc:
         return ScenarioResult(scenario.name, scenario.topology, tuple(load_errors),

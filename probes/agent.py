@@ -15,12 +15,13 @@ import sys
 import time
 from typing import Any
 
-from scapy.layers.inet import ICMP, IP, TCP, TCPerror
+from scapy.layers.inet import ICMP, IP, TCP, IPerror, TCPerror, UDPerror
 from scapy.layers.inet6 import ICMPv6DestUnreach, IPv6, IPv6ExtHdrFragment
 from scapy.layers.l2 import Ether
 
 from probes.dialogue import Dialogue, run
 from probes.tcp import syn
+from probes.tunnel import VARIANTS, build
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -49,7 +50,8 @@ class Agent:
         self.raw[family].sendto(bytes(packet), (dst, 0))
         return self.await_answer(sport, start, wait)
 
-    def await_answer(self, sport: int, start: float, wait: float) -> dict[str, Any]:
+    def await_answer(self, sport: int, start: float, wait: float,
+                     relay: str | None = None) -> dict[str, Any]:
         deadline = time.monotonic() + wait
         while (left := deadline - time.monotonic()) > 0:
             ready, _, _ = select.select([self.listen], [], [], left)
@@ -61,7 +63,7 @@ class Agent:
                 continue
             if addr[2] == PACKET_OUTGOING:
                 continue
-            answer = self.match(Ether(frame), sport)
+            answer = self.match(Ether(frame), sport, relay)
             if answer is not None:
                 answer["elapsed_ms"] = round((time.monotonic() - start) * 1000, 2)
                 return answer
@@ -69,8 +71,9 @@ class Agent:
                 "elapsed_ms": round((time.monotonic() - start) * 1000, 2)}
 
     @staticmethod
-    def match(frame: Any, sport: int) -> dict[str, Any] | None:
-        """An answer to our source port: a TCP segment to it, or an ICMP error quoting it."""
+    def match(frame: Any, sport: int, relay: str | None = None) -> dict[str, Any] | None:
+        """An answer to our source port: a TCP segment to it, or an ICMP error quoting it
+        (for a tunnel: an ICMP error about a datagram to the relay)."""
         net = frame.getlayer(IP) or frame.getlayer(IPv6)
         if net is None or frame.haslayer(IPv6ExtHdrFragment):
             return None
@@ -82,8 +85,10 @@ class Agent:
             if reply:
                 return {"reply": reply, "sport": sport, "source": net.src,
                         "source_port": tcp.sport, "ttl": ttl}
-        quoted = frame.getlayer(TCPerror)
-        if quoted is not None and quoted.sport == sport:
+        quoted = frame.getlayer(TCPerror) or frame.getlayer(UDPerror)
+        about_tunnel = relay is not None and frame.haslayer(IPerror) and (
+            frame[IPerror].dst == relay)
+        if (quoted is not None and quoted.sport == sport) or about_tunnel:
             if frame.haslayer(ICMP):
                 icmp = frame[ICMP]
                 what = f"{_ICMP4.get(icmp.type, icmp.type)}/code {icmp.code}"
@@ -94,6 +99,44 @@ class Agent:
             src = net.src
             return {"reply": "icmp", "sport": sport, "source": src, "icmp": what, "ttl": ttl}
         return None
+
+    def tunnel(self, kind: str, variant: str, relay: str, target6: str, sport: int,
+               wait: float) -> dict[str, Any]:
+        """Send one tunnelled SYN to the relay; report an ICMP error about it, if any."""
+        self.drain()
+        datagrams = build(kind, VARIANTS[kind][variant], relay, target6, sport,
+                          random.randrange(1 << 32))
+        start = time.monotonic()
+        for datagram in datagrams:
+            self.raw[4].sendto(datagram, (relay, 0))
+        return self.await_answer(sport, start, wait, relay=relay)
+
+    @staticmethod
+    def connect(family: int, dst: str, dport: int, sport: int,
+                timeout: float) -> dict[str, Any]:
+        """A kernel TCP connection from a chosen source port (e.g. over a tunnel
+        interface); the greeting line is read when it opens."""
+        af = socket.AF_INET if family == 4 else socket.AF_INET6
+        start = time.monotonic()
+        with socket.socket(af, socket.SOCK_STREAM) as conn:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            conn.bind(("0.0.0.0" if family == 4 else "::", sport))
+            conn.settimeout(timeout)
+            try:
+                conn.connect((dst, dport))
+            except ConnectionRefusedError:
+                return {"reply": "rst", "sport": sport, "source": dst, "source_port": dport,
+                        "elapsed_ms": round((time.monotonic() - start) * 1000, 2)}
+            except OSError:
+                return {"reply": "none", "sport": sport,
+                        "elapsed_ms": round((time.monotonic() - start) * 1000, 2)}
+            elapsed = round((time.monotonic() - start) * 1000, 2)
+            try:
+                banner = conn.recv(512).decode(errors="replace").strip()
+            except OSError as exc:
+                banner = f"(no banner: {exc})"
+            return {"reply": "synack", "sport": sport, "source": dst, "source_port": dport,
+                    "banner": banner, "elapsed_ms": elapsed}
 
     @staticmethod
     def smtp(dst: str, dport: int, dialogue: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -110,6 +153,10 @@ def main() -> int:
         op = request.pop("op")
         if op == "syn":
             result = agent.syn(**request)
+        elif op == "connect":
+            result = agent.connect(**request)
+        elif op == "tunnel":
+            result = agent.tunnel(**request)
         elif op == "smtp":
             result = agent.smtp(**request)
         else:

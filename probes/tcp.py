@@ -26,7 +26,9 @@ class Probe:
     spambot sends it; "mail" — authenticated submission to the source's own
     mail server (587), for the target's domain; "mail-25" — the same mail
     program left on port 25 of the target (the talk's unreconfigured users);
-    "rfc2142" — RCPT TO abuse@ and postmaster@ of the target's domain.
+    "rfc2142" — RCPT TO abuse@ and postmaster@ of the target's domain;
+    "tunnel" — a SYN to the target's IPv6 address inside IPv4, sent to the
+    `relay` (variants in probes.tunnel).
     """
 
     name: str
@@ -56,6 +58,9 @@ PROBES: dict[str, Probe] = {
         Probe("mail-25", 25, "mail-25", "authenticated mail to the target's port 25 "
                                          "(a mail program never moved to 587)"),
         Probe("rfc2142", 25, "rfc2142", "RCPT TO abuse@ and postmaster@ in any letter case"),
+        # IPv6 in IPv4 to the relay, carrying a SYN to the target (probes.tunnel)
+        Probe("teredo", 3544, "tunnel", "IPv6/TCP SYN in UDP/IPv4 (Teredo, RFC 4380)"),
+        Probe("tunnel6in4", 0, "tunnel", "IPv6/TCP SYN in IPv4 protocol 41 (6in4)"),
     )
 }
 

@@ -1,8 +1,8 @@
 """DMZ: the mail server sits on its own segment between two routers.
 
-    client1 ─┐                                   ┌─ remote-mx
-    client2 ─┴─ lan ─ inner(eth0 | eth1) ─ dmz ─ outer(eth0 | eth1) ─ wan ─┴─ sink
-                                             │
+    client1 ─┐                                                  ┌─ remote-mx
+    client2 ─┴─ lan ─ inner(eth0 | eth1) ─ dmz ─ outer(eth0 | eth1) ─ wan ─┼─ sink
+                                             │                           └─ relay
                                              mx
 
 "All the configuration is done on the INTERNAL router": `inner` carries the
@@ -62,6 +62,8 @@ PLAN = Plan(
         ), _TO_LAN),
         _outside("remote-mx", "25"),
         _outside("sink", "80"),
+        # a Teredo relay / server and 6in4 tunnel end point "in the jungle"
+        _outside("relay", "35"),
     ),
 )
 
@@ -82,6 +84,6 @@ class Dmz(PlannedTopo):
         self.role("outer")
         self.wire("outer", dmz)
         self.wire("outer", wan)
-        for name in ("remote-mx", "sink"):
+        for name in ("remote-mx", "sink", "relay"):
             self.role(name)
             self.wire(name, wan)

@@ -1,8 +1,8 @@
 """Screened host: clients and the mail server share one LAN behind the router `gw`.
 
-    client1 ─┐
-    client2 ─┼─ lan ─ gw(eth0 | eth1) ─ wan ─┬─ remote-mx
-    mx ──────┘                               └─ sink
+    client1 ─┐                               ┌─ remote-mx
+    client2 ─┼─ lan ─ gw(eth0 | eth1) ─ wan ─┼─ sink
+    mx ──────┘                               └─ relay (Teredo / 6in4)
 
 LAN 203.0.113.0/24, 2001:db8:b01a:70da::/64 (the published addressing);
 outside 198.51.100.0/24, 2001:db8:ffff:1::/64.
@@ -49,6 +49,8 @@ PLAN = Plan(
         )),
         _outside("remote-mx", "25"),
         _outside("sink", "80"),
+        # a Teredo relay / server and 6in4 tunnel end point "in the jungle"
+        _outside("relay", "35"),
     ),
 )
 
@@ -64,6 +66,6 @@ class ScreenedHost(PlannedTopo):
         self.role("gw")
         self.wire("gw", lan)
         self.wire("gw", wan)
-        for name in ("remote-mx", "sink"):
+        for name in ("remote-mx", "sink", "relay"):
             self.role(name)
             self.wire(name, wan)

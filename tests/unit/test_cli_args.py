@@ -12,7 +12,8 @@ from lab import cli
 
 BUILTIN = {"fixed-dmz-block": "dmz", "fixed-proxy": "screened-host", "fixed-proxy-dmz": "dmz",
            "fixed-screened-block": "screened-host", "seed-dmz-block": "dmz",
-           "seed-proxy": "screened-host", "seed-screened-block": "screened-host"}
+           "seed-proxy": "screened-host", "seed-screened-block": "screened-host",
+           "seed-teredo-syntax": "screened-host"}
 
 
 class ReachedTheLab(Exception):
@@ -133,3 +134,36 @@ def test_scenario_with_a_list_for_topology(capsys: pytest.CaptureFixture[str],
         "expect:\n"
         "  - {from: client1, to: remote-mx, probes: [smtp], families: [4], verdict: blocked}\n")
     assert "topology" in _bad(capsys, ["verify", str(tmp_path)])
+
+
+TEREDO_EXPECTATION = ("  - {from: client1, to: remote-mx, probes: [teredo], variants: [plain], "
+                      "families: [4], verdict: blocked}\n")
+
+
+def _tunnel_scenario(folder: Path, expectation: str) -> Path:
+    (folder / "scenario.yaml").write_text("topology: screened-host\nexpect:\n" + expectation)
+    return folder
+
+
+def test_unknown_tunnel_variant(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    folder = _tunnel_scenario(tmp_path, TEREDO_EXPECTATION.replace("[plain]", "[plane]"))
+    line = _bad(capsys, ["verify", str(folder)])
+    assert str(folder / "scenario.yaml") in line
+    assert "unknown teredo variant 'plane'" in line and "plain, plain-465," in line
+
+
+def test_variants_on_a_probe_without_any(capsys: pytest.CaptureFixture[str],
+                                         tmp_path: Path) -> None:
+    folder = _tunnel_scenario(tmp_path, TEREDO_EXPECTATION.replace("[teredo]", "[smtp]"))
+    assert "probe 'smtp' has no variants" in _bad(capsys, ["verify", str(folder)])
+
+
+def test_tunnel_probe_over_ipv6(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    folder = _tunnel_scenario(tmp_path, TEREDO_EXPECTATION.replace("[4]", "[4, 6]"))
+    assert "teredo travels in IPv4: family must be 4" in _bad(capsys, ["verify", str(folder)])
+
+
+def test_a_good_tunnel_scenario_gets_past_the_checks(tmp_path: Path) -> None:
+    folder = _tunnel_scenario(tmp_path, TEREDO_EXPECTATION)
+    with pytest.raises(ReachedTheLab):
+        cli.main(["verify", str(folder)])

@@ -192,7 +192,9 @@ def test_dialogue_round_trip_as_the_agent_rebuilds_it() -> None:
 
 CATALOGUE = {"smtp": (25, "connect"), "smtps": (465, "connect"), "submission": (587, "connect"),
              "spam": (25, "spam"), "mail": (587, "mail"), "mail-25": (25, "mail-25"),
-             "rfc2142": (25, "rfc2142")}
+             "rfc2142": (25, "rfc2142"),
+             # IPv6 in IPv4 to the relay: UDP 3544 (Teredo), protocol 41 without a port (6in4)
+             "teredo": (3544, "tunnel"), "tunnel6in4": (0, "tunnel")}
 
 
 def test_probe_catalogue() -> None:

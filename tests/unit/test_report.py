@@ -56,8 +56,9 @@ def test_json_shape() -> None:
         assert {"name", "topology", "passed", "load_errors", "results"} <= set(s)
         assert s["topology"] == "screened-host"
         for r in s["results"]:
-            assert {"source", "target", "probe", "family", "expected", "observed", "rule",
-                    "detail", "passed"} <= set(r)
+            assert {"source", "target", "probe", "variant", "family", "expected", "observed",
+                    "rule", "detail", "passed"} <= set(r)
+            assert r["variant"] is None   # no tunnel probes here
             assert type(r["family"]) is int and r["family"] in (4, 6)
             assert r["observed"] in {v.value for v in Verdict}
             assert r["expected"] in {v.value for v in Verdict}
@@ -146,3 +147,54 @@ def test_matrix_of_a_failing_scenario() -> None:
 
 def test_summary() -> None:
     assert report.summary([PASSING, FAILING]) == "1 of 2 scenarios pass"
+
+
+# --- tunnel probes: one row and one case per variant ----------------------------------------
+
+TEREDO_DROP = ('gw: iptables -t filter FORWARD#5: -A FORWARD -s 203.0.113.0/24 -i eth0 -p udp '
+               '-m u32 --u32 "0x4&0x3fff=0x0" -j DROP')
+TUNNELS = ScenarioResult("fixed-screened-block", "screened-host", results=(
+    _result("client1", "remote-mx", "smtp", 4, Verdict.BLOCKED, Verdict.BLOCKED, DROP_V4),
+    Result("client1", "remote-mx", "teredo", 4, Verdict.BLOCKED, Verdict.BLOCKED, TEREDO_DROP,
+           "plain (IPv6/TCP SYN to port 25 right after the UDP header): dropped before "
+           "relay:3544; sender: no answer", 3.0, variant="plain"),
+    Result("client1", "remote-mx", "teredo", 4, Verdict.BLOCKED, Verdict.ALLOWED, None,
+           "fragment (IPv4 fragments): relay:3544 received it; sender: no answer", 3.0,
+           variant="fragment"),
+))
+
+
+def test_matrix_labels_tunnel_rows_with_their_variant() -> None:
+    lines = report.matrix(TUNNELS).splitlines()
+    rows = {tuple(ln.split()[:3]): ln.split()[3:] for ln in lines[2:]
+            if ln.startswith("   client1")}
+    assert rows == {
+        ("client1", "remote-mx", "smtp"): ["blocked", "[1]", "-"],
+        ("client1", "remote-mx", "teredo:plain"): ["blocked", "[2]", "-"],
+        ("client1", "remote-mx", "teredo:fragment"): ["allowed", "✗", "(want", "blocked)", "-"],
+    }
+    assert f"     [2] {TEREDO_DROP}" in lines
+    assert not any(ln.split()[2:3] == ["teredo"] for ln in lines[1:] if ln.startswith("   c"))
+
+
+def test_json_variant_of_a_tunnel_result() -> None:
+    (data,) = report.as_json([TUNNELS])["scenarios"]
+    smtp, plain, fragment = data["results"]
+    assert (smtp["probe"], smtp["variant"]) == ("smtp", None)
+    assert (plain["probe"], plain["variant"], plain["family"]) == ("teredo", "plain", 4)
+    assert (fragment["variant"], fragment["passed"]) == ("fragment", False)
+
+
+def test_junit_names_a_tunnel_case_with_its_variant(tmp_path: Path) -> None:
+    path = tmp_path / "report.xml"
+    report.write_junit(path, [TUNNELS])
+    suite = ET.parse(path).getroot().find("testsuite")
+    assert suite is not None
+    cases = {c.get("name"): c for c in suite.findall("testcase")}
+    assert list(cases) == ["policy loads", "client1 -> remote-mx smtp IPv4",
+                           "client1 -> remote-mx teredo:plain IPv4",
+                           "client1 -> remote-mx teredo:fragment IPv4"]
+    assert cases["client1 -> remote-mx teredo:plain IPv4"].find("failure") is None
+    failure = cases["client1 -> remote-mx teredo:fragment IPv4"].find("failure")
+    assert failure is not None
+    assert (failure.text or "").startswith("expected blocked, observed allowed: fragment")

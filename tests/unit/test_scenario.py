@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,11 @@ from lab import scenario
 from lab.errors import BadInput
 from lab.policy import read_policy
 from lab.verdict import Verdict
+from probes.tunnel import SIX_IN_FOUR_VARIANTS, TEREDO_VARIANTS, VARIANTS
 
 BLOCK = {"seed-screened-block": ("screened-host", "gw"),
          "seed-dmz-block": ("dmz", "inner"),
+         "seed-teredo-syntax": ("screened-host", "gw"),
          "fixed-screened-block": ("screened-host", "gw"),
          "fixed-dmz-block": ("dmz", "inner")}
 PROXY = {"seed-proxy": ("screened-host", "gw"),
@@ -60,8 +63,8 @@ def test_builtin_scenarios_load(name: str) -> None:
     assert not hasattr(s, "services")
 
 
-def _matrix(name: str) -> dict[tuple[str, str, str, int], Verdict]:
-    return {(e.source, e.target, e.probe, e.family): e.verdict
+def _matrix(name: str) -> dict[tuple[str, str, str, int, str], Verdict]:
+    return {(e.source, e.target, e.probe, e.family, e.variant): e.verdict
             for e in scenario.load(name).expectations}
 
 
@@ -70,14 +73,32 @@ def test_block_scenarios_matrix(name: str) -> None:
     by = _matrix(name)
     # 8 lines of the matrix: clients→remote-mx smtp/smtps 2x2x2, clients→sink 2x1x2,
     # mx→remote-mx 2x2, remote-mx→mx smtp 1x2, clients→mx 2x2x2, clients→remote-mx
-    # mail 2x1x2 and spam 2x1x2, remote-mx→mx rfc2142 1x2
-    assert len(by) == 36
-    assert by["client2", "remote-mx", "smtps", 6] == Verdict.BLOCKED
-    assert by["mx", "remote-mx", "smtp", 4] == Verdict.ALLOWED
-    assert by["client1", "mx", "submission", 6] == Verdict.ALLOWED
-    assert by["client1", "remote-mx", "mail", 6] == Verdict.ALLOWED
-    assert by["client2", "remote-mx", "spam", 4] == Verdict.BLOCKED
-    assert by["remote-mx", "mx", "rfc2142", 6] == Verdict.ALLOWED
+    # mail 2x1x2 and spam 2x1x2, remote-mx→mx rfc2142 1x2 (36) ...
+    plain = {k: v for k, v in by.items() if k[2] not in VARIANTS}
+    assert len(plain) == 36
+    assert all(variant == "" for *_, variant in plain)
+    assert by["client2", "remote-mx", "smtps", 6, ""] == Verdict.BLOCKED
+    assert by["mx", "remote-mx", "smtp", 4, ""] == Verdict.ALLOWED
+    assert by["client1", "mx", "submission", 6, ""] == Verdict.ALLOWED
+    assert by["client1", "remote-mx", "mail", 6, ""] == Verdict.ALLOWED
+    assert by["client2", "remote-mx", "spam", 4, ""] == Verdict.BLOCKED
+    assert by["remote-mx", "mx", "rfc2142", 6, ""] == Verdict.ALLOWED
+    # ... and 4 lines of tunnels, IPv4 only, from each client: teredo 10 blocked (9
+    # crafted, 1 real) and 2 controls, tunnel6in4 2 blocked and 1 control: 2 x (12 + 3)
+    tunnels = {k: v for k, v in by.items() if k[2] in VARIANTS}
+    assert len(tunnels) == 30
+    assert len(by) == 36 + 30
+    for client in ("client1", "client2"):
+        for probe, variants in VARIANTS.items():
+            for variant in variants.values():
+                want = Verdict.ALLOWED if variant.is_control else Verdict.BLOCKED
+                assert by[client, "remote-mx", probe, 4, variant.name] == want
+    assert {(s, t, f) for s, t, _, f, _ in tunnels} == {("client1", "remote-mx", 4),
+                                                        ("client2", "remote-mx", 4)}
+    assert by["client1", "remote-mx", "teredo", 4, "fragment"] == Verdict.BLOCKED
+    assert by["client2", "remote-mx", "teredo", 4, "tunnel"] == Verdict.BLOCKED
+    assert by["client2", "remote-mx", "teredo", 4, "control-587"] == Verdict.ALLOWED
+    assert by["client2", "remote-mx", "tunnel6in4", 4, "control-80"] == Verdict.ALLOWED
     assert set(by.values()) == {Verdict.ALLOWED, Verdict.BLOCKED}
 
 
@@ -89,15 +110,17 @@ def test_proxy_scenarios_matrix(name: str) -> None:
     assert len(by) == 32
     for client in ("client1", "client2"):
         for family in (4, 6):
-            assert by[client, "remote-mx", "smtp", family] == Verdict.DIVERTED
-            assert by[client, "remote-mx", "spam", family] == Verdict.REFUSED
-            assert by[client, "remote-mx", "mail-25", family] == Verdict.DIVERTED
-            assert by[client, "remote-mx", "smtps", family] == Verdict.BLOCKED
-            assert by[client, "remote-mx", "mail", family] == Verdict.ALLOWED
-            assert by[client, "mx", "submission", family] == Verdict.ALLOWED
-    assert by["mx", "remote-mx", "smtps", 6] == Verdict.ALLOWED
-    assert by["remote-mx", "mx", "rfc2142", 4] == Verdict.ALLOWED
-    assert not any(target == "sink" for _, target, _, _ in by)
+            assert by[client, "remote-mx", "smtp", family, ""] == Verdict.DIVERTED
+            assert by[client, "remote-mx", "spam", family, ""] == Verdict.REFUSED
+            assert by[client, "remote-mx", "mail-25", family, ""] == Verdict.DIVERTED
+            assert by[client, "remote-mx", "smtps", family, ""] == Verdict.BLOCKED
+            assert by[client, "remote-mx", "mail", family, ""] == Verdict.ALLOWED
+            assert by[client, "mx", "submission", family, ""] == Verdict.ALLOWED
+    assert by["mx", "remote-mx", "smtps", 6, ""] == Verdict.ALLOWED
+    assert by["remote-mx", "mx", "rfc2142", 4, ""] == Verdict.ALLOWED
+    assert not any(target == "sink" for _, target, _, _, _ in by)
+    # no tunnel probes in the divert scenarios
+    assert not any(probe in VARIANTS or variant for _, _, probe, _, variant in by)
 
 
 def test_a_folder_scenario_loads(tmp_path: Path) -> None:
@@ -172,6 +195,33 @@ BAD = {
                                       "refused, banned, error"),
     "missing-policy-file": (GOOD.replace("[rules.sh]", "[rulez.sh]"), "rulez.sh"),
 }
+
+
+TEREDO = GOOD.replace("[smtp]", "[teredo]")
+BAD.update({
+    "unknown-variant": (TEREDO.replace("families:", "variants: [plain, bogus], families:"),
+                        f"unknown teredo variant 'bogus' (variants: {', '.join(TEREDO_VARIANTS)})"),
+    "teredo-only-variant-on-6in4": (
+        GOOD.replace("[smtp]", "[tunnel6in4]").replace("families:", "variants: [origin], "
+                                                                    "families:"),
+        "unknown tunnel6in4 variant 'origin' (variants: plain, plain-465, control-80)"),
+    "variant-not-a-string": (TEREDO.replace("families:", "variants: [{plain: 1}], families:"),
+                             "unknown teredo variant"),
+    "variants-on-smtp": (GOOD.replace("families:", "variants: [plain], families:"),
+                         "probe 'smtp' has no variants"),
+    "variants-on-a-mix": (GOOD.replace("[smtp]", "[teredo, smtps]")
+                          .replace("families:", "variants: [plain], families:"),
+                          "probe 'smtps' has no variants"),
+    "teredo-over-ipv6": (TEREDO.replace("families: [4]", "families: [6]"),
+                         "teredo travels in IPv4: family must be 4"),
+    "6in4-over-both": (GOOD.replace("[smtp]", "[tunnel6in4]").replace("families: [4]",
+                                                                      "families: [4, 6]"),
+                       "tunnel6in4 travels in IPv4: family must be 4"),
+    "variant-contradiction": (
+        TEREDO.replace("families:", "variants: [plain], families:")
+        + EXPECT_LINE.replace("[smtp]", "[teredo]").replace("blocked", "allowed"),
+        "contradicts an earlier expectation for client1 → remote-mx teredo:plain IPv4"),
+})
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
@@ -264,3 +314,90 @@ def test_with_rules_twice_replaces_both_families(tmp_path: Path) -> None:
     changed = original.with_rules(4, read_policy(v4)).with_rules(6, read_policy(v6))
     commands = [c for p in changed.policies["gw"] for c in p.commands]
     assert [(c.family, c.argv[0]) for c in commands] == [(4, "iptables"), (6, "ip6tables")]
+
+
+# --- tunnel probes and their variants ------------------------------------------------------
+
+def _load(tmp_path: Path, spec: str) -> scenario.Scenario:
+    return scenario.load(str(_folder(tmp_path, spec)))
+
+
+def test_tunnel_probes_without_variants_expect_every_variant(tmp_path: Path) -> None:
+    s = _load(tmp_path, GOOD.replace("[smtp]", "[teredo, tunnel6in4]"))
+    teredo = [e for e in s.expectations if e.probe == "teredo"]
+    six = [e for e in s.expectations if e.probe == "tunnel6in4"]
+    assert [e.variant for e in teredo] == list(TEREDO_VARIANTS)
+    assert [e.variant for e in six] == list(SIX_IN_FOUR_VARIANTS)
+    assert len(s.expectations) == 12 + 3
+    for e in s.expectations:
+        assert (e.source, e.target, e.family, e.verdict) == (
+            "client1", "remote-mx", 4, Verdict.BLOCKED)
+
+
+def test_explicit_variants(tmp_path: Path) -> None:
+    s = _load(tmp_path, GOOD.replace("[smtp]", "[teredo]").replace(
+        "families:", "variants: [fragment, origin], families:"))
+    assert [(e.probe, e.variant, e.family) for e in s.expectations] == [
+        ("teredo", "fragment", 4), ("teredo", "origin", 4)]
+
+
+def test_one_variant_without_a_list_and_for_every_client(tmp_path: Path) -> None:
+    s = _load(tmp_path, GOOD.replace("[smtp]", "[tunnel6in4]")
+              .replace("from: client1", "from: clients")
+              .replace("families:", "variants: control-80, families:")
+              .replace("blocked", "allowed"))
+    assert [(e.source, e.probe, e.variant, e.verdict) for e in s.expectations] == [
+        ("client1", "tunnel6in4", "control-80", Verdict.ALLOWED),
+        ("client2", "tunnel6in4", "control-80", Verdict.ALLOWED)]
+
+
+def test_variants_of_one_probe_may_differ_in_verdict(tmp_path: Path) -> None:
+    spec = (GOOD.replace("[smtp]", "[teredo]").replace("families:", "variants: [plain], families:")
+            + EXPECT_LINE.replace("[smtp]", "[teredo]").replace("blocked", "allowed")
+            .replace("families:", "variants: [control-80], families:")
+            # the same expectation again is no contradiction
+            + EXPECT_LINE.replace("[smtp]", "[teredo]").replace("families:",
+                                                                "variants: plain, families:"))
+    s = _load(tmp_path, spec)
+    assert {e.variant: e.verdict for e in s.expectations} == {
+        "plain": Verdict.BLOCKED, "control-80": Verdict.ALLOWED}
+
+
+def test_non_tunnel_expectations_have_no_variant(tmp_path: Path) -> None:
+    (e,) = _load(tmp_path, GOOD).expectations
+    assert e.variant == ""
+    assert all(e.variant == "" for e in scenario.load("seed-proxy").expectations)
+
+
+def test_seed_teredo_syntax_repairs_only_the_dport_typo() -> None:
+    syntax, seed = scenario.load("seed-teredo-syntax"), scenario.load("seed-screened-block")
+    assert syntax.topology == seed.topology == "screened-host"
+    assert syntax.expectations == seed.expectations
+    assert "-dport" in syntax.summary
+    (fixed,), (published,) = syntax.policies["gw"], seed.policies["gw"]
+    assert [c.text.replace(" --dport ", " -dport ") for c in fixed.commands] == [
+        c.text for c in published.commands]
+    changed = [(a.argv, b.argv) for a, b in zip(fixed.commands, published.commands, strict=True)
+               if a.argv != b.argv]
+    assert len(changed) == 1
+    ((repaired, verbatim),) = changed
+    assert "--u32" in repaired and "--dport" in repaired and "-dport" not in repaired
+    assert [a for a in repaired if a != "--dport"] == [a for a in verbatim if a != "-dport"]
+    assert repaired.index("--dport") == verbatim.index("-dport")
+
+    # the files differ in the header comment and that one option only
+    def lines(s: scenario.Scenario) -> list[str]:
+        return (s.folder / "rules.sh").read_text().splitlines()
+
+    def header(text: list[str]) -> list[str]:
+        return text[:next(n for n, line in enumerate(text) if line.startswith("/sbin/"))]
+
+    diff = list(difflib.ndiff(lines(seed), lines(syntax)))
+    removed = [d[2:] for d in diff if d.startswith("- ")]
+    added = [d[2:] for d in diff if d.startswith("+ ")]
+    assert [ln for ln in removed if ln.startswith("#")] == header(lines(seed))[:1]
+    assert [ln for ln in added if ln.startswith("#")] == header(lines(syntax))[:2]
+    assert [ln for ln in removed if not ln.startswith("#")] == [
+        "/sbin/iptables -A FORWARD -i eth0 -p udp -s 203.0.113.0/24 -dport 3544 -m u32 \\"]
+    assert [ln for ln in added if not ln.startswith("#")] == [
+        "/sbin/iptables -A FORWARD -i eth0 -p udp -s 203.0.113.0/24 --dport 3544 -m u32 \\"]

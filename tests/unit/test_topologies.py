@@ -113,3 +113,14 @@ def test_dmz_inner_carries_the_policy_and_mx_is_on_the_dmz() -> None:
     assert {r.via for r in back} == {a for a in plan.role("inner").addresses()
                                      if ip_address(a) in ip_network("192.0.2.0/24")
                                      or ip_address(a) in ip_network("2001:db8:b01a:d32::/64")}
+
+
+@pytest.mark.parametrize("plan", PLANS, ids=_ids)
+def test_the_tunnel_relay_is_outside_next_to_the_foreign_mx(plan: Plan) -> None:
+    relay, remote_mx = plan.role("relay"), plan.role("remote-mx")
+    assert "relay" in plan.role_names and not relay.is_router
+    assert relay.kind == remote_mx.kind
+    assert relay.address(4) == "198.51.100.35"
+    assert ip_address(relay.address(6)) in ip_network("2001:db8:ffff:1::/64")
+    assert [p.segment for p in relay.ports] == [p.segment for p in remote_mx.ports]
+    assert "relay" not in plan.clients

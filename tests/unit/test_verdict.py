@@ -209,3 +209,93 @@ def test_observation_describe() -> None:
     assert _synack(REMOTE_MX, 25).describe() == f"SYN-ACK from {REMOTE_MX} port 25 ttl 63"
     assert Observation(1, "icmp", GW_INSIDE, icmp="unreachable/code 13").describe() == \
         f"ICMP unreachable/code 13 from {GW_INSIDE}"
+
+
+# --- tunnels: nobody answers a tunnelled SYN, so arriving at the relay is enough ------------
+
+RELAY = "198.51.100.35"
+CARRIED = "TCP to 2001:db8:ffff:1::25 port 25"
+TEREDO_DROP = Rule("gw", 4, "filter", "FORWARD", 5,
+                   '-s 203.0.113.0/24 -i eth0 -p udp -m u32 --u32 "0x4&0x3fff=0x0" -j DROP',
+                   "DROP", 1)
+SIX_IN_FOUR_DROP = Rule("gw", 4, "filter", "FORWARD", 8,
+                        '-s 203.0.113.0/24 -i eth0 -p ipv6 -m u32 --u32 "0x4&0x3fff=0x0" -j DROP',
+                        "DROP", 1)
+PORT_UNREACHABLE = Observation(sport=20001, reply="icmp", source=RELAY,
+                               icmp="unreachable/code 3")
+
+
+def test_tunnel_arrived_is_allowed_with_what_it_carried() -> None:
+    d = decide("relay", RELAY, 3544, SILENCE, [Sighting("relay", RELAY, 3544, CARRIED)], [],
+               expects_answer=False)
+    assert d.verdict == Verdict.ALLOWED
+    assert d.rule is None
+    assert d.detail == f"relay:3544 received it, carrying {CARRIED}; sender: no answer"
+
+
+def test_tunnel_arrived_is_allowed_whatever_the_sender_saw() -> None:
+    # the relay's port is closed: it answers with an ICMP error, yet the packet got through
+    sightings = [Sighting("relay", RELAY, 3545, CARRIED)]
+    d = decide("relay", RELAY, 3545, PORT_UNREACHABLE, sightings, [Hit(LOG, 1)],
+               expects_answer=False)
+    assert d.verdict == Verdict.ALLOWED
+    assert "relay:3545 received it" in d.detail
+    assert f"sender: ICMP unreachable/code 3 from {RELAY}" in d.detail
+    assert f"logged by {LOG.cite()}" in d.detail
+    # where an answer is expected, the same evidence does not decide
+    assert decide("relay", RELAY, 3545, PORT_UNREACHABLE, sightings,
+                  [Hit(LOG, 1)]).verdict == Verdict.ERROR
+
+
+def test_tunnel_arrived_without_a_readable_inner_packet() -> None:
+    # a first fragment: the relay saw the datagram, the IPv6 packet was not whole
+    d = decide("relay", RELAY, 3544, SILENCE, [Sighting("relay", RELAY, 3544)], [],
+               expects_answer=False)
+    assert d.verdict == Verdict.ALLOWED
+    assert d.detail == "relay:3544 received it; sender: no answer"
+    assert "carrying" not in d.detail
+
+
+def test_tunnel_arrived_at_another_port_is_not_arrival() -> None:
+    # Teredo to 3545 seen at the relay does not count for a probe to 3544
+    d = decide("relay", RELAY, 3544, SILENCE, [Sighting("relay", RELAY, 3545, CARRIED)],
+               [Hit(TEREDO_DROP, 1)], expects_answer=False)
+    assert d.verdict != Verdict.ALLOWED
+
+
+def test_tunnel_dropped_is_blocked_citing_the_rule() -> None:
+    d = decide("relay", RELAY, 3544, SILENCE, [], [Hit(TEREDO_DROP, 1), Hit(POLICY, 1)],
+               expects_answer=False)
+    assert d.verdict == Verdict.BLOCKED
+    assert d.rule == TEREDO_DROP.cite()
+    assert d.detail == "dropped before relay:3544; sender: no answer"
+
+
+def test_tunnel_neither_arrived_nor_dropped_is_an_error() -> None:
+    d = decide("relay", RELAY, 3544, SILENCE, [], [Hit(ACCEPT, 1)], expects_answer=False)
+    assert d.verdict == Verdict.ERROR
+    assert d.rule is None
+
+
+def test_six_in_four_arrived_shows_no_port() -> None:
+    carried = "TCP to 2001:db8:ffff:1::25 port 465"
+    d = decide("relay", RELAY, 0, SILENCE, [Sighting("relay", RELAY, 0, carried)], [],
+               expects_answer=False)
+    assert d.verdict == Verdict.ALLOWED
+    assert d.detail == f"relay received it, carrying {carried}; sender: no answer"
+    assert ":0" not in d.detail
+
+
+def test_six_in_four_dropped_shows_no_port() -> None:
+    # protocol 41 has no port: the lab passes 0, which is not a port to print
+    d = decide("relay", RELAY, 0, SILENCE, [], [Hit(SIX_IN_FOUR_DROP, 1)],
+               expects_answer=False)
+    assert d.verdict == Verdict.BLOCKED
+    assert d.rule == SIX_IN_FOUR_DROP.cite()
+    assert d.detail.startswith("dropped before relay")
+    assert ":0" not in d.detail
+
+
+def test_sighting_inner_defaults_to_nothing() -> None:
+    assert Sighting("relay", RELAY, 3544).inner == ""
+    assert Sighting("remote-mx", REMOTE_MX, 25, "") == AT_REMOTE_MX

@@ -1,0 +1,85 @@
+"""Teredo and 6in4 variants through the real kernel: the published u32 expression
+(syntax repaired), the corrected rules, and no rule at all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab import lifecycle, scenario
+from lab.verdict import Verdict
+from lab.verify import Result, ScenarioResult, verify
+from probes.tunnel import SIX_IN_FOUR_VARIANTS, TEREDO_VARIANTS
+from tests.support import leftovers
+
+pytestmark = pytest.mark.lab
+
+
+def _verify(name_or_path: str) -> ScenarioResult:
+    run = lifecycle.new_run()
+    try:
+        return verify(scenario.load(name_or_path), run, lambda _: None)
+    finally:
+        lifecycle.destroy(run)
+        assert leftovers(run.prefix) == []
+
+
+def _tunnels(result: ScenarioResult) -> dict[tuple[str, str], Result]:
+    rows = {(r.probe, r.variant): r for r in result.results
+            if r.source == "client1" and r.probe in ("teredo", "tunnel6in4")}
+    every = {("teredo", v) for v in TEREDO_VARIANTS} | {
+        ("tunnel6in4", v) for v in SIX_IN_FOUR_VARIANTS}
+    assert set(rows) == every
+    return rows
+
+
+def test_the_published_expression_catches_no_variant() -> None:
+    result = _verify("seed-teredo-syntax")
+    assert result.load_errors == ()  # with --dport the line loads ...
+    for (probe, variant), r in _tunnels(result).items():
+        # ... and lets every tunnelled SYN through, port 25 included
+        assert r.observed == Verdict.ALLOWED, (probe, variant, r.detail)
+        if variant == "tunnel":
+            # a real TCP connection over miredo reached remote-mx's Postfix
+            assert "remote-mx:25 saw the SYN" in r.detail
+            assert "banner '220 mx.example.net ESMTP port25lab remote-mx'" in r.detail
+            continue
+        assert "relay" in r.detail and "received it" in r.detail
+        if variant != "fragment":
+            assert "carrying TCP to 2001:db8:ffff:1::25 port" in r.detail
+
+
+@pytest.mark.parametrize("name, router", [("fixed-screened-block", "gw"),
+                                          ("fixed-dmz-block", "inner")])
+def test_the_corrected_rules_catch_every_smtp_variant_and_no_control(
+        name: str, router: str) -> None:
+    result = _verify(name)
+    for (probe, variant), r in _tunnels(result).items():
+        control = (TEREDO_VARIANTS if probe == "teredo" else SIX_IN_FOUR_VARIANTS)[
+            variant].is_control
+        if control:
+            assert r.observed == Verdict.ALLOWED, (variant, r.detail)
+            continue
+        assert r.observed == Verdict.BLOCKED, (probe, variant, r.detail)
+        assert r.rule is not None and r.rule.startswith(f"{router}: iptables -t filter ")
+        assert "-m u32" in r.rule and r.rule.endswith("-j DROP")
+    rows = _tunnels(result)
+    # the fragmented datagram is caught by the plain rule, once the router reassembles;
+    # the real tunnel (UDP between the peers' own ports, not 3544) by the same rule
+    assert rows["teredo", "fragment"].rule == rows["teredo", "plain"].rule
+    assert rows["teredo", "tunnel"].rule == rows["teredo", "plain"].rule
+    assert rows["tunnel6in4", "plain"].rule is not None
+    assert "-p ipv6" in rows["tunnel6in4", "plain"].rule  # iptables' name for protocol 41
+
+
+def test_with_no_rule_every_variant_reaches_the_relay(tmp_path: Path) -> None:
+    folder = tmp_path / "open"
+    folder.mkdir()
+    (folder / "scenario.yaml").write_text(
+        "topology: screened-host\npolicy: {}\nexpect:\n"
+        "  - {from: client1, to: remote-mx, probes: [teredo, tunnel6in4], families: [4], "
+        "verdict: allowed}\n")
+    result = _verify(str(folder))
+    assert result.passed, [r.detail for r in result.results if not r.passed]
+    assert len(result.results) == len(TEREDO_VARIANTS) + len(SIX_IN_FOUR_VARIANTS)
