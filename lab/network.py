@@ -109,7 +109,7 @@ class FarSide:
         self.seen.setdefault(key, []).append(
             Sighting(role, seen["dst"], seen.get("dport", 0), carried))
 
-    def sightings(self, sport: int, expect: bool, wait: float = 0.3,
+    def sightings(self, sport: int, expect: bool, wait: float = 1.0,
                   kind: str = "tcp") -> list[Sighting]:
         """Where the probe from `sport` arrived; if `expect`, give recorders `wait` s to write."""
         deadline = time.monotonic() + (wait if expect else 0.0)
