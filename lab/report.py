@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lab.verdict import Verdict
 from lab.verify import Result, ScenarioResult
 
 
@@ -50,6 +51,16 @@ def matrix(scenario: ScenarioResult) -> str:
     if rules:
         lines.append("   deciding rules:")
         lines += [f"     [{n}] {rule}" for n, rule in enumerate(rules, 1)]
+    # where traffic went instead: the answering host for diversions, the reply for refusals
+    rerouted = [r for r in scenario.results
+                if r.passed and r.observed in (Verdict.DIVERTED, Verdict.REFUSED)]
+    if rerouted:
+        lines.append("   diverted and refused:")
+        for r in rerouted:
+            what = r.detail.split("; ")[0]
+            why = [p for p in r.detail.split("; ") if p.startswith(("refused:", "delivered"))]
+            lines.append(f"     {r.source} → {r.target} {r.probe}/v{r.family}: "
+                         + "; ".join([what, *why]))
     wrong = [r for r in scenario.results if not r.passed]
     if wrong:
         lines.append("   evidence of mismatches:")

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from lab import lifecycle
 from lab.errors import LabFailure
 from lab.network import Lab
 
@@ -81,8 +82,6 @@ def tunnel(lab: Lab, client: str, peer: str = "remote-mx") -> Iterator[str]:
         assert found is not None
         yield found
     finally:
-        from lab import lifecycle
-
         pids = []
         for pidfile in pidfiles:
             try:
