@@ -4,10 +4,10 @@ VENV      := .venv
 PY        := $(VENV)/bin/python
 STAMPS    := $(VENV)/.stamps
 DEB_PKGS  := mininet iptables iproute2 tcpdump bridge-utils python3-venv procps iputils-ping \
-             postfix dovecot-core openssl miredo miredo-server
+             postfix dovecot-core openssl miredo miredo-server ulogd2 ulogd2-json
 # The lab runs private instances of these daemons; the packages' own services
 # are not wanted on the host (a system miredo would open a real Teredo tunnel).
-HOST_SERVICES := postfix dovecot miredo
+HOST_SERVICES := postfix dovecot miredo ulogd2
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 SHELL     := /bin/bash
 .SHELLFLAGS := -o pipefail -c

@@ -42,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--rules-v6", type=Path, metavar="FILE",
                         help="IPv6 policy for the policy router instead of the scenario's")
     verify.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    suspects = commands.add_parser(
+        "suspects", help="run scenarios and list the internal hosts their firewall logs "
+                         "caught trying 25/465 of the world")
+    suspects.add_argument("scenarios", nargs="+", metavar="SCENARIO")
+    suspects.add_argument("--json", type=Path, metavar="FILE", help="write a JSON report")
     shell = commands.add_parser("shell", help="boot a scenario's lab and open Mininet's CLI")
     shell.add_argument("scenario", metavar="SCENARIO")
     return parser
@@ -130,6 +135,31 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return OK if all(r.passed for r in results) else FAILED
 
 
+def cmd_suspects(args: argparse.Namespace) -> int:
+    from lab import lifecycle, report, scenario
+    from lab.verify import verify
+
+    scenarios = [scenario.load(n) for n in args.scenarios]
+    _output(args.json, "--json")
+    _require_root("suspects")
+    lifecycle.remove_stale()
+    results = []
+    for s in scenarios:
+        run = lifecycle.new_run()
+        try:
+            result = verify(s, run, lambda _: None)
+        finally:
+            lifecycle.destroy(run)
+        results.append(result)
+        print(f"== {s.name} [{s.topology}]")
+        if result.lab_error:
+            print(f"   lab error: {result.lab_error}")
+        print("\n".join(report.suspect_lines(result)), flush=True)
+    if args.json:
+        report.write_json(args.json, results)
+    return LAB_FAILED if any(r.lab_error for r in results) else OK
+
+
 def cmd_shell(args: argparse.Namespace) -> int:
     from mininet.cli import CLI
     from mininet.log import setLogLevel
@@ -138,12 +168,14 @@ def cmd_shell(args: argparse.Namespace) -> int:
     from lab.network import Lab
     from lab.verify import load_policies
 
-    s = scenario.load(args.scenario)
+    s, notes = scenario.load(args.scenario).with_nflog()
     _require_root("shell")
     lifecycle.remove_stale()
     run = lifecycle.new_run()
     try:
         with Lab(s.topology, run) as lab:
+            for note in notes:
+                print(f"note: {note}", file=sys.stderr)
             for error in load_policies(lab, s):
                 print(f"load error: {error}", file=sys.stderr)
             print(f"{s.name} is up (namespaces {run.prefix}-ROLE); roles: "
@@ -165,12 +197,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         if args.command is None:
-            raise BadInput("no command given: list, verify or shell (see `port25lab --help`)")
+            raise BadInput("no command given: list, verify, suspects or shell "
+                           "(see `port25lab --help`)")
         _require_mininet()
         if args.command == "list":
             return cmd_list()
         if args.command == "verify":
             return cmd_verify(args)
+        if args.command == "suspects":
+            return cmd_suspects(args)
         return cmd_shell(args)
     except BadInput as exc:
         print(f"port25lab: {exc}", file=sys.stderr)

@@ -7,6 +7,7 @@ removes all of it, and is safe to call twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab import lifecycle, mail
+from lab import firewall_log, lifecycle, mail
 from lab.counters import Rule, parse_save
 from lab.errors import LabFailure
 from lab.lifecycle import Run
@@ -131,6 +132,7 @@ class Lab:
         self.plan: Plan = TOPOLOGIES[topology].PLAN
         self.run = run
         self.mail: dict[str, mail.Instance] = {}
+        self.firewall_logs: dict[str, Path] = {}  # router → its ulogd2 JSON lines
         self.net: Any = None
         self.agents: dict[str, AgentProcess] = {}
         self.daemons: list[subprocess.Popen[bytes]] = []
@@ -208,7 +210,25 @@ class Lab:
                     raise LabFailure(f"service did not start: {path.name}")
                 time.sleep(0.01)
         self.far_side = FarSide(files)
+        self._start_firewall_logs()
         self._start_mail()
+
+    def _start_firewall_logs(self) -> None:
+        """A private ulogd2 per router, for the NFLOG rules (see lab.firewall_log)."""
+        try:
+            firewall_log.plugins()
+        except FileNotFoundError as exc:
+            raise LabFailure(str(exc)) from None
+        for router in self.plan.routers:
+            folder = self.run.folder / router
+            folder.mkdir(exist_ok=True)
+            conf = firewall_log.config(folder)
+            status, out, _ = self.start_daemon(
+                router, ["ulogd", "-d", "-c", str(conf), "-p", str(folder / "ulogd.pid")],
+                folder / "ulogd.start.log")
+            if status != 0:
+                raise LabFailure(f"{router}: ulogd failed: {out.strip() or status}")
+            self.firewall_logs[router] = firewall_log.log_file(folder)
 
     def _start_mail(self) -> None:
         """Real Postfix (and Dovecot SASL) instances on the mail server roles."""
@@ -247,8 +267,12 @@ class Lab:
         self.agents, self.daemons = {}, []
         # Mail daemons detach from us: stop them by pidfile while their namespace exists.
         # (Dovecot takes about a second to stop on SIGTERM; a lab has no state to keep.)
-        lifecycle.kill_all([pid for inst in self.mail.values() for pid in mail.pids(inst)],
-                           grace=0.2)
+        pids = [pid for inst in self.mail.values() for pid in mail.pids(inst)]
+        for log in self.firewall_logs.values():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                pids.append(int((log.parent / "ulogd.pid").read_text().split()[0]))
+        lifecycle.kill_all(pids, grace=0.2)
+        self.firewall_logs = {}
         self.mail = {}
         if self.net is not None:
             try:

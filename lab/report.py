@@ -20,6 +20,8 @@ def matrix(scenario: ScenarioResult) -> str:
         lines.append(f"   lab error: {scenario.lab_error}")
     for error in scenario.load_errors:
         lines.append(f"   load error: {error}")
+    for note in scenario.notes:
+        lines.append(f"   note: {note}")
     rules: list[str] = []
     rows: dict[tuple[str, str, str], dict[int, Result]] = {}
     for r in scenario.results:
@@ -61,6 +63,7 @@ def matrix(scenario: ScenarioResult) -> str:
             why = [p for p in r.detail.split("; ") if p.startswith(("refused:", "delivered"))]
             lines.append(f"     {r.source} → {r.target} {r.probe}/v{r.family}: "
                          + "; ".join([what, *why]))
+    lines += suspect_lines(scenario)
     wrong = [r for r in scenario.results if not r.passed]
     if wrong:
         lines.append("   evidence of mismatches:")
@@ -68,6 +71,22 @@ def matrix(scenario: ScenarioResult) -> str:
                   f"{r.probe + ':' + r.variant if r.variant else r.probe}/v{r.family}: {r.detail}"
                   for r in wrong]
     return "\n".join(lines)
+
+
+def suspect_lines(scenario: ScenarioResult) -> list[str]:
+    """The firewall logs' suspects: internal hosts that tried 25/465 of the world."""
+    check = ""
+    if scenario.expected_suspects is not None:
+        want = ", ".join(scenario.expected_suspects) or "none"
+        check = " ✓" if scenario.suspects_match else f" ✗ (want {want})"
+    if not scenario.suspects:
+        return [f"   suspects (firewall logs): none{check}"]
+    lines = [f"   suspects (firewall logs):{check}"]
+    for s in scenario.suspects:
+        lines.append(f"     {s.role} ({s.address}): {s.count} attempts, ports "
+                     f"{', '.join(map(str, s.ports))}, to {', '.join(s.destinations)}, "
+                     f"{s.first} … {s.last}")
+    return lines
 
 
 def summary(scenarios: Sequence[ScenarioResult]) -> str:
@@ -81,6 +100,12 @@ def as_json(scenarios: Sequence[ScenarioResult]) -> dict[str, Any]:
         "topology": s.topology,
         "passed": s.passed,
         "lab_error": s.lab_error,
+        "notes": list(s.notes),
+        "suspects": [{"host": x.role, "address": x.address, "count": x.count,
+                      "ports": list(x.ports), "destinations": list(x.destinations),
+                      "first": x.first, "last": x.last} for x in s.suspects],
+        "expected_suspects": (None if s.expected_suspects is None
+                              else list(s.expected_suspects)),
         "load_errors": [{"file": e.file, "line": e.line, "message": e.message}
                         for e in s.load_errors],
         "results": [{
@@ -104,6 +129,10 @@ def write_junit(path: Path, scenarios: Sequence[ScenarioResult]) -> None:
             ("policy loads", "; ".join(map(str, s.load_errors)) or None)]
         if s.lab_error:
             cases.append(("lab runs", s.lab_error))
+        if s.expected_suspects is not None:
+            cases.append(("firewall logs name the suspects", None if s.suspects_match else
+                          f"logged {[x.role for x in s.suspects]}, "
+                          f"expected {list(s.expected_suspects)}"))
         for r in s.results:
             probe = f"{r.probe}:{r.variant}" if r.variant else r.probe
             name = f"{r.source} -> {r.target} {probe} IPv{r.family}"

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from lab.errors import BadInput
+from lab.firewall_log import as_nflog
 from lab.policy import PolicyFile, read_policy
 from lab.verdict import Verdict
 from probes.tcp import PROBES
@@ -22,7 +23,7 @@ from topologies.plan import Plan
 
 BUILTIN = Path(__file__).resolve().parent.parent / "scenarios"
 SPEC = "scenario.yaml"
-_KEYS = {"summary", "topology", "policy", "expect"}
+_KEYS = {"summary", "topology", "policy", "expect", "suspects"}
 _EXPECT_KEYS = {"from", "to", "probes", "families", "verdict"}
 _OPTIONAL_EXPECT_KEYS = {"variants"}
 
@@ -47,10 +48,25 @@ class Scenario:
     topology: str
     policies: dict[str, tuple[PolicyFile, ...]]
     expectations: tuple[Expectation, ...]
+    # the internal hosts the firewall logs must name, exactly (None: not checked)
+    suspects: tuple[str, ...] | None = None
 
     @property
     def plan(self) -> Plan:
         return TOPOLOGIES[self.topology].PLAN
+
+    def with_nflog(self) -> tuple[Scenario, list[str]]:
+        """This scenario with its LOG rules run as NFLOG, and a note per translated line."""
+        policies: dict[str, tuple[PolicyFile, ...]] = {}
+        notes: list[str] = []
+        for router, files in self.policies.items():
+            translated = []
+            for policy in files:
+                new, said = as_nflog(policy)
+                translated.append(new)
+                notes += said
+            policies[router] = tuple(translated)
+        return replace(self, policies=policies), notes
 
     def with_rules(self, family: int, policy: PolicyFile) -> Scenario:
         """This scenario with the policy router's rules of one family replaced."""
@@ -111,8 +127,14 @@ def _build(folder: Path, spec: Path, data: Any) -> Scenario:
     plan = TOPOLOGIES[topology].PLAN
     policies = _policies(folder, spec, plan, data.get("policy") or {})
     expectations = _expectations(spec, plan, data.get("expect"))
+    suspects = None
+    if "suspects" in data:
+        named = data["suspects"] if isinstance(data["suspects"], list) else None
+        if named is None:
+            raise _fail(spec, "suspects: must be a list of roles (may be empty)")
+        suspects = tuple(sorted(_role(spec, plan, r, "suspects") for r in named))
     return Scenario(folder.name, folder, str(data.get("summary", "")).strip(), topology,
-                    policies, expectations)
+                    policies, expectations, suspects)
 
 
 def _role(spec: Path, plan: Plan, role: Any, what: str) -> str:

@@ -6,9 +6,11 @@ import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 
 from lab.counters import hits
 from lab.errors import LabFailure
+from lab.firewall_log import Suspect, suspects
 from lab.lifecycle import Run
 from lab.mailflow import Reached, await_delivery, describe, dialogue_for, refused
 from lab.network import Lab
@@ -55,11 +57,19 @@ class ScenarioResult:
     lab_error: str | None = None
     boot_ms: float = 0.0
     notes: tuple[str, ...] = field(default=())
+    suspects: tuple[Suspect, ...] = ()
+    expected_suspects: tuple[str, ...] | None = None
+
+    @property
+    def suspects_match(self) -> bool:
+        """The firewall logs name exactly the expected hosts (True when not checked)."""
+        return self.expected_suspects is None or tuple(
+            sorted({s.role for s in self.suspects})) == self.expected_suspects
 
     @property
     def passed(self) -> bool:
         return (not self.load_errors and self.lab_error is None and bool(self.results)
-                and all(r.passed for r in self.results))
+                and all(r.passed for r in self.results) and self.suspects_match)
 
 
 def source_ports() -> Iterator[int]:
@@ -224,12 +234,16 @@ def probe_once(lab: Lab, expectation: Expectation, sport: int) -> Result:
 
 
 def verify(scenario: Scenario, run: Run, progress: Progress) -> ScenarioResult:
-    """Boot, load, probe, tear down. Lab failures are reported, not raised."""
+    """Boot, load, probe, read the firewall logs, tear down. Lab failures are reported."""
     started = time.monotonic()
     ports = source_ports()
     results: list[Result] = []
     load_errors: list[LoadError] = []
+    found: list[Suspect] = []
     boot_ms = 0.0
+    scenario, notes = scenario.with_nflog()
+    outcome = partial(ScenarioResult, scenario.name, scenario.topology, notes=tuple(notes),
+                      expected_suspects=scenario.suspects)
     try:
         progress(f"{scenario.name}: booting {scenario.topology} as {run.prefix}")
         with Lab(scenario.topology, run) as lab:
@@ -250,8 +264,14 @@ def verify(scenario: Scenario, run: Run, progress: Progress) -> ScenarioResult:
                 progress(f"{scenario.name}: [{number}/{total}] {result.source} → "
                          f"{result.target} {label}/v{result.family}: "
                          f"{result.observed} ({mark})")
+            found = suspects_of(lab)
     except LabFailure as exc:
-        return ScenarioResult(scenario.name, scenario.topology, tuple(load_errors),
-                              tuple(results), lab_error=str(exc), boot_ms=boot_ms)
-    return ScenarioResult(scenario.name, scenario.topology, tuple(load_errors), tuple(results),
-                          boot_ms=boot_ms)
+        return outcome(tuple(load_errors), tuple(results), lab_error=str(exc), boot_ms=boot_ms,
+                       suspects=tuple(found))
+    return outcome(tuple(load_errors), tuple(results), boot_ms=boot_ms, suspects=tuple(found))
+
+
+def suspects_of(lab: Lab) -> list[Suspect]:
+    """The internal hosts the routers' firewall logs caught on 25/465."""
+    inside = [r.name for r in lab.plan.roles if r.kind in ("client", "server")]
+    return suspects(lab.firewall_logs.values(), lab.plan.owner_of, inside)

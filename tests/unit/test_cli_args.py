@@ -13,7 +13,7 @@ from lab import cli
 BUILTIN = {"fixed-dmz-block": "dmz", "fixed-proxy": "screened-host", "fixed-proxy-dmz": "dmz",
            "fixed-screened-block": "screened-host", "seed-dmz-block": "dmz",
            "seed-proxy": "screened-host", "seed-screened-block": "screened-host",
-           "seed-teredo-syntax": "screened-host"}
+           "seed-teredo-syntax": "screened-host", "spambot": "screened-host"}
 
 
 class ReachedTheLab(Exception):

@@ -21,7 +21,8 @@ BLOCK = {"seed-screened-block": ("screened-host", "gw"),
 PROXY = {"seed-proxy": ("screened-host", "gw"),
          "fixed-proxy": ("screened-host", "gw"),
          "fixed-proxy-dmz": ("dmz", "inner")}
-BUILTIN = {**BLOCK, **PROXY}
+OTHER = {"spambot": ("screened-host", "gw")}
+BUILTIN = {**BLOCK, **PROXY, **OTHER}
 
 GOOD = """\
 topology: screened-host
@@ -59,7 +60,8 @@ def test_builtin_scenarios_load(name: str) -> None:
     assert policy.path == scenario.BUILTIN / name / "rules.sh"
     assert policy.kind == "script" and policy.families == frozenset({4, 6})
     assert {e.family for e in s.expectations} == {4, 6}
-    assert {e.source for e in s.expectations} == {"client1", "client2", "mx", "remote-mx"}
+    sources = {"client1", "client2", "mx"} | (set() if name in OTHER else {"remote-mx"})
+    assert {e.source for e in s.expectations} == sources
     assert not hasattr(s, "services")
 
 
@@ -152,7 +154,7 @@ def test_services_key_is_gone(tmp_path: Path) -> None:
     with pytest.raises(BadInput) as exc:
         scenario.load(str(folder))
     assert str(exc.value) == (f"{folder / 'scenario.yaml'}: unknown key 'services' "
-                              "(known: expect, policy, summary, topology)")
+                              "(known: expect, policy, summary, suspects, topology)")
 
 
 EXPECT_LINE = ("  - {from: client1, to: remote-mx, probes: [smtp], families: [4], "
