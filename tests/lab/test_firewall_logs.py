@@ -16,7 +16,8 @@ pytestmark = pytest.mark.lab
 
 def test_the_logs_name_exactly_the_infected_host() -> None:
     spambot = scenario.load("spambot")
-    before = (spambot.folder / "rules.sh").read_text()
+    (policy,) = spambot.policies["gw"]
+    before = policy.path.read_text()
     run = lifecycle.new_run()
     try:
         result = verify(spambot, run, lambda _: None)
@@ -34,8 +35,9 @@ def test_the_logs_name_exactly_the_infected_host() -> None:
         assert len(suspect.destinations) == 3
         assert suspect.first <= suspect.last
     # the translation is reported, and the published file is left as it was
-    assert any("rules.sh:6: -j LOG run as -j NFLOG --nflog-group 25" in n for n in result.notes)
-    assert (spambot.folder / "rules.sh").read_text() == before
+    assert any("fixed-screened-block/rules.sh:6: -j LOG run as -j NFLOG --nflog-group 25" in n
+               for n in result.notes)
+    assert policy.path.read_text() == before
 
 
 def test_suspects_command_prints_only_the_infected_host() -> None:
