@@ -96,6 +96,9 @@ def test_rules_override_with_save_and_script_files(tmp_path: Path) -> None:
     (("verify", "fixed-dmz-block", "--rules-v4", "/bin/true"), "binary file"),
     (("verify", "fixed-dmz-block", "--rules-v6", "pyproject.toml"), "not an iptables"),
     (("shell",), "required: SCENARIO"),
+    (("suspects",), "required: SCENARIO"),
+    (("suspects", "no-such-scenario"), "unknown scenario 'no-such-scenario'"),
+    (("suspects", "spambot", "--json", "/nonexistent/dir/s.json"), "does not exist"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], message: str) -> None:
     done = _cli(*args)
