@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -154,9 +157,24 @@ def test_shell_keeps_the_lab_up_until_exit() -> None:
 
 
 def test_not_root_is_bad_input() -> None:
-    done = subprocess.run([CLI, "verify", "fixed-dmz-block"], capture_output=True, text=True,
-                          timeout=60, cwd=PROJECT, user="nobody", check=False)
-    assert done.returncode == 2
+    # The checkout may sit where `nobody` cannot read (a 0700 temporary folder), so the
+    # program's modules are loaded as root, then the process becomes nobody and runs
+    # the command on a scenario folder that nobody can read.
+    folder = Path(tempfile.mkdtemp(prefix="p25-notroot-"))
+    try:
+        folder.chmod(0o755)
+        for name in ("scenario.yaml", "rules.sh"):
+            shutil.copy(PROJECT / "scenarios/fixed-dmz-block" / name, folder / name)
+            (folder / name).chmod(0o644)
+        code = ("import os, sys\n"
+                "import lab.cli, lab.lifecycle, lab.policy, lab.report, lab.scenario, lab.verify\n"
+                "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
+                f"sys.exit(lab.cli.main(['verify', {str(folder)!r}]))\n")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=60, cwd="/", check=False)
+    finally:
+        shutil.rmtree(folder)
+    assert done.returncode == 2, done.stderr
     assert done.stderr == "port25lab: `port25lab verify` needs root " \
                           "(it creates network namespaces)\n"
 
