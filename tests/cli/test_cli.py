@@ -145,11 +145,12 @@ def test_shell_keeps_the_lab_up_until_exit() -> None:
         cwd=PROJECT, check=False,
         input="client1 ping -c1 -W1 2001:db8:ffff:1::25\n"
               "client1 ping -c1 -W1 remote-mx\n"  # Mininet puts in remote-mx's address
+              "remote-mx ping -c1 -W1 mx\n"  # a role with a dash is a node name too
               "gw iptables -L FORWARD -n\nexit\n")
     assert done.returncode == 0, done.stderr
     assert "fixed-screened-block is up" in done.stderr
     shown = done.stdout + done.stderr  # Mininet's CLI prints through its log (stderr)
-    assert shown.count("1 packets transmitted, 1 received") == 2
+    assert shown.count("1 packets transmitted, 1 received") == 3
     assert "multiport dports 25,465" in shown  # the policy is loaded on gw
     found = prefixes(done.stderr)
     assert len(found) == 1
