@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import lifecycle, scenario
+from lab.cli import reported
 from lab.errors import BadInput, LabFailure
-from lab.lifecycle import Interrupted
 from lab.network import Lab
 from lab.scenario import Scenario
 from lab.verify import verify
@@ -36,7 +36,6 @@ CLI_SCENARIOS = ("seed-screened-block", "seed-dmz-block", "fixed-screened-block"
 BLOCKED_TARGET_MS = 100.0
 CLI_TARGET_S = 30.0
 CLI_TIMEOUT_S = 900.0
-LAB_FAILED, BAD_INPUT = 3, 2
 
 Say = Callable[[str], None]
 
@@ -252,25 +251,17 @@ def _say(message: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    lifecycle.interrupt_on_signals()
-    try:
+
+    def run() -> int:
         if os.geteuid() != 0:
             raise BadInput("needs root (the lab creates network namespaces)")
         scenarios = [scenario.load(name) for name in LAB_SCENARIOS]
         cycles = [time_lab_cycles(s, args.rounds, _say) for s in scenarios]
         probes = time_scenarios(scenarios, args.repeat, _say)
         cli = time_cli(_say)
-    except BadInput as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return BAD_INPUT
-    except LabFailure as exc:
-        print(f"bench: lab failed: {exc}", file=sys.stderr)
-        return LAB_FAILED
-    except Interrupted as exc:
-        print(f"bench: interrupted by signal {exc.signum}; lab torn down", file=sys.stderr)
-        return 128 + exc.signum
-    print(report(cycles, probes, cli))
-    return 0
+        print(report(cycles, probes, cli))
+        return 0
+    return reported("bench", run)
 
 
 if __name__ == "__main__":

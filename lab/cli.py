@@ -10,7 +10,7 @@ import argparse
 import importlib.util
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -192,9 +192,24 @@ def cmd_shell(args: argparse.Namespace) -> int:
     return OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def reported(prog: str, work: Callable[[], int]) -> int:
+    """Run `work` with the lab's exit contract: teardown on signals, one line per failure."""
     interrupt_on_signals()
     try:
+        return work()
+    except BadInput as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    except LabFailure as exc:
+        print(f"{prog}: lab failed: {exc}", file=sys.stderr)
+        return LAB_FAILED
+    except Interrupted as exc:
+        print(f"{prog}: interrupted by signal {exc.signum}; lab torn down", file=sys.stderr)
+        return 128 + exc.signum
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    def run() -> int:
         args = _parser().parse_args(argv)
         if args.command is None:
             raise BadInput("no command given: list, verify, suspects or shell "
@@ -207,15 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "suspects":
             return cmd_suspects(args)
         return cmd_shell(args)
-    except BadInput as exc:
-        print(f"port25lab: {exc}", file=sys.stderr)
-        return BAD_INPUT
-    except LabFailure as exc:
-        print(f"port25lab: lab failed: {exc}", file=sys.stderr)
-        return LAB_FAILED
-    except Interrupted as exc:
-        print(f"port25lab: interrupted by signal {exc.signum}; lab torn down", file=sys.stderr)
-        return 128 + exc.signum
+    return reported("port25lab", run)
 
 
 if __name__ == "__main__":
