@@ -4,10 +4,12 @@ VENV      := .venv
 PY        := $(VENV)/bin/python
 STAMPS    := $(VENV)/.stamps
 DEB_PKGS  := mininet iptables iproute2 tcpdump bridge-utils python3-venv procps iputils-ping \
-             postfix dovecot-core openssl miredo miredo-server ulogd2 ulogd2-json
-# The lab runs private instances of these daemons; the packages' own services
-# are not wanted on the host (a system miredo would open a real Teredo tunnel).
-HOST_SERVICES := postfix dovecot miredo ulogd2
+             postfix dovecot-core openssl miredo miredo-server ulogd2 ulogd2-json \
+             fail2ban python3-pyinotify openssh-server openssh-client
+# The lab runs private instances of these daemons; the services of a package
+# this set-up installs are not wanted on the host (a system miredo would open a
+# real Teredo tunnel, a system fail2ban would watch the host's own logs). A
+# package that was already installed keeps its services as they were.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 SHELL     := /bin/bash
 .SHELLFLAGS := -o pipefail -c
@@ -35,7 +37,9 @@ $(STAMPS)/deb: Makefile
 	    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	    if [ -d /run/systemd/system ]; then \
-	      systemctl disable --now $(HOST_SERVICES) >/dev/null 2>&1 || true; \
+	      for p in $$missing; do case $$p in \
+	        postfix|miredo|ulogd2|fail2ban) s=$$p;; dovecot-core) s=dovecot;; openssh-server) s=ssh;; *) continue;; \
+	      esac; systemctl disable --now $$s >/dev/null 2>&1 || true; done; \
 	    fi; \
 	  fi
 	@mkdir -p $(STAMPS) && touch $@
