@@ -40,6 +40,11 @@ class Rule:
     def drops(self) -> bool:
         return self.target in TERMINAL_DROPS
 
+    @property
+    def is_ban(self) -> bool:
+        """A rule fail2ban's stock iptables actions made: its chain is `f2b-<jail>`."""
+        return self.chain.startswith("f2b-") and self.drops
+
     def cite(self) -> str:
         """How a report names the rule: router, table, chain, position and text."""
         tool = "iptables" if self.family == 4 else "ip6tables"

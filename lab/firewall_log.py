@@ -3,18 +3,22 @@
 The kernel's LOG target writes nothing from a network namespace unless the
 host-wide `net.netfilter.nf_log_all_netns` is set, which the lab must not
 change. NFLOG groups are per namespace, so each router gets its own ulogd2
-writing JSON lines into the run folder, and the published `-j LOG` rules are
-run as `-j NFLOG` (each translation is reported; the scenario's files are not
-touched).
+writing the run folder, and the published `-j LOG` rules are run as
+`-j NFLOG` (each translation is reported; the scenario's files are not
+touched). Each router's ulogd2 writes the same packets twice: JSON lines
+(`firewall.jsonl`, read by the lab) and the kernel LOG target's own text format
+(`firewall.log`, `IN=eth0 OUT=eth1 ... SRC=... DPT=25`), which is what a
+fail2ban filter on a real gateway's kern.log reads.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from lab.policy import Command, PolicyFile, shown
 
@@ -46,6 +50,11 @@ def nflog_argv(argv: Iterable[str]) -> list[str] | None:
 
 def log_file(folder: Path) -> Path:
     return folder / "firewall.jsonl"
+
+
+def text_log_file(folder: Path) -> Path:
+    """The same records in the kernel LOG target's format (ulogd2's LOGEMU)."""
+    return folder / "firewall.log"
 
 
 def as_nflog(policy: PolicyFile) -> tuple[PolicyFile, list[str]]:
@@ -96,7 +105,11 @@ plugin="{PLUGINS / 'ulogd_raw2packet_BASE.so'}"
 plugin="{PLUGINS / 'ulogd_filter_IFINDEX.so'}"
 plugin="{PLUGINS / 'ulogd_filter_IP2STR.so'}"
 plugin="{PLUGINS / 'ulogd_output_JSON.so'}"
+plugin="{PLUGINS / 'ulogd_filter_PRINTPKT.so'}"
+plugin="{PLUGINS / 'ulogd_output_LOGEMU.so'}"
+# two stacks share the one NFLOG input: every packet goes to both files
 stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,json1:JSON
+stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,print1:PRINTPKT,emu1:LOGEMU
 
 [log1]
 group={GROUP}
@@ -106,6 +119,10 @@ netlink_qthreshold=1
 [json1]
 sync=1
 file="{log_file(folder)}"
+
+[emu1]
+sync=1
+file="{text_log_file(folder)}"
 """)
     return conf
 
@@ -123,11 +140,8 @@ class Suspect:
     last: str
 
 
-def suspects(log_files: Iterable[Path], owner: Callable[[str], str | None],
-             inside: Iterable[str], ports: tuple[int, ...] = (25, 465)) -> list[Suspect]:
-    """Internal hosts in the firewall logs that tried `ports`, most attempts first."""
-    inside_roles = set(inside)
-    seen: dict[str, list[dict[str, object]]] = {}
+def read_records(log_files: Iterable[Path]) -> Iterator[dict[str, Any]]:
+    """Every JSON record of the logs that exist (a line being written is skipped)."""
     for path in log_files:
         if not path.exists():
             continue
@@ -136,8 +150,18 @@ def suspects(log_files: Iterable[Path], owner: Callable[[str], str | None],
                 record = json.loads(line)
             except ValueError:
                 continue
-            if record.get("dest_port") in ports and record.get("src_ip"):
-                seen.setdefault(str(record["src_ip"]), []).append(record)
+            if isinstance(record, dict):
+                yield record
+
+
+def suspects(log_files: Iterable[Path], owner: Callable[[str], str | None],
+             inside: Iterable[str], ports: tuple[int, ...] = (25, 465)) -> list[Suspect]:
+    """Internal hosts in the firewall logs that tried `ports`, most attempts first."""
+    inside_roles = set(inside)
+    seen: dict[str, list[dict[str, object]]] = {}
+    for record in read_records(log_files):
+        if record.get("dest_port") in ports and record.get("src_ip"):
+            seen.setdefault(str(record["src_ip"]), []).append(record)
     found = []
     for address, records in seen.items():
         role = owner(address)
@@ -149,3 +173,21 @@ def suspects(log_files: Iterable[Path], owner: Callable[[str], str | None],
             tuple(sorted({int(str(r["dest_port"])) for r in records})),
             tuple(sorted({str(r.get("dest_ip")) for r in records})), times[0], times[-1]))
     return sorted(found, key=lambda s: (-s.count, s.role, s.address))
+
+
+def logged_at(log_files: Iterable[Path], address: str, since: float, until: float,
+              nth: int = 1) -> float | None:
+    """When the logs recorded `address`'s `nth` packet in (since, until] (wall clock).
+
+    The last one in that window when there are fewer; None when there is none.
+    """
+    times = []
+    for record in read_records(log_files):
+        try:
+            when = int(record["oob.time.sec"]) + int(record["oob.time.usec"]) / 1e6
+        except (ValueError, KeyError, TypeError):
+            continue
+        if record.get("src_ip") == address and since < when <= until:
+            times.append(when)
+    times.sort()
+    return (times[nth - 1] if len(times) >= nth else times[-1]) if times else None

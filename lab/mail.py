@@ -46,7 +46,10 @@ class User:
 
 
 # Lab accounts of the submission server. Passwords are lab data, not secrets.
-LAB_USERS = (User("alice", "correct-horse-battery-staple"), User("bob", "Tr0ub4dor&3-lab"))
+# carol's is trivial on purpose: the guessing scenarios must find (or be banned
+# before they find) a weak account.
+LAB_USERS = (User("alice", "correct-horse-battery-staple"), User("bob", "Tr0ub4dor&3-lab"),
+             User("carol", "letmein"))
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab import firewall_log, lifecycle, mail
+from lab import firewall_log, lifecycle, mail, trap
 from lab.counters import Rule, parse_save
 from lab.errors import LabFailure
 from lab.lifecycle import Run
@@ -133,6 +133,7 @@ class Lab:
         self.run = run
         self.mail: dict[str, mail.Instance] = {}
         self.firewall_logs: dict[str, Path] = {}  # router → its ulogd2 JSON lines
+        self.traps: dict[str, trap.Instance] = {}  # node → its private fail2ban
         self.net: Any = None
         self.agents: dict[str, AgentProcess] = {}
         self.daemons: list[subprocess.Popen[bytes]] = []
@@ -268,11 +269,13 @@ class Lab:
         # Mail daemons detach from us: stop them by pidfile while their namespace exists.
         # (Dovecot takes about a second to stop on SIGTERM; a lab has no state to keep.)
         pids = [pid for inst in self.mail.values() for pid in mail.pids(inst)]
-        for log in self.firewall_logs.values():
+        pidfiles = [log.parent / "ulogd.pid" for log in self.firewall_logs.values()]
+        pidfiles += [inst.pidfile for inst in self.traps.values()]
+        for pidfile in pidfiles:
             with contextlib.suppress(OSError, ValueError, IndexError):
-                pids.append(int((log.parent / "ulogd.pid").read_text().split()[0]))
+                pids.append(int(pidfile.read_text().split()[0]))
         lifecycle.kill_all(pids, grace=0.2)
-        self.firewall_logs = {}
+        self.firewall_logs, self.traps = {}, {}
         self.mail = {}
         if self.net is not None:
             try:
@@ -280,6 +283,38 @@ class Lab:
             finally:
                 self.net = None
         lifecycle.destroy(self.run, self.inodes)
+
+    def start_traps(self, jails: dict[str, tuple[Path, ...]]) -> dict[str, list[str]]:
+        """A private fail2ban in each node with jail files (see lab.trap).
+
+        Returns, per node, what fail2ban said is wrong with its jails (nothing: []).
+        """
+        if jails:
+            try:
+                trap.require_binaries()
+            except FileNotFoundError as exc:
+                raise LabFailure(str(exc)) from None
+        problems: dict[str, list[str]] = {}
+        for role, files in jails.items():
+            variables = {}
+            if role in self.firewall_logs:
+                variables["firewall_log"] = str(
+                    firewall_log.text_log_file(self.firewall_logs[role].parent))
+            if role in self.mail:
+                variables["mail_log"] = str(self.mail[role].log)
+            inst = trap.prepare(role, self.run.folder / role / "fail2ban", files, variables)
+
+            def run(argv: list[str], role: str = role) -> tuple[int, str, str]:
+                return self.exec(role, argv, timeout=30)
+            problems[role] = trap.config_errors(inst, run)
+            if problems[role]:
+                continue
+            status, out, _ = self.start_daemon(role, inst.server_argv(), inst.root / "start.log")
+            self.traps[role] = inst
+            if status != 0:
+                problems[role] = [out.strip().splitlines()[-1] if out.strip()
+                                  else f"fail2ban-server exited {status}"]
+        return problems
 
     @property
     def mail_servers(self) -> dict[str, mail.MailServer]:
@@ -359,9 +394,11 @@ class Lab:
             self.agents[role].read(timeout=30)
 
     def rules(self, family: int) -> list[Rule]:
-        """Every router's rules and counters for one family."""
+        """Every router's (and trap node's) rules and counters for one family."""
         rules: list[Rule] = []
-        for router in self.plan.routers:
+        # routers, and every node whose own firewall a trap writes into
+        nodes = [*self.plan.routers, *(r for r in self.traps if r not in self.plan.routers)]
+        for router in nodes:
             status, out, err = self.exec(router, [SAVE[family], "-c"], timeout=10)
             if status != 0:
                 raise LabFailure(f"{router}: {SAVE[family]} failed: {err.strip()}")

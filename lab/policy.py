@@ -41,7 +41,9 @@ class LoadError:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
+        # line 0: the file as a whole (e.g. a jail fail2ban refused)
+        return f"{self.file}:{self.line}: {self.message}" if self.line else (
+            f"{self.file}: {self.message}")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 from lab.verdict import Verdict
 from lab.verify import Result, ScenarioResult
+from probes.tcp import PROBES
 
 
 def matrix(scenario: ScenarioResult) -> str:
@@ -25,8 +26,7 @@ def matrix(scenario: ScenarioResult) -> str:
     rules: list[str] = []
     rows: dict[tuple[str, str, str], dict[int, Result]] = {}
     for r in scenario.results:
-        probe = f"{r.probe}:{r.variant}" if r.variant else r.probe
-        rows.setdefault((r.source, r.target, probe), {})[r.family] = r
+        rows.setdefault((r.source, r.target, label(r)), {})[r.family] = r
     header = ["source", "target", "probe", "IPv4", "IPv6"]
     table: list[list[str]] = [header]
     for (source, target, probe), by_family in rows.items():
@@ -63,14 +63,46 @@ def matrix(scenario: ScenarioResult) -> str:
             why = [p for p in r.detail.split("; ") if p.startswith(("refused:", "delivered"))]
             lines.append(f"     {r.source} → {r.target} {r.probe}/v{r.family}: "
                          + "; ".join([what, *why]))
+    guessed = [r for r in scenario.results if PROBES[r.probe].kind == "guess"]
+    if guessed:
+        lines.append("   password guessing:")
+        lines += [f"     {r.source} → {r.target} {label(r)}/v{r.family}: {r.detail}"
+                  for r in guessed]
     lines += suspect_lines(scenario)
+    lines += trap_lines(scenario)
     wrong = [r for r in scenario.results if not r.passed]
     if wrong:
         lines.append("   evidence of mismatches:")
-        lines += [f"     {r.source} → {r.target} "
-                  f"{r.probe + ':' + r.variant if r.variant else r.probe}/v{r.family}: {r.detail}"
+        lines += [f"     {r.source} → {r.target} {label(r)}/v{r.family}: {r.detail}"
                   for r in wrong]
     return "\n".join(lines)
+
+
+def label(r: Result) -> str:
+    """A probe as the matrix names it: with its variant, and the ban it waited for."""
+    probe = f"{r.probe}:{r.variant}" if r.variant else r.probe
+    return f"{probe} (after {r.after})" if r.after else probe
+
+
+def trap_lines(scenario: ScenarioResult) -> list[str]:
+    """What the traps banned, from where the ban applies, how fast, for how long."""
+    lines = []
+    if scenario.bans:
+        lines.append("   bans (fail2ban):")
+    for b in scenario.bans:
+        who = scenario.owners.get(b.address, "?")
+        reaction = (f", {b.reaction_ms:.0f} ms after {b.fired_by}"
+                    if b.reaction_ms is not None else "")
+        lifted = (f", lifted after {b.lifted_after_s} s" if b.lifted_after_s is not None
+                  else ", still in force at the end")
+        lines.append(f"     {who} ({b.address}) banned on {b.node} in {b.chain}{reaction}"
+                     f"{lifted}")
+        hooks = b.hooked or ("no built-in chain jumps to it",)
+        lines += [f"       reached from {h}" for h in hooks]
+    if scenario.weak_accounts:
+        lines.append("   weak accounts (a trivial password was accepted): "
+                     + ", ".join(scenario.weak_accounts))
+    return lines
 
 
 def suspect_lines(scenario: ScenarioResult) -> list[str]:
@@ -108,9 +140,15 @@ def as_json(scenarios: Sequence[ScenarioResult]) -> dict[str, Any]:
                               else list(s.expected_suspects)),
         "load_errors": [{"file": e.file, "line": e.line, "message": e.message}
                         for e in s.load_errors],
+        "bans": [{"host": s.owners.get(b.address), "address": b.address, "node": b.node,
+                  "family": b.family, "chain": b.chain, "rule": b.rule,
+                  "reached_from": list(b.hooked), "reaction_ms": b.reaction_ms,
+                  "fired_by": b.fired_by or None, "lifted_after_s": b.lifted_after_s}
+                 for b in s.bans],
+        "weak_accounts": list(s.weak_accounts),
         "results": [{
             "source": r.source, "target": r.target, "probe": r.probe,
-            "variant": r.variant or None, "family": r.family,
+            "variant": r.variant or None, "after": r.after or None, "family": r.family,
             "expected": str(r.expected), "observed": str(r.observed), "rule": r.rule,
             "detail": r.detail, "passed": r.passed, "elapsed_ms": r.elapsed_ms,
             "wall_ms": r.wall_ms,
@@ -134,8 +172,7 @@ def write_junit(path: Path, scenarios: Sequence[ScenarioResult]) -> None:
                           f"logged {[x.role for x in s.suspects]}, "
                           f"expected {list(s.expected_suspects)}"))
         for r in s.results:
-            probe = f"{r.probe}:{r.variant}" if r.variant else r.probe
-            name = f"{r.source} -> {r.target} {probe} IPv{r.family}"
+            name = f"{r.source} -> {r.target} {label(r)} IPv{r.family}"
             failure = None if r.passed else (
                 f"expected {r.expected}, observed {r.observed}: {r.detail}")
             cases.append((name, failure))

@@ -6,7 +6,7 @@ validated here completely before any lab boots.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,11 @@ from topologies.plan import Plan
 
 BUILTIN = Path(__file__).resolve().parent.parent / "scenarios"
 SPEC = "scenario.yaml"
-_KEYS = {"summary", "topology", "policy", "expect", "suspects"}
+_KEYS = {"summary", "topology", "policy", "expect", "suspects", "trap"}
 _EXPECT_KEYS = {"from", "to", "probes", "families", "verdict"}
-_OPTIONAL_EXPECT_KEYS = {"variants"}
+_OPTIONAL_EXPECT_KEYS = {"variants", "after"}
+# `after:` — wait before probing: until the source is banned, or banned no more
+AFTER = ("ban", "unban")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Expectation:
     family: int
     verdict: Verdict
     variant: str = ""  # tunnel probes only: one shape of the tunnelled packet
+    after: str = ""  # "ban" or "unban": probe once the source is (no longer) banned
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class Scenario:
     expectations: tuple[Expectation, ...]
     # the internal hosts the firewall logs must name, exactly (None: not checked)
     suspects: tuple[str, ...] | None = None
+    # node → jail files of a private fail2ban in that node (lab.trap)
+    traps: dict[str, tuple[Path, ...]] = field(default_factory=dict)
 
     @property
     def plan(self) -> Plan:
@@ -126,7 +131,10 @@ def _build(folder: Path, spec: Path, data: Any) -> Scenario:
         raise _fail(spec, f"topology '{topology}' is not one of: {', '.join(TOPOLOGIES)}")
     plan = TOPOLOGIES[topology].PLAN
     policies = _policies(folder, spec, plan, data.get("policy") or {})
+    traps = _traps(folder, spec, plan, data.get("trap") or {})
     expectations = _expectations(spec, plan, data.get("expect"))
+    if not traps and any(e.after for e in expectations):
+        raise _fail(spec, "expect: 'after' waits for a ban: the scenario needs a trap")
     suspects = None
     if "suspects" in data:
         named = data["suspects"] if isinstance(data["suspects"], list) else None
@@ -134,7 +142,7 @@ def _build(folder: Path, spec: Path, data: Any) -> Scenario:
             raise _fail(spec, "suspects: must be a list of roles (may be empty)")
         suspects = tuple(sorted(_role(spec, plan, r, "suspects") for r in named))
     return Scenario(folder.name, folder, str(data.get("summary", "")).strip(), topology,
-                    policies, expectations, suspects)
+                    policies, expectations, suspects, traps)
 
 
 def _role(spec: Path, plan: Plan, role: Any, what: str) -> str:
@@ -171,6 +179,29 @@ def _policies(folder: Path, spec: Path, plan: Plan, data: Any) -> dict[str, tupl
     return policies
 
 
+def _traps(folder: Path, spec: Path, plan: Plan, data: Any) -> dict[str, tuple[Path, ...]]:
+    if not isinstance(data, dict):
+        raise _fail(spec, "trap: must map a node to a list of fail2ban jail files")
+    traps: dict[str, tuple[Path, ...]] = {}
+    for role, files in data.items():
+        _role(spec, plan, role, "trap")
+        if plan.role(role).kind not in ("router", "server"):
+            raise _fail(spec, f"trap: '{role}' is not a router or a server")
+        paths = []
+        for entry in _listed(files):
+            if not isinstance(entry, str) or not entry:
+                raise _fail(spec, f"trap: '{entry}' is not a file name")
+            path = folder / entry
+            try:
+                path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise _fail(spec, f"trap of {role}: cannot read {entry}: "
+                                  f"{getattr(exc, 'strerror', None) or exc}") from None
+            paths.append(path)
+        traps[str(role)] = tuple(paths)
+    return traps
+
+
 def _variants(spec: Path, where: str, probe: str, data: Any) -> list[str]:
     """The variants an expectation names (all of the probe's when it names none)."""
     known = VARIANTS.get(probe)
@@ -196,7 +227,7 @@ def _listed(value: Any) -> list[Any]:
 def _expectations(spec: Path, plan: Plan, data: Any) -> tuple[Expectation, ...]:
     if not isinstance(data, list) or not data:
         raise _fail(spec, "expect: must be a non-empty list of expectations")
-    found: dict[tuple[str, str, str, int, str], Expectation] = {}
+    found: dict[tuple[str, str, str, int, str, str], Expectation] = {}
     for number, item in enumerate(data, 1):
         where = f"expect #{number}"
         if not isinstance(item, dict):
@@ -217,6 +248,9 @@ def _expectations(spec: Path, plan: Plan, data: Any) -> tuple[Expectation, ...]:
         for key in ("from", "probes", "families"):
             if not _listed(item[key]):
                 raise _fail(spec, f"{where}: {key}: name at least one")
+        after = item.get("after", "")
+        if after not in ("", *AFTER):
+            raise _fail(spec, f"{where}: after: {after!r} is not one of {', '.join(AFTER)}")
         for source in sources:
             _role(spec, plan, source, where)
             if source == target:
@@ -232,11 +266,11 @@ def _expectations(spec: Path, plan: Plan, data: Any) -> tuple[Expectation, ...]:
                     if variants != [""] and family != 4:
                         raise _fail(spec, f"{where}: {probe} travels in IPv4: family must be 4")
                     for variant in variants:
-                        key = (source, target, probe, family, variant)
+                        key = (source, target, probe, family, variant, after)
                         if key in found and found[key].verdict != verdict:
                             label = f"{probe}:{variant}" if variant else probe
                             raise _fail(spec, f"{where}: contradicts an earlier expectation "
                                               f"for {source} → {target} {label} IPv{family}")
                         found[key] = Expectation(source, target, probe, family, verdict,
-                                                 variant)
+                                                 variant, after)
     return tuple(found.values())

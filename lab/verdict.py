@@ -22,7 +22,7 @@ class Observation:
     """What the sender saw after its SYN: the first answer to its source port, if any."""
 
     sport: int
-    reply: str  # "synack", "rst", "icmp" or "none"
+    reply: str  # "synack", "rst", "icmp", "udp" (a datagram back) or "none"
     source: str | None = None  # address the answer came from
     source_port: int | None = None
     ttl: int | None = None
@@ -34,7 +34,8 @@ class Observation:
         if self.reply == "none":
             return "no answer"
         where = f"{self.source}" + (f" port {self.source_port}" if self.source_port else "")
-        what = {"synack": "SYN-ACK", "rst": "RST", "icmp": f"ICMP {self.icmp}"}[self.reply]
+        what = {"synack": "SYN-ACK", "rst": "RST", "icmp": f"ICMP {self.icmp}",
+                "udp": "an answer"}[self.reply]
         return f"{what} from {where}" + (f" ttl {self.ttl}" if self.ttl is not None else "")
 
 
@@ -72,6 +73,14 @@ def decide(target: str, address: str, dport: int, seen: Observation,
     elsewhere = [s for s in sightings if not (s.role == target and s.dport == dport)]
 
     where = f"{target}:{dport}" if dport else target  # 6in4 has no port
+    bans = [h for h in drops if h.rule.is_ban]
+    if bans:
+        # A trap's rule decided it, whatever else the packet met: the host is cut off.
+        how = "rejected" if seen.reply in ("rst", "icmp") else "dropped"
+        reached = f"; {where} saw it (a ban on the target itself)" if arrived else ""
+        return Decision(Verdict.BANNED, bans[0].rule.cite(),
+                        f"{how} by a ban before {where}{reached}; sender: {seen.describe()}"
+                        f"{log_note}")
     if arrived and not expects_answer:
         carried = f", carrying {arrived[0].inner}" if arrived[0].inner else ""
         return Decision(Verdict.ALLOWED, None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from collections.abc import Callable, Iterator
@@ -10,13 +11,15 @@ from functools import partial
 
 from lab.counters import hits
 from lab.errors import LabFailure
-from lab.firewall_log import Suspect, suspects
+from lab.firewall_log import Suspect, logged_at, suspects
 from lab.lifecycle import Run
 from lab.mailflow import Reached, await_delivery, describe, dialogue_for, refused
 from lab.network import Lab
-from lab.policy import LoadError, apply_policy
+from lab.policy import LoadError, apply_policy, shown
 from lab.scenario import Expectation, Scenario
+from lab.trap import Ban, BanWatcher
 from lab.verdict import Decision, Observation, Verdict, decide
+from probes.guessing import LIMIT, TRIVIAL_PASSWORDS
 from probes.tcp import PROBES
 from probes.tunnel import VARIANTS
 
@@ -27,6 +30,9 @@ SECOND_WAIT = 1.5   # s: only when neither an answer nor a router rule explains 
 DIALOGUE_TIMEOUT = 5.0  # s: per SMTP command
 TUNNEL_FIRST_WAIT = 0.3  # s: over a qualified tunnel an open path answers in ms
 TUNNEL_CONNECT_TIMEOUT = 2.0  # s: only when silence has no rule to explain it
+BAN_WAIT = 10.0  # s: a trap that has not fired by then has failed
+UNBAN_WAIT = 90.0  # s: the lab's bantimes are seconds; a ban still there by then stays
+GUESS_TIMEOUT = 3.0  # s: per guessing connection
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,8 @@ class Result:
     elapsed_ms: float  # the sender's wait for an answer
     wall_ms: float = 0.0  # the whole probe: sender, far side and router evidence
     variant: str = ""  # for tunnel probes: which shape of the packet
+    after: str = ""  # "ban" / "unban": probed once the source was (no longer) banned
+    weak_account: str = ""  # guessing: the account that accepted a trivial password
 
     @property
     def passed(self) -> bool:
@@ -59,6 +67,12 @@ class ScenarioResult:
     notes: tuple[str, ...] = field(default=())
     suspects: tuple[Suspect, ...] = ()
     expected_suspects: tuple[str, ...] | None = None
+    bans: tuple[Ban, ...] = ()
+    owners: dict[str, str] = field(default_factory=dict)  # banned address → role
+
+    @property
+    def weak_accounts(self) -> tuple[str, ...]:
+        return tuple(sorted({r.weak_account for r in self.results if r.weak_account}))
 
     @property
     def suspects_match(self) -> bool:
@@ -100,13 +114,18 @@ class Network:
 
 
 def syn_probe(lab: Lab, source: str, role: str, port: int, family: int,
-              sport: int) -> Network:
-    """One SYN from `source` to `role`:`port`, with evidence from sender, far side and routers."""
+              sport: int, udp: bool = False) -> Network:
+    """One SYN from `source` to `role`:`port`, with evidence from sender, far side and routers.
+
+    With `udp`, a DNS query instead of the SYN: nobody has to answer it.
+    """
     address = lab.plan.role(role).address(family)
     agent = lab.agent(source)
     assert lab.far_side is not None
     before = lab.rules(family)
-    request = {"op": "syn", "family": family, "dst": address, "dport": port, "sport": sport}
+    request: dict[str, object] = {"op": "udp", "family": family, "dst": address,
+                                  "sport": sport} if udp else {
+        "op": "syn", "family": family, "dst": address, "dport": port, "sport": sport}
     seen = agent.ask({**request, "wait": FIRST_WAIT}, timeout=10)
     after = lab.rules(family)
     rule_hits = hits(before, after)
@@ -118,13 +137,15 @@ def syn_probe(lab: Lab, source: str, role: str, port: int, family: int,
         rule_hits = hits(before, after)
     # Unless a router rule already dropped it, the packet should be on record
     # somewhere: give the recorders time to write (a REJECT's RST is no reason).
-    sightings = lab.far_side.sightings(sport, expect=not decided_by_router)
+    sightings = lab.far_side.sightings(sport, expect=not decided_by_router,
+                                       kind="udp" if udp else "tcp")
     observation = Observation(
         sport=sport, reply=seen["reply"], source=seen.get("source"),
         source_port=seen.get("source_port"), ttl=seen.get("ttl"), icmp=seen.get("icmp"),
         elapsed_ms=seen["elapsed_ms"])
     return Network(role, address, port,
-                   decide(role, address, port, observation, sightings, rule_hits), observation)
+                   decide(role, address, port, observation, sightings, rule_hits,
+                          expects_answer=not udp), observation)
 
 
 def real_teredo_probe(lab: Lab, expectation: Expectation, sport: int) -> Result:
@@ -187,19 +208,93 @@ def tunnel_probe(lab: Lab, expectation: Expectation, sport: int) -> Result:
                   observation.elapsed_ms, variant=variant.name)
 
 
-def probe_once(lab: Lab, expectation: Expectation, sport: int) -> Result:
+def guess_probe(lab: Lab, expectation: Expectation, watcher: BanWatcher | None) -> Result:
+    """Password guessing on the target's submission port (probes.guessing)."""
+    probe = PROBES[expectation.probe]
+    family = expectation.family
+    address = lab.plan.role(expectation.target).address(family)
+    source = lab.plan.role(expectation.source).address(family)
+
+    def result(verdict: Verdict, rule: str | None, detail: str, elapsed: float = 0.0,
+               weak: str = "") -> Result:
+        return Result(expectation.source, expectation.target, expectation.probe, family,
+                      expectation.verdict, verdict, rule, detail, elapsed, weak_account=weak)
+
+    server = lab.mail.get(expectation.target)
+    if server is None or not server.server.users:
+        return result(Verdict.ERROR, None, f"{expectation.target} has no submission accounts")
+    users = [u.name for u in server.server.users]
+    before = lab.rules(family)
+    started = time.monotonic()
+    answer = lab.agent(expectation.source).ask(
+        {"op": "guess", "dst": address, "port": probe.port, "users": users,
+         "timeout": GUESS_TIMEOUT}, timeout=LIMIT * GUESS_TIMEOUT * 4 + 10)
+    elapsed = round((time.monotonic() - started) * 1000, 2)
+    if "error" in answer:
+        return result(Verdict.ERROR, None, str(answer["error"]), elapsed)
+    rule_hits = hits(before, lab.rules(family))
+    guesses = answer["guesses"]
+    refusals = [g for g in guesses if 500 <= g["code"] < 600]
+    where = f"{expectation.target}:{probe.port}"
+    tried = f"{len(guesses)} guesses for {len(users)} accounts"
+    accepted = [g for g in guesses if g["code"] == 235]
+    if accepted:
+        g = accepted[0]
+        return result(Verdict.ALLOWED, None,
+                      f"{where} accepted a guess after {len(refusals)} refusals: account "
+                      f"{g['user']} has a trivial password (no. {g['index'] + 1} of "
+                      f"{len(TRIVIAL_PASSWORDS)} in the built-in list)", elapsed, g["user"])
+    bans = [h for h in rule_hits if h.rule.is_ban]
+    if guesses and guesses[-1]["code"] == 0:
+        failure = guesses[-1]["error"]
+        if bans:
+            # the guesser saw the ban first: give the watcher its next look
+            ban = watcher.wait_banned(source, 1.0) if watcher else None
+            if ban is not None and watcher is not None:
+                retry = _maxretry(lab, ban)
+                if retry and len(refusals) >= retry:
+                    watcher.explain(source, refusals[retry - 1]["at"],
+                                    f"refused guess no. {retry}")
+            return result(Verdict.BANNED, bans[0].rule.cite(),
+                          f"{where} refused {len(refusals)} guesses, then the guesser was cut "
+                          f"off ({failure})", elapsed)
+        return result(Verdict.ERROR, None,
+                      f"{where} refused {len(refusals)} guesses, then stopped answering "
+                      f"({failure}) and no ban rule explains it", elapsed)
+    return result(Verdict.REFUSED, None,
+                  f"{where} refused all {tried} ({refusals[-1]['code'] if refusals else '-'}) "
+                  "and never cut the guesser off", elapsed)
+
+
+def _maxretry(lab: Lab, ban: Ban) -> int | None:
+    """The maxretry of the jail whose chain holds `ban` (fail2ban's chain: f2b-<jail>)."""
+    inst = lab.traps.get(ban.node)
+    if inst is None:
+        return None
+    status, out, _ = lab.exec(ban.node, inst.client_argv("get", ban.jail, "maxretry"),
+                              timeout=10)
+    return int(out.strip()) if status == 0 and out.strip().isdigit() else None
+
+
+def probe_once(lab: Lab, expectation: Expectation, sport: int,
+               watcher: BanWatcher | None = None) -> Result:
     """One probe: the SYN decides the path; where it is open, the SMTP dialogue follows."""
     probe = PROBES[expectation.probe]
     if probe.kind == "tunnel":
         return tunnel_probe(lab, expectation, sport)
+    if probe.kind == "guess":
+        return guess_probe(lab, expectation, watcher)
     family = expectation.family
     role = lab.submission_server() if probe.via_submission_server else expectation.target
-    net = syn_probe(lab, expectation.source, role, probe.port, family, sport)
+    net = syn_probe(lab, expectation.source, role, probe.port, family, sport,
+                    udp=probe.kind == "udp")
 
     def result(verdict: Verdict, rule: str | None, detail: str) -> Result:
         return Result(expectation.source, expectation.target, expectation.probe, family,
                       expectation.verdict, verdict, rule, detail, net.observation.elapsed_ms)
 
+    if probe.kind in ("syn", "udp"):
+        return result(net.decision.verdict, net.decision.rule, net.decision.detail)
     if net.decision.verdict not in (Verdict.ALLOWED, Verdict.DIVERTED):
         return result(net.decision.verdict, net.decision.rule, net.decision.detail)
     if net.observation.reply != "synack":
@@ -240,6 +335,7 @@ def verify(scenario: Scenario, run: Run, progress: Progress) -> ScenarioResult:
     results: list[Result] = []
     load_errors: list[LoadError] = []
     found: list[Suspect] = []
+    bans: tuple[Ban, ...] = ()
     boot_ms = 0.0
     scenario, notes = scenario.with_nflog()
     outcome = partial(ScenarioResult, scenario.name, scenario.topology, notes=tuple(notes),
@@ -248,27 +344,91 @@ def verify(scenario: Scenario, run: Run, progress: Progress) -> ScenarioResult:
         progress(f"{scenario.name}: booting {scenario.topology} as {run.prefix}")
         with Lab(scenario.topology, run) as lab:
             boot_ms = (time.monotonic() - started) * 1000
-            load_errors = load_policies(lab, scenario)
+            load_errors = load_policies(lab, scenario) + start_traps(lab, scenario, progress)
             for error in load_errors:
                 progress(f"{scenario.name}: load error {error}")
             lab.start_agents(sorted({e.source for e in scenario.expectations}))
             total = len(scenario.expectations)
-            for number, expectation in enumerate(scenario.expectations, 1):
-                probe_started = time.perf_counter()
-                result = probe_once(lab, expectation, next(ports))
-                result = replace(result, wall_ms=round(
-                    (time.perf_counter() - probe_started) * 1000, 2))
-                results.append(result)
-                mark = "ok" if result.passed else f"expected {result.expected}"
-                label = f"{result.probe}:{result.variant}" if result.variant else result.probe
-                progress(f"{scenario.name}: [{number}/{total}] {result.source} → "
-                         f"{result.target} {label}/v{result.family}: "
-                         f"{result.observed} ({mark})")
+            watching = BanWatcher(list(lab.traps), lab.exec) if lab.traps else None
+            with watching or contextlib.nullcontext():
+                for number, expectation in enumerate(scenario.expectations, 1):
+                    waited = wait_for_ban(lab, scenario.name, watching, expectation, progress)
+                    probe_started = time.perf_counter()
+                    result = probe_once(lab, expectation, next(ports), watching)
+                    result = replace(result, after=expectation.after, wall_ms=round(
+                        (time.perf_counter() - probe_started) * 1000, 2),
+                        detail=f"{waited}; {result.detail}" if waited else result.detail)
+                    results.append(result)
+                    mark = "ok" if result.passed else f"expected {result.expected}"
+                    label = (f"{result.probe}:{result.variant}" if result.variant
+                             else result.probe)
+                    progress(f"{scenario.name}: [{number}/{total}] {result.source} → "
+                             f"{result.target} {label}/v{result.family}"
+                             f"{' after ' + result.after if result.after else ''}: "
+                             f"{result.observed} ({mark})")
+            if watching is not None:
+                bans = tuple(watching.bans())
+                if watching.error:
+                    raise LabFailure(watching.error)
             found = suspects_of(lab)
     except LabFailure as exc:
         return outcome(tuple(load_errors), tuple(results), lab_error=str(exc), boot_ms=boot_ms,
-                       suspects=tuple(found))
-    return outcome(tuple(load_errors), tuple(results), boot_ms=boot_ms, suspects=tuple(found))
+                       suspects=tuple(found), bans=bans, owners=owners_of(scenario, bans))
+    return outcome(tuple(load_errors), tuple(results), boot_ms=boot_ms, suspects=tuple(found),
+                   bans=bans, owners=owners_of(scenario, bans))
+
+
+def start_traps(lab: Lab, scenario: Scenario, progress: Progress) -> list[LoadError]:
+    """Start the scenario's fail2ban instances; what fail2ban refused is a load error."""
+    if not scenario.traps:
+        return []
+    progress(f"{scenario.name}: starting fail2ban in {', '.join(scenario.traps)}")
+    errors = []
+    for role, problems in lab.start_traps(scenario.traps).items():
+        files = ", ".join(shown(p) for p in scenario.traps[role])
+        errors += [LoadError(files, 0, f"fail2ban in {role}: {p}") for p in problems]
+    return errors
+
+
+def wait_for_ban(lab: Lab, name: str, watcher: BanWatcher | None, expectation: Expectation,
+                 progress: Progress) -> str:
+    """Before an `after: ban|unban` expectation: wait for the source's ban (or its end).
+
+    Returns what happened, for the result's detail ("" when there was nothing to wait for).
+    """
+    if not expectation.after:
+        return ""
+    address = lab.plan.role(expectation.source).address(expectation.family)
+    if watcher is None:
+        return "no trap runs: nothing to wait for"
+    if expectation.after == "ban":
+        # once a trap failed to fire for an address, waiting again proves nothing new
+        ban = watcher.wait_banned(address, 0.0 if address in watcher.gave_up else BAN_WAIT)
+        if ban is None:
+            watcher.gave_up.add(address)
+            return f"no ban of {address} within {BAN_WAIT:.0f} s"
+        if ban.fired_at is None and not ban.fired_by:
+            nth = _maxretry(lab, ban) or 1
+            fired = logged_at(lab.firewall_logs.values(), address, since=watcher.lifted(address),
+                              until=ban.seen_at, nth=nth)
+            said = "its firewall log line" + (f" no. {nth}" if nth > 1 else "")
+            watcher.explain(address, fired, said if fired is not None else "unknown")
+            ban = watcher.active(address) or ban
+            reaction = (f" {ban.reaction_ms:.0f} ms after {ban.fired_by}"
+                        if ban.reaction_ms is not None else "")
+            progress(f"{name}: {expectation.source} ({address}) banned{reaction}")
+        return f"banned by {ban.describe()}"
+    if watcher.active(address) is not None:
+        progress(f"{name}: waiting for the ban of {expectation.source} ({address}) to end")
+    lifted = watcher.wait_lifted(address, UNBAN_WAIT)
+    if lifted is None:
+        return (f"still banned after {UNBAN_WAIT:.0f} s" if watcher.active(address)
+                else f"{address} was never banned")
+    return f"ban lifted {lifted.lifted_after_s} s after it was seen"
+
+
+def owners_of(scenario: Scenario, bans: tuple[Ban, ...]) -> dict[str, str]:
+    return {b.address: scenario.plan.owner_of(b.address) or "?" for b in bans}
 
 
 def suspects_of(lab: Lab) -> list[Suspect]:

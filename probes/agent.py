@@ -15,12 +15,13 @@ import sys
 import time
 from typing import Any
 
-from scapy.layers.inet import ICMP, IP, TCP, IPerror, TCPerror, UDPerror
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, TCPerror, UDPerror
 from scapy.layers.inet6 import ICMPv6DestUnreach, IPv6, IPv6ExtHdrFragment
 from scapy.layers.l2 import Ether
 
 from probes.dialogue import Dialogue, run
-from probes.tcp import syn
+from probes.guessing import NotAuthorised, guess
+from probes.tcp import dns_query, syn
 from probes.tunnel import VARIANTS, build
 
 ETH_P_ALL = 0x0003
@@ -46,6 +47,14 @@ class Agent:
         """Send one SYN and report the first answer to `sport` within `wait` seconds."""
         self.drain()
         packet = syn(family, dst, dport, sport, random.randrange(1 << 32))
+        start = time.monotonic()
+        self.raw[family].sendto(bytes(packet), (dst, 0))
+        return self.await_answer(sport, start, wait)
+
+    def udp(self, family: int, dst: str, sport: int, wait: float) -> dict[str, Any]:
+        """Send one DNS query; report the first answer (or ICMP error) within `wait` s."""
+        self.drain()
+        packet = dns_query(family, dst, sport)
         start = time.monotonic()
         self.raw[family].sendto(bytes(packet), (dst, 0))
         return self.await_answer(sport, start, wait)
@@ -85,6 +94,10 @@ class Agent:
             if reply:
                 return {"reply": reply, "sport": sport, "source": net.src,
                         "source_port": tcp.sport, "ttl": ttl}
+        udp = net.getlayer(UDP)
+        if udp is not None and not isinstance(udp, UDPerror) and udp.dport == sport:
+            return {"reply": "udp", "sport": sport, "source": net.src,
+                    "source_port": udp.sport, "ttl": ttl}
         quoted = frame.getlayer(TCPerror) or frame.getlayer(UDPerror)
         about_tunnel = relay is not None and frame.haslayer(IPerror) and (
             frame[IPerror].dst == relay)
@@ -159,6 +172,13 @@ def main() -> int:
             result = agent.tunnel(**request)
         elif op == "smtp":
             result = agent.smtp(**request)
+        elif op == "udp":
+            result = agent.udp(**request)
+        elif op == "guess":
+            try:
+                result = guess(**request)
+            except NotAuthorised as exc:
+                result = {"error": str(exc)}
         else:
             result = {"error": f"unknown op {op}"}
         print(json.dumps(result), flush=True)

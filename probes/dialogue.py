@@ -22,7 +22,7 @@ EHLO_NAME = "client.port25lab.test"
 class Dialogue:
     """What to say: the transport security, the account (if any) and the message."""
 
-    tls: str = "none"  # "none", "starttls" (if offered, or "require-starttls") or "implicit"
+    tls: str = "none"  # "none", "starttls" (when offered) or "implicit"
     user: str | None = None
     password: str | None = None
     mail_from: str | None = None
@@ -114,7 +114,13 @@ def _dialogue(conn: smtplib.SMTP, talk: Dialogue, out: Transcript) -> None:
             out.steps.append(("AUTH", 0, "not offered"))
         else:
             try:
-                conn.login(talk.user, talk.password)
+                # One AUTH per dialogue: smtplib's login() would try the next
+                # mechanism after a refusal, and a guess would count twice.
+                conn.user, conn.password = talk.user, talk.password
+                offered = conn.esmtp_features.get("auth", "").upper().split()
+                mechanism = "PLAIN" if "PLAIN" in offered else "LOGIN"
+                authobject = conn.auth_plain if mechanism == "PLAIN" else conn.auth_login
+                conn.auth(mechanism, authobject)
                 out.steps.append(("AUTH", 235, "authenticated"))
             except smtplib.SMTPAuthenticationError as exc:
                 said = exc.smtp_error

@@ -28,13 +28,20 @@ class Probe:
     program left on port 25 of the target (the talk's unreconfigured users);
     "rfc2142" — RCPT TO abuse@ and postmaster@ of the target's domain;
     "tunnel" — a SYN to the target's IPv6 address inside IPv4, sent to the
-    `relay` (variants in probes.tunnel).
+    `relay` (variants in probes.tunnel); "syn" — the SYN alone (any service);
+    "udp" — one datagram (a DNS query) that nobody needs to answer; "guess" —
+    password guessing on the target's submission port (probes.guessing).
     """
 
     name: str
     port: int
     kind: str
     summary: str
+
+    @property
+    def expects_answer(self) -> bool:
+        """False for a datagram nobody has to answer: arriving is enough for `allowed`."""
+        return self.kind != "udp"
 
     @property
     def sends_mail(self) -> bool:
@@ -61,6 +68,14 @@ PROBES: dict[str, Probe] = {
         # IPv6 in IPv4 to the relay, carrying a SYN to the target (probes.tunnel)
         Probe("teredo", 3544, "tunnel", "IPv6/TCP SYN in UDP/IPv4 (Teredo, RFC 4380)"),
         Probe("tunnel6in4", 0, "tunnel", "IPv6/TCP SYN in IPv4 protocol 41 (6in4)"),
+        # what a banned host must lose too: the web, name service, submission
+        Probe("web", 80, "syn", "a SYN to the web port (TCP 80)"),
+        Probe("dns", 53, "udp", "a DNS query (UDP 53)"),
+        Probe("guessing", 587, "guess", "password guessing on submission (587, STARTTLS): "
+                                        "trivial passwords, bounded and rate-limited; "
+                                        "lab targets only"),
+        Probe("guessing-465", 465, "guess", "password guessing on submission over implicit "
+                                            "TLS (465); lab targets only"),
     )
 }
 
@@ -73,3 +88,13 @@ def syn(family: int, dst: str, dport: int, sport: int, seq: int) -> Any:
     network = IP(dst=dst) if family == 4 else IPv6(dst=dst)
     return network / TCP(sport=sport, dport=dport, flags="S", seq=seq, window=64240,
                          options=[("MSS", 1460)])
+
+
+def dns_query(family: int, dst: str, sport: int) -> Any:
+    """A DNS query for the lab's domain, from `sport` (scapy imported here, as above)."""
+    from scapy.layers.dns import DNS, DNSQR
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet6 import IPv6
+
+    network = IP(dst=dst) if family == 4 else IPv6(dst=dst)
+    return network / UDP(sport=sport, dport=53) / DNS(rd=1, qd=DNSQR(qname="example.test"))

@@ -10,10 +10,13 @@ import pytest
 
 from lab import cli
 
-BUILTIN = {"fixed-dmz-block": "dmz", "fixed-proxy": "screened-host", "fixed-proxy-dmz": "dmz",
-           "fixed-screened-block": "screened-host", "seed-dmz-block": "dmz",
+BUILTIN = {"false-alarm": "screened-host", "fixed-dmz-block": "dmz",
+           "fixed-proxy": "screened-host", "fixed-proxy-dmz": "dmz",
+           "fixed-screened-block": "screened-host", "fixed-trap": "screened-host",
+           "guessing": "screened-host", "seed-dmz-block": "dmz",
            "seed-proxy": "screened-host", "seed-screened-block": "screened-host",
-           "seed-teredo-syntax": "screened-host", "spambot": "screened-host"}
+           "seed-teredo-syntax": "screened-host", "seed-trap": "screened-host",
+           "spambot": "screened-host", "weak-password": "screened-host"}
 
 
 class ReachedTheLab(Exception):

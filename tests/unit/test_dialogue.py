@@ -194,7 +194,10 @@ CATALOGUE = {"smtp": (25, "connect"), "smtps": (465, "connect"), "submission": (
              "spam": (25, "spam"), "mail": (587, "mail"), "mail-25": (25, "mail-25"),
              "rfc2142": (25, "rfc2142"),
              # IPv6 in IPv4 to the relay: UDP 3544 (Teredo), protocol 41 without a port (6in4)
-             "teredo": (3544, "tunnel"), "tunnel6in4": (0, "tunnel")}
+             "teredo": (3544, "tunnel"), "tunnel6in4": (0, "tunnel"),
+             # what a banned host loses besides mail, and password guessing on submission
+             "web": (80, "syn"), "dns": (53, "udp"),
+             "guessing": (587, "guess"), "guessing-465": (465, "guess")}
 
 
 def test_probe_catalogue() -> None:
@@ -208,3 +211,5 @@ def test_probe_flags(name: str) -> None:
     assert probe.sends_mail == (name in ("spam", "mail", "mail-25"))
     # only "mail" connects to the source's own server; "mail-25" goes to the target's 25
     assert probe.via_submission_server == (name == "mail")
+    # only a datagram may arrive without an answer and still count as allowed
+    assert probe.expects_answer == (name != "dns")

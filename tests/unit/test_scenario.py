@@ -22,6 +22,12 @@ PROXY = {"seed-proxy": ("screened-host", "gw"),
          "fixed-proxy": ("screened-host", "gw"),
          "fixed-proxy-dmz": ("dmz", "inner")}
 OTHER = {"spambot": ("screened-host", "gw")}
+# the trap and password guessing: node of the fail2ban, and its jail file
+TRAPS = {"seed-trap": ("gw", "seed-trap/jail.local"),
+         "fixed-trap": ("gw", "fixed-trap/jail.local"),
+         "false-alarm": ("gw", "fixed-trap/jail.local"),
+         "guessing": ("mx", "guessing/jail.local")}
+WITHOUT_TRAP = {"weak-password": ("screened-host", "gw")}
 BUILTIN = {**BLOCK, **PROXY, **OTHER}
 
 GOOD = """\
@@ -44,7 +50,78 @@ def _folder(tmp_path: Path, spec: str, rules: str | None = RULES) -> Path:
 
 
 def test_builtin_names() -> None:
-    assert scenario.builtin_names() == sorted(BUILTIN)
+    assert scenario.builtin_names() == sorted({*BUILTIN, *TRAPS, *WITHOUT_TRAP})
+
+
+@pytest.mark.parametrize("name", sorted(TRAPS))
+def test_trap_scenarios_load(name: str) -> None:
+    s = scenario.load(name)
+    node, jail = TRAPS[name]
+    assert s.topology == "screened-host" and s.summary
+    assert s.traps == {node: (scenario.BUILTIN / jail,)} or (
+        [p.resolve() for p in s.traps[node]] == [scenario.BUILTIN / jail])
+    (policy,) = s.policies["gw"]
+    assert policy.path.resolve() == scenario.BUILTIN / "fixed-screened-block" / "rules.sh"
+    assert {e.family for e in s.expectations} == {4, 6}
+    verdicts = {e.verdict for e in s.expectations}
+    assert Verdict.BANNED in verdicts and Verdict.ALLOWED in verdicts
+
+
+@pytest.mark.parametrize("name", ["seed-trap", "fixed-trap", "false-alarm"])
+def test_trap_matrix_bans_then_unbans(name: str) -> None:
+    """The trap's story in order: a logged attempt, the ban, and the ban's end."""
+    s = scenario.load(name)
+    order = [(e.after, e.verdict) for e in s.expectations]
+    first_ban = order.index(("ban", Verdict.BANNED))
+    assert (("", Verdict.BLOCKED) in order[:first_ban])
+    assert order[-1] == ("unban", Verdict.ALLOWED)
+    banned = {e.source for e in s.expectations if e.verdict == Verdict.BANNED}
+    assert s.suspects == tuple(sorted(banned))
+    probes = {e.probe for e in s.expectations if e.verdict == Verdict.BANNED}
+    assert {"web", "dns", "submission"} <= probes
+
+
+def test_guessing_scenarios() -> None:
+    jailed, open_door = scenario.load("guessing"), scenario.load("weak-password")
+    assert not open_door.traps
+    for s, verdict in ((jailed, Verdict.BANNED), (open_door, Verdict.ALLOWED)):
+        guesses = [e for e in s.expectations if e.probe.startswith("guessing")]
+        assert {e.probe for e in guesses} == {"guessing", "guessing-465"}
+        assert {e.verdict for e in guesses} == {verdict}
+        assert {e.target for e in guesses} == {"mx"}
+    assert {e.family for e in jailed.expectations if e.verdict == Verdict.BANNED} == {4, 6}
+
+
+def test_after_needs_a_trap(tmp_path: Path) -> None:
+    spec = GOOD.replace("verdict: blocked}", "verdict: blocked, after: ban}")
+    with pytest.raises(BadInput, match="'after' waits for a ban: the scenario needs a trap"):
+        scenario.load(str(_folder(tmp_path, spec)))
+
+
+def test_after_and_trap_are_checked(tmp_path: Path) -> None:
+    spec = GOOD.replace("verdict: blocked}", "verdict: blocked, after: soon}")
+    with pytest.raises(BadInput, match=r"after: 'soon' is not one of ban, unban"):
+        scenario.load(str(_folder(tmp_path, spec)))
+    for name, spec, message in (
+            ("a", GOOD + "trap:\n  client1: [jail.local]\n",
+             "trap: 'client1' is not a router or a server"),
+            ("b", GOOD + "trap:\n  gw: [jail.local]\n",
+             r"trap of gw: cannot read jail.local: No such file"),
+            ("c", GOOD + "trap: [jail.local]\n",
+             "trap: must map a node to a list of fail2ban jail files")):
+        (tmp_path / name).mkdir()
+        with pytest.raises(BadInput, match=message):
+            scenario.load(str(_folder(tmp_path / name, spec)))
+
+
+def test_before_and_after_a_ban_are_different_expectations(tmp_path: Path) -> None:
+    spec = GOOD + ("  - {from: client1, to: remote-mx, probes: [smtp], families: [4], "
+                   "verdict: banned, after: ban}\ntrap:\n  gw: [jail.local]\n")
+    folder = _folder(tmp_path, spec)
+    (folder / "jail.local").write_text("[x]\nenabled = true\n")
+    s = scenario.load(str(folder))
+    assert [(e.verdict, e.after) for e in s.expectations] == [
+        (Verdict.BLOCKED, ""), (Verdict.BANNED, "ban")]
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN))
@@ -156,7 +233,7 @@ def test_services_key_is_gone(tmp_path: Path) -> None:
     with pytest.raises(BadInput) as exc:
         scenario.load(str(folder))
     assert str(exc.value) == (f"{folder / 'scenario.yaml'}: unknown key 'services' "
-                              "(known: expect, policy, summary, suspects, topology)")
+                              "(known: expect, policy, summary, suspects, topology, trap)")
 
 
 EXPECT_LINE = ("  - {from: client1, to: remote-mx, probes: [smtp], families: [4], "

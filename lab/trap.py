@@ -1,0 +1,284 @@
+"""The fail2ban trap: private fail2ban servers in lab nodes, and the bans they make.
+
+A scenario's `trap:` names, per node, the jail files of a fail2ban that runs in
+that node's namespace. Each instance is private to the run: its own
+configuration folder (fail2ban's stock configuration from /etc/fail2ban, without
+the jails Debian enables in jail.d), socket, pidfile, database and log, all in
+the run folder. Jail files reach the node's logs through two variables the lab
+defines in `[DEFAULT]`:
+
+    %(firewall_log)s  a router's firewall log, in the kernel LOG target's format
+    %(mail_log)s      a mail server's Postfix log
+
+(on a real gateway they would be /var/log/kern.log and /var/log/mail.log). The
+lab adds its filter `port25lab-firewall` (lab/fail2ban/filter.d) for that log;
+a `filter.d/` or `action.d/` folder beside a jail file is copied in as well.
+
+A ban is what fail2ban's stock iptables actions put in the node's ruleset: a
+DROP or REJECT for the address in a chain named `f2b-<jail>`. The lab watches
+the rulesets of the trap nodes (`BanWatcher`), so that a ban's reaction time
+is measured from the outside: from the event that fired it to the moment the
+rule is in the kernel.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shlex
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from lab.counters import Rule, parse_save
+
+ETC = Path("/etc/fail2ban")
+# the lab's own filters (for its firewall log), beside fail2ban's stock ones
+FILTERS = Path(__file__).resolve().parent / "fail2ban" / "filter.d"
+BAN_CHAIN = "f2b-"
+SAVE = {4: "iptables-save", 6: "ip6tables-save"}
+POLL = 0.02  # s between two looks at a trap node's rulesets
+
+# A runner executes argv in a node: (status, stdout, stderr)
+Runner = Callable[[list[str]], tuple[int, str, str]]
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One private fail2ban: its node and where it keeps its things."""
+
+    role: str
+    root: Path
+    jails: tuple[Path, ...]
+
+    @property
+    def conf(self) -> Path:
+        return self.root / "etc"
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "fail2ban.sock"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.root / "fail2ban.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "fail2ban.log"
+
+    def server_argv(self) -> list[str]:
+        # -x: a stale socket of this very run may be replaced; -b: return when ready
+        return ["fail2ban-server", "-c", str(self.conf), "-s", str(self.socket),
+                "-p", str(self.pidfile), "-x", "-b"]
+
+    def client_argv(self, *args: str) -> list[str]:
+        return ["fail2ban-client", "-c", str(self.conf), "-s", str(self.socket), *args]
+
+
+def require_binaries() -> None:
+    if shutil.which("fail2ban-server") is None or not (ETC / "jail.conf").is_file():
+        raise FileNotFoundError("fail2ban is not installed: run `make setup`")
+
+
+def prepare(role: str, root: Path, jails: Iterable[Path], variables: dict[str, str]) -> Instance:
+    """Write a private fail2ban configuration for one node; returns the instance."""
+    inst = Instance(role, root, tuple(jails))
+    root.mkdir(parents=True, exist_ok=True)
+    # The stock configuration, without what Debian enables by default (jail.d).
+    shutil.copytree(ETC, inst.conf, ignore=lambda folder, names: names
+                    if Path(folder).name in ("jail.d", "fail2ban.d") else [])
+    for extra in sorted(FILTERS.glob("*.conf")):
+        shutil.copyfile(extra, inst.conf / "filter.d" / extra.name)
+    (inst.conf / "fail2ban.local").write_text(
+        "[Definition]\n"
+        "loglevel = INFO\n"
+        f"logtarget = {inst.log}\n"
+        f"socket = {inst.socket}\n"
+        f"pidfile = {inst.pidfile}\n"
+        f"dbfile = {root / 'fail2ban.sqlite3'}\n"
+        "allowipv6 = auto\n")
+    lines = ["# written by port25lab: where this node's logs are", "[DEFAULT]",
+             *(f"{name} = {value}" for name, value in sorted(variables.items()))]
+    (inst.conf / "jail.d" / "00-port25lab.conf").write_text("\n".join(lines) + "\n")
+    for number, jail in enumerate(inst.jails, 1):
+        suffix = ".local" if jail.suffix == ".local" else ".conf"
+        shutil.copyfile(jail, inst.conf / "jail.d" / f"{number:02d}-{jail.stem}{suffix}")
+        for kind in ("filter.d", "action.d"):
+            for extra in sorted((jail.parent / kind).glob("*.conf")):
+                shutil.copyfile(extra, inst.conf / kind / extra.name)
+    return inst
+
+
+def config_errors(inst: Instance, run: Runner) -> list[str]:
+    """What fail2ban's own configuration test says is wrong (nothing: an empty list)."""
+    status, out, err = run(inst.client_argv("--test"))
+    if status == 0:
+        return []
+    said = [ln.strip() for ln in (out + err).splitlines() if "ERROR" in ln]
+    return said or [(out + err).strip().splitlines()[-1] if (out + err).strip()
+                    else f"fail2ban-client --test exited {status}"]
+
+
+def jail_names(inst: Instance, run: Runner) -> list[str]:
+    status, out, _ = run(inst.client_argv("status"))
+    for line in out.splitlines():
+        if "Jail list:" in line and status == 0:
+            return [j.strip() for j in line.split(":", 1)[1].split(",") if j.strip()]
+    return []
+
+
+# -- bans -----------------------------------------------------------------------------
+
+
+def _source(rule_text: str) -> str | None:
+    words = shlex.split(rule_text)
+    for flag, value in itertools.pairwise(words):
+        if flag in ("-s", "--source"):
+            return value.split("/")[0]
+    return None
+
+
+@dataclass(frozen=True)
+class Ban:
+    """A fail2ban rule for one address, as seen in a node's ruleset."""
+
+    node: str
+    family: int
+    address: str
+    chain: str  # fail2ban's chain, f2b-<jail>
+    rule: str  # the rule, cited like every other rule
+    hooked: tuple[str, ...]  # the rules that jump to the ban chain (where it applies)
+    seen_at: float  # wall clock: when the lab first saw the rule in the kernel
+    lifted_at: float | None = None
+    fired_at: float | None = None  # wall clock: the event that fired it, when known
+    fired_by: str = ""  # what that event was
+
+    @property
+    def jail(self) -> str:
+        return self.chain.removeprefix(BAN_CHAIN)
+
+    @property
+    def reaction_ms(self) -> float | None:
+        if self.fired_at is None:
+            return None
+        return round((self.seen_at - self.fired_at) * 1000, 1)
+
+    @property
+    def lifted_after_s(self) -> float | None:
+        return None if self.lifted_at is None else round(self.lifted_at - self.seen_at, 1)
+
+    def describe(self) -> str:
+        where = "; ".join(self.hooked) if self.hooked else "no built-in chain jumps to it"
+        return f"fail2ban's rule {self.rule} (reached from: {where})"
+
+
+def bans_in(rules: list[Rule]) -> dict[str, tuple[Rule, tuple[str, ...]]]:
+    """Banned addresses in one node's rules: the ban rule and the rules that jump to it."""
+    jumps: dict[str, list[str]] = {}
+    for rule in rules:
+        if rule.target.startswith(BAN_CHAIN):
+            jumps.setdefault(rule.target, []).append(rule.cite())
+    found: dict[str, tuple[Rule, tuple[str, ...]]] = {}
+    for rule in rules:
+        if rule.chain.startswith(BAN_CHAIN) and rule.drops:
+            address = _source(rule.text)
+            if address is not None:
+                found[address] = (rule, tuple(jumps.get(rule.chain, ())))
+    return found
+
+
+class BanWatcher:
+    """Watches the trap nodes' rulesets in the background and records every ban."""
+
+    def __init__(self, nodes: list[str], run: Callable[[str, list[str]], tuple[int, str, str]]):
+        self.nodes = nodes
+        self._run = run
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._bans: list[Ban] = []
+        self._thread = threading.Thread(target=self._watch, name="port25lab-bans", daemon=True)
+        self.error: str | None = None
+        self.gave_up: set[str] = set()  # addresses whose ban never came
+
+    def __enter__(self) -> BanWatcher:
+        self._look()  # bans that exist before the first probe count from here
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(POLL):
+            try:
+                self._look()
+            except Exception as exc:  # a node that went away: stop watching, say why
+                self.error = f"ban watcher: {exc}"
+                return
+
+    def _look(self) -> None:
+        now = time.time()
+        current: dict[tuple[str, int, str], tuple[Rule, tuple[str, ...]]] = {}
+        for node in self.nodes:
+            for family, save in SAVE.items():
+                status, out, _ = self._run(node, [save, "-c"])  # parse_save reads counters
+                if status != 0:
+                    continue
+                for address, found in bans_in(parse_save(node, family, out)).items():
+                    current[(node, family, address)] = found
+        with self._lock:
+            active = {(b.node, b.family, b.address): i for i, b in enumerate(self._bans)
+                      if b.lifted_at is None}
+            for key, index in active.items():
+                if key not in current:
+                    self._bans[index] = replace(self._bans[index], lifted_at=now)
+            for key, (rule, hooked) in current.items():
+                if key not in active:
+                    self._bans.append(Ban(key[0], key[1], key[2], rule.chain, rule.cite(),
+                                          hooked, now))
+
+    def bans(self) -> list[Ban]:
+        with self._lock:
+            return list(self._bans)
+
+    def active(self, address: str) -> Ban | None:
+        with self._lock:
+            return next((b for b in self._bans if b.address == address
+                         and b.lifted_at is None), None)
+
+    def lifted(self, address: str) -> float:
+        """When the address's latest lifted ban ended (0: never banned before)."""
+        with self._lock:
+            ends = [b.lifted_at for b in self._bans if b.address == address and b.lifted_at]
+        return max(ends, default=0.0)
+
+    def wait_banned(self, address: str, timeout: float) -> Ban | None:
+        """The active ban of `address`, waiting up to `timeout` seconds for one."""
+        deadline = time.monotonic() + timeout
+        while (ban := self.active(address)) is None and time.monotonic() < deadline:
+            time.sleep(POLL / 2)
+        return ban
+
+    def wait_lifted(self, address: str, timeout: float) -> Ban | None:
+        """The ban of `address` once lifted (None: still banned after `timeout` s, or never)."""
+        deadline = time.monotonic() + timeout
+        while self.active(address) is not None and time.monotonic() < deadline:
+            time.sleep(POLL / 2)
+        if self.active(address) is not None:
+            return None
+        lifted = [b for b in self.bans() if b.address == address]
+        return lifted[-1] if lifted else None
+
+    def explain(self, address: str, fired_at: float | None, fired_by: str) -> None:
+        """Record what fired the address's latest ban (for its reaction time)."""
+        with self._lock:
+            for i in range(len(self._bans) - 1, -1, -1):
+                if self._bans[i].address == address:
+                    if self._bans[i].fired_at is None and not self._bans[i].fired_by:
+                        self._bans[i] = replace(self._bans[i], fired_at=fired_at,
+                                                fired_by=fired_by)
+                    return
