@@ -117,9 +117,13 @@ def config_errors(inst: Instance, run: Runner) -> list[str]:
     status, out, err = run(inst.client_argv("--test"))
     if status == 0:
         return []
-    said = [ln.strip() for ln in (out + err).splitlines() if "ERROR" in ln]
-    return said or [(out + err).strip().splitlines()[-1] if (out + err).strip()
-                    else f"fail2ban-client --test exited {status}"]
+    # "2026-… fail2ban.jailreader [123]: ERROR   Unable to read the filter 'x'": the message
+    said = [ln.split("ERROR", 1)[1].strip(" :") for ln in (out + err).splitlines()
+            if "ERROR" in ln and "test configuration failed" not in ln]
+    if said:
+        return ["; ".join(dict.fromkeys(said))]
+    return [(out + err).strip().splitlines()[-1] if (out + err).strip()
+            else f"fail2ban-client --test exited {status}"]
 
 
 def jail_names(inst: Instance, run: Runner) -> list[str]:
