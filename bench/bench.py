@@ -1,4 +1,5 @@
-"""Benchmark the lab: boot and teardown, per-probe verdict latency, CLI wall time.
+"""Benchmark the lab: boot and teardown, per-probe verdict latency, trap reaction times,
+CLI wall time.
 
 Prints figures and asserts nothing. Progress goes to stderr, the figures to
 stdout. Exit status: 0; 2 bad usage; 3 the lab failed (one line on stderr);
@@ -31,6 +32,8 @@ from lab.verify import verify
 
 # One fixed scenario per built-in topology (its probes are what the latency figures time).
 LAB_SCENARIOS = ("fixed-screened-block", "fixed-dmz-block")
+# The traps whose bans are timed: fail2ban on the firewall log, and on Postfix's log.
+TRAP_SCENARIOS = ("fixed-trap", "guessing")
 CLI_SCENARIOS = ("seed-screened-block", "seed-dmz-block", "fixed-screened-block",
                  "fixed-dmz-block")
 BLOCKED_TARGET_MS = 100.0
@@ -58,6 +61,16 @@ class ProbeTiming:
     expected: str
     call_ms: float
     sender_ms: float  # Observation.elapsed_ms: the agent's own SYN/answer wait
+
+
+@dataclass(frozen=True)
+class BanTiming:
+    """One ban a trap made: from the event that fired it to the rule in the kernel."""
+
+    scenario: str
+    fired_by: str
+    reaction_ms: float
+    lifted_after_s: float | None
 
 
 @dataclass(frozen=True)
@@ -129,7 +142,30 @@ def time_scenarios(scenarios: Sequence[Scenario], repeat: int, say: Say) -> list
     return timings
 
 
-# -- 3. the command line ---------------------------------------------------------------
+# -- 3. trap reaction ----------------------------------------------------------------------
+def time_traps(repeat: int, say: Say) -> list[BanTiming]:
+    """Every ban of the trap scenarios, `repeat` runs each."""
+    bans: list[BanTiming] = []
+    for number in range(1, repeat + 1):
+        for name in TRAP_SCENARIOS:
+            say(f"{name}: trap, repeat {number}/{repeat}")
+            run = lifecycle.new_run()
+            try:
+                outcome = verify(scenario.load(name), run, say)
+            finally:
+                lifecycle.destroy(run)
+            if outcome.lab_error:
+                raise LabFailure(outcome.lab_error)
+            found = [BanTiming(name, b.fired_by.split(" no.")[0], b.reaction_ms,
+                               b.lifted_after_s)
+                     for b in outcome.bans if b.reaction_ms is not None]
+            say(f"{name}: {len(found)} bans, reactions "
+                + ", ".join(f"{b.reaction_ms:.0f} ms" for b in found))
+            bans.extend(found)
+    return bans
+
+
+# -- 4. the command line ---------------------------------------------------------------
 def run_cli(label: str, argv: list[str], say: Say) -> CliRun:
     """Run the CLI once and time it; exit 0 or 1 are results, anything else a lab failure."""
     say(f"cli: {' '.join(argv[1:])}")
@@ -184,7 +220,7 @@ def _yes(ok: bool) -> str:
 
 
 def report(cycles: Sequence[LabCycle], probes: Sequence[ProbeTiming],
-           cli: Sequence[CliRun]) -> str:
+           bans: Sequence[BanTiming], cli: Sequence[CliRun]) -> str:
     rows: list[tuple[str, ...]] = [("figure", "n", "median", "p95", "note")]
     for c in cycles:
         for what, samples in (("boot", c.boot_ms), ("teardown", c.teardown_ms)):
@@ -212,6 +248,18 @@ def report(cycles: Sequence[LabCycle], probes: Sequence[ProbeTiming],
                      f"median < {BLOCKED_TARGET_MS:.0f} ms: n/a (no blocked probe)"))
     wrong = sum(t.observed != t.expected for t in probes)
     rows.append(("probe verdict != expected", str(wrong), "", "", f"of {len(probes)} probes"))
+    for name in dict.fromkeys(b.scenario for b in bans):
+        made = [b for b in bans if b.scenario == name]
+        reactions = [b.reaction_ms for b in made]
+        rows.append((f"ban reaction {name}", str(len(made)),
+                     f"{statistics.median(reactions):.0f} ms", f"{p95(reactions):.0f} ms",
+                     f"from {made[0].fired_by} to the ban rule in the kernel"))
+        lifted = [b.lifted_after_s for b in made if b.lifted_after_s is not None]
+        if lifted:
+            rows.append((f"ban lifted {name}", str(len(lifted)),
+                         f"{statistics.median(lifted):.1f} s", f"{p95(lifted):.1f} s",
+                         "after the ban rule was seen (jail bantime 8 s, counted by fail2ban "
+                         "from the log line)"))
     for r in cli:
         note = f"exit {r.status}; {r.summary}"
         if r.label.startswith("verify --all"):
@@ -241,7 +289,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=_count, default=5, metavar="N",
                         help="boot/teardown rounds per topology (default 5)")
     parser.add_argument("--repeat", type=_count, default=3, metavar="N",
-                        help="runs of each fixed scenario's probe matrix (default 3)")
+                        help="runs of each fixed scenario's probe matrix and of each "
+                             "trap scenario (default 3)")
     return parser
 
 
@@ -258,8 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         scenarios = [scenario.load(name) for name in LAB_SCENARIOS]
         cycles = [time_lab_cycles(s, args.rounds, _say) for s in scenarios]
         probes = time_scenarios(scenarios, args.repeat, _say)
+        bans = time_traps(args.repeat, _say)
         cli = time_cli(_say)
-        print(report(cycles, probes, cli))
+        print(report(cycles, probes, bans, cli))
         return 0
     return reported("bench", run)
 
