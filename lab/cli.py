@@ -49,7 +49,51 @@ def _parser() -> argparse.ArgumentParser:
     suspects.add_argument("--json", type=Path, metavar="FILE", help="write a JSON report")
     shell = commands.add_parser("shell", help="boot a scenario's lab and open Mininet's CLI")
     shell.add_argument("scenario", metavar="SCENARIO")
+    _audit_parser(commands)
     return parser
+
+
+def _audit_parser(commands: Any) -> None:
+    from lab.compliance.addressing import Addressing
+
+    default = Addressing()
+    audit = commands.add_parser(
+        "audit", help="read a live gateway over SSH (read-only), check it, and optionally "
+                      "replay its rules in a twin lab")
+    audit.add_argument("target", metavar="ssh://USER@HOST[:PORT]", help="the gateway")
+    audit.add_argument("--mx", metavar="ssh://USER@HOST[:PORT]",
+                       help="the mail server: also read its Postfix and Dovecot settings")
+    login = audit.add_argument_group("login (password never on the command line)")
+    login.add_argument("-i", "--identity", type=Path, action="append", default=[],
+                       metavar="KEY", help="private key file (repeatable)")
+    login.add_argument("--agent", action="store_true", help="use the SSH agent")
+    login.add_argument("--password-env", metavar="VAR",
+                       help="take the password from this environment variable")
+    login.add_argument("--password-prompt", action="store_true",
+                       help="ask for the password on the terminal")
+    login.add_argument("--known-hosts", type=Path, metavar="FILE",
+                       help="known_hosts to verify host keys (default ~/.ssh/known_hosts)")
+    login.add_argument("--accept-host-key", action="append", default=[],
+                       metavar="SHA256:…", help="accept this host key fingerprint although "
+                       "known_hosts does not have it (or has another)")
+    login.add_argument("--timeout", type=float, default=20, metavar="S",
+                       help="deadline for each remote command (default 20 s)")
+    checks = audit.add_argument_group("what the checks assume (default: published addressing)")
+    checks.add_argument("--clients", default=",".join(default.clients), metavar="CIDR,…",
+                        help="client networks (default %(default)s)")
+    checks.add_argument("--mail-server", default=",".join(default.mail_server),
+                        metavar="ADDR,…", help="mail server addresses (default %(default)s)")
+    checks.add_argument("--inside", default=default.inside, metavar="IFACE",
+                        help="the gateway's inside interface (default %(default)s)")
+    twin = audit.add_argument_group("twin: replay the gateway's rules in a lab (needs root)")
+    twin.add_argument("--twin", metavar="SCENARIO",
+                      help="run this scenario's topology and probe matrix with the "
+                           "gateway's rules on its policy router")
+    twin.add_argument("--map-interface", action="append", default=[], metavar="GATEWAY=LAB",
+                      help="the gateway's interface name and the lab's (repeatable)")
+    audit.add_argument("--json", type=Path, metavar="FILE", help="write a JSON report")
+    audit.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report")
+    audit.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
 
 def _require_mininet() -> None:
@@ -160,13 +204,83 @@ def cmd_suspects(args: argparse.Namespace) -> int:
     return LAB_FAILED if any(r.lab_error for r in results) else OK
 
 
+def _addressing(args: argparse.Namespace) -> Any:
+    from ipaddress import ip_address, ip_network
+
+    from lab.compliance.addressing import Addressing
+
+    clients = tuple(c.strip() for c in args.clients.split(",") if c.strip())
+    servers = tuple(a.strip() for a in args.mail_server.split(",") if a.strip())
+    for value in clients:
+        try:
+            ip_network(value, strict=False)
+        except ValueError:
+            raise BadInput(f"--clients: {value!r} is not a network (CIDR)") from None
+    for value in servers:
+        try:
+            ip_address(value)
+        except ValueError:
+            raise BadInput(f"--mail-server: {value!r} is not an address") from None
+    if not clients:
+        raise BadInput("--clients: name at least one network")
+    return Addressing(clients, servers, args.inside)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from lab import audit, lifecycle, remote, report, scenario
+    from lab.twin import parse_mapping, twin_scenario
+    from lab.verify import verify
+
+    target = remote.parse_target(args.target)
+    mx = remote.parse_target(args.mx, "--mx") if args.mx else None
+    addressing = _addressing(args)
+    mapping = parse_mapping(args.map_interface)
+    if mapping and not args.twin:
+        raise BadInput("--map-interface is for --twin")
+    base = scenario.load(args.twin) if args.twin else None
+    if args.timeout <= 0:
+        raise BadInput("--timeout must be a positive number of seconds")
+    _output(args.json, "--json")
+    _output(args.junit, "--junit")
+    if base is not None:
+        _require_mininet()
+        _require_root("audit --twin")
+    password = remote.password_from(args.password_env, args.password_prompt, str(target))
+    access = audit.Access(
+        target, remote.Login(tuple(args.identity), args.agent, password),
+        remote.Trust(args.known_hosts or remote.default_known_hosts(),
+                     tuple(args.accept_host_key)), mx, args.timeout)
+    say = _progress(args.quiet)
+    result = audit.audit(access, addressing)
+    print(audit.table(result), flush=True)
+    twins = []
+    if base is not None:
+        twin, notes = twin_scenario(result.facts, base, mapping)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        lifecycle.remove_stale()
+        run = lifecycle.new_run()
+        try:
+            twins.append(verify(twin, run, say))
+        finally:
+            lifecycle.destroy(run)
+        print(report.matrix(twins[0]), flush=True)
+    if args.json:
+        audit.write_json(args.json, result, report.as_json(twins) if twins else None)
+    if args.junit:
+        audit.write_junit(args.junit, result, twins)
+    if any(t.lab_error for t in twins):
+        return LAB_FAILED
+    return OK if result.passed and all(t.passed for t in twins) else FAILED
+
+
 def cmd_shell(args: argparse.Namespace) -> int:
     from mininet.cli import CLI
     from mininet.log import setLogLevel
 
     from lab import lifecycle, scenario
     from lab.network import Lab
-    from lab.verify import load_policies
+    from lab.verify import load_policies, start_traps
 
     s, notes = scenario.load(args.scenario).with_nflog()
     _require_root("shell")
@@ -176,7 +290,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
         with Lab(s.topology, run) as lab:
             for note in notes:
                 print(f"note: {note}", file=sys.stderr)
-            for error in load_policies(lab, s):
+            for error in load_policies(lab, s) + start_traps(lab, s, lambda _: None):
                 print(f"load error: {error}", file=sys.stderr)
             print(f"{s.name} is up (namespaces {run.prefix}-ROLE); roles: "
                   f"{', '.join(lab.plan.role_names)}. Leave with `exit`.", file=sys.stderr)
@@ -212,8 +326,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     def run() -> int:
         args = _parser().parse_args(argv)
         if args.command is None:
-            raise BadInput("no command given: list, verify, suspects or shell "
+            raise BadInput("no command given: list, verify, suspects, shell or audit "
                            "(see `port25lab --help`)")
+        if args.command == "audit":  # reading a gateway needs no Mininet; its twin does
+            return cmd_audit(args)
         _require_mininet()
         if args.command == "list":
             return cmd_list()

@@ -1,0 +1,144 @@
+"""The live-gateway audit: read over SSH, check statically, report like `verify`.
+
+`audit()` is what `port25lab audit` runs: connect (read-only, see
+`lab.remote`), collect the audit facts (`lab.facts`), run the compliance
+checks (`lab.compliance.checks`, the same ones the pytest plugin runs).
+The twin (`lab.twin`) is run by the command line on top of it.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lab import remote
+from lab.compliance.addressing import Addressing
+from lab.compliance.checks import Finding, run_all
+from lab.facts import Facts, collect, runner
+
+
+@dataclass(frozen=True)
+class Access:
+    """How to reach the gateway (and the mail server): who, with what, trusting which keys."""
+
+    gateway: remote.Target
+    login: remote.Login
+    trust: remote.Trust
+    mail_server: remote.Target | None = None
+    timeout: float = remote.COMMAND_TIMEOUT
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    facts: Facts
+    addressing: Addressing
+    findings: tuple[Finding, ...]
+    elapsed_ms: float
+
+    @property
+    def passed(self) -> bool:
+        """No check failed (a check without what it needs is not a failure)."""
+        return all(f.passed is not False for f in self.findings)
+
+
+def gather(access: Access) -> Facts:
+    """Connect and collect; BadInput (one line) for every refusal or missing command."""
+    gateway = remote.connect(access.gateway, access.login, access.trust, access.timeout)
+    mail = None
+    if access.mail_server is not None:
+        mail = remote.connect(access.mail_server, access.login, access.trust, access.timeout)
+    try:
+        return collect(runner(gateway, str(access.gateway)), str(access.gateway),
+                       runner(mail, str(access.mail_server)) if mail else None,
+                       str(access.mail_server) if access.mail_server else None)
+    finally:
+        for host in (gateway, mail):
+            if host is not None:
+                host.backend.client.close()
+
+
+def audit(access: Access, addressing: Addressing) -> AuditResult:
+    started = time.monotonic()
+    facts = gather(access)
+    findings = tuple(run_all(facts, addressing))
+    return AuditResult(facts, addressing, findings,
+                       round((time.monotonic() - started) * 1000, 1))
+
+
+def table(result: AuditResult) -> str:
+    """The findings as the terminal shows them: a row per check, a column per family."""
+    status = "PASS" if result.passed else "FAIL"
+    a = result.addressing
+    lines = [f"== audit {result.facts.gateway} {status} "
+             f"(read in {result.elapsed_ms / 1000:.1f} s; clients {', '.join(a.clients)}, "
+             f"mail server {', '.join(a.mail_server)}, inside {a.inside})"]
+    if result.facts.mail_server:
+        lines.append(f"   mail server read: {result.facts.mail_server}")
+    rows: dict[str, dict[int | None, Finding]] = {}
+    for f in result.findings:
+        rows.setdefault(f.check, {})[f.family] = f
+    table_rows = [["check", "IPv4", "IPv6", "what"]]
+    for check, by_family in rows.items():
+        title = next(iter(by_family.values())).title
+        if None in by_family:
+            cells = [by_family[None].status, ""]
+        else:
+            cells = [by_family[x].status if x in by_family else "-" for x in (4, 6)]
+        table_rows.append([check, *cells, title])
+    widths = [max(len(r[i]) for r in table_rows) for i in range(3)]
+    for row in table_rows:
+        lines.append("   " + "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)),
+                                         row[3]]).rstrip())
+    lines.append("   evidence:")
+    lines += [f"     {f.name}: {f.status}: {f.detail}" for f in result.findings]
+    return "\n".join(lines)
+
+
+def as_json(result: AuditResult) -> dict[str, Any]:
+    a = result.addressing
+    return {"gateway": result.facts.gateway, "mail_server": result.facts.mail_server,
+            "passed": result.passed, "elapsed_ms": result.elapsed_ms,
+            "addressing": {"clients": list(a.clients), "mail_server": list(a.mail_server),
+                           "inside": a.inside},
+            "findings": [{"check": f.check, "family": f.family, "title": f.title,
+                          "status": f.status, "passed": f.passed, "detail": f.detail}
+                         for f in result.findings],
+            "facts": result.facts.as_json()}
+
+
+def write_json(path: Path, result: AuditResult, twin: dict[str, Any] | None) -> None:
+    data = {"audit": as_json(result), **(twin or {"scenarios": []})}
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def junit_suite(result: AuditResult) -> ET.Element:
+    suite = ET.Element("testsuite", name=f"audit {result.facts.gateway}",
+                       tests=str(len(result.findings)),
+                       failures=str(sum(f.passed is False for f in result.findings)),
+                       skipped=str(sum(f.passed is None for f in result.findings)))
+    for f in result.findings:
+        case = ET.SubElement(suite, "testcase", classname="port25lab.audit", name=f.name)
+        if f.passed is False:
+            ET.SubElement(case, "failure", message=f.detail[:200]).text = f.detail
+        elif f.passed is None:
+            ET.SubElement(case, "skipped", message=f.detail)
+    return suite
+
+
+def write_junit(path: Path, result: AuditResult, twin: Sequence[Any] = ()) -> None:
+    """The audit's suite, then the twin's scenarios as `verify --junit` writes them."""
+    from lab import report
+
+    suites = ET.Element("testsuites")
+    suites.append(junit_suite(result))
+    if twin:
+        with tempfile.NamedTemporaryFile(suffix=".xml") as scratch:
+            report.write_junit(Path(scratch.name), list(twin))
+            suites.extend(ET.parse(scratch.name).getroot())
+    ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)

@@ -1,0 +1,272 @@
+"""The static compliance checks: audit facts in, findings out. No network, no lab.
+
+Each check reads the collected rules the way the kernel would for one new
+connection (`lab.ruleset`): from a client of the inside networks, from the
+mail server, to an outside address. The addressing is an option; its
+defaults are the published ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import ip_address, ip_network
+
+from lab import ruleset
+from lab.compliance.addressing import Addressing
+from lab.facts import SYSCTLS, Facts
+from lab.ruleset import Packet, Path, Ruleset
+
+# documentation addresses standing for "the Internet" in the evaluated packets
+OUTSIDE = {4: "198.51.100.25", 6: "2001:db8:ffff:1::25"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check's result for one family (or for the whole gateway: family None)."""
+
+    check: str
+    title: str
+    family: int | None
+    passed: bool | None  # None: not checked (what it needs was not given)
+    detail: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.check}[v{self.family}]" if self.family else self.check
+
+    @property
+    def status(self) -> str:
+        return {True: "PASS", False: "FAIL", None: "not checked"}[self.passed]
+
+
+CheckFunction = Callable[[Facts, Addressing, int | None], tuple[bool | None, str]]
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    title: str
+    families: tuple[int | None, ...]
+    function: CheckFunction
+
+    def __call__(self, facts: Facts, addressing: Addressing, family: int | None) -> Finding:
+        passed, detail = self.function(facts, addressing, family)
+        return Finding(self.id, self.title, family, passed, detail)
+
+
+def _rules(facts: Facts, family: int | None) -> Ruleset:
+    assert family is not None
+    return ruleset.parse(facts.rules(family), family)
+
+
+def _describe(what: str, path: Path) -> str:
+    text = f"{what}: {path.verdict} by {path.cite()}"
+    if path.logged_by:
+        text += f" (logged by {', '.join(r.chain + '#' + str(r.position) for r in path.logged_by)})"
+    if path.unknown:
+        text += (f"; not evaluated: {', '.join(r.cite() for r in path.unknown)}")
+    return text
+
+
+def _paths(facts: Facts, a: Addressing, family: int | None, ports: tuple[int, ...],
+           from_mail_server: bool = False) -> list[tuple[str, Path]]:
+    assert family is not None
+    rules = _rules(facts, family)
+    if from_mail_server:
+        server = a.mail_server_address(family)
+        sources = [server] if server else []
+    else:
+        sources = [a.a_client(n) for n in a.client_networks(family)]
+    return [(f"{source} → {port}", ruleset.follow(rules, Packet(
+        source, OUTSIDE[family], "tcp", port, a.inside))) for source in sources for port in ports]
+
+
+def _smtp_blocked(facts: Facts, a: Addressing, family: int | None) -> tuple[bool | None, str]:
+    paths = _paths(facts, a, family, (25, 465))
+    if not paths:
+        return None, f"no IPv{family} client network given"
+    return all(p.blocks for _, p in paths), "; ".join(_describe(w, p) for w, p in paths)
+
+
+def _logged(facts: Facts, a: Addressing, family: int | None) -> tuple[bool | None, str]:
+    paths = _paths(facts, a, family, (25, 465))
+    if not paths:
+        return None, f"no IPv{family} client network given"
+    ok = all(p.blocks and p.logged_by for _, p in paths)
+    return ok, "; ".join(_describe(w, p) + ("" if p.logged_by or not p.blocks
+                                            else " — dropped without a log")
+                         for w, p in paths)
+
+
+def _submission_open(facts: Facts, a: Addressing, family: int | None) -> tuple[bool | None, str]:
+    paths = _paths(facts, a, family, (587,))
+    if not paths:
+        return None, f"no IPv{family} client network given"
+    return all(p.verdict == "ACCEPT" for _, p in paths), "; ".join(
+        _describe(w, p) for w, p in paths)
+
+
+def _mail_server(facts: Facts, a: Addressing, family: int | None) -> tuple[bool | None, str]:
+    paths = _paths(facts, a, family, (25, 465), from_mail_server=True)
+    if not paths:
+        return None, f"no IPv{family} mail server address given"
+    return all(p.verdict == "ACCEPT" for _, p in paths), "; ".join(
+        _describe(w, p) for w, p in paths)
+
+
+def _teredo(facts: Facts, a: Addressing, family: int | None) -> tuple[bool | None, str]:
+    """A rule that drops the clients' UDP to port 3544 (u32 refinements taken as matching)."""
+    rules = _rules(facts, 4)
+    found = []
+    for network in a.client_networks(4):
+        packet = Packet(a.a_client(network), OUTSIDE[4], "udp", 3544, a.inside)
+        for rule in rules.chain("filter", "FORWARD") + [
+                r for r in rules.rules if r.table == "filter" and r.chain != "FORWARD"]:
+            if rule.target not in ("DROP", "REJECT"):
+                continue
+            try:
+                if ruleset.matches(_without_u32(rule), packet):
+                    found.append(rule)
+                    break
+            except ruleset.Unmodelled:  # some other match: not a rule it can vouch for
+                continue
+        else:
+            return False, (f"no rule drops UDP port 3544 (Teredo) from {network}: IPv6 "
+                           "tunnelled in IPv4 leaves the network")
+    said = "; ".join(f"Teredo dropped by {r.cite()}" for r in found)
+    if any("u32" in r.words for r in found):
+        said += (" (present; what its u32 expression catches is not read statically: "
+                 "`--twin` replays it)")
+    return True, said
+
+
+def _without_u32(rule: ruleset.SavedRule) -> ruleset.SavedRule:
+    words = list(rule.words)
+    while "u32" in words:
+        i = words.index("u32")
+        # `-m u32 --u32 EXPR`
+        del words[i - 1:i + 3]
+    return ruleset.SavedRule(rule.table, rule.chain, rule.position, rule.line, tuple(words))
+
+
+def _forwarding(facts: Facts, a: Addressing, family: int | None) -> tuple[bool | None, str]:
+    name = "net.ipv4.ip_forward" if family == 4 else "net.ipv6.conf.all.forwarding"
+    value = facts.forwarding.get(name)
+    if value is None:
+        return False, f"{name} is not there (sysctl: {facts.outputs[SYSCTLS].first_error()})"
+    return value == "1", f"{name} = {value}"
+
+
+def _inside(facts: Facts, a: Addressing, family: int | None) -> tuple[bool | None, str]:
+    interfaces = facts.interfaces
+    if a.inside not in interfaces:
+        return False, (f"the gateway has no interface {a.inside} (it has "
+                       f"{', '.join(sorted(interfaces))}): give the inside interface")
+    addresses = interfaces[a.inside]
+    inside = [c for c in addresses for n in a.clients
+              if ip_address(c.split("/")[0]) in ip_network(n, strict=False)]
+    if not inside:
+        return False, (f"{a.inside} has {', '.join(addresses) or 'no address'}, none in the "
+                       f"client networks {', '.join(a.clients)}")
+    return True, f"{a.inside}: {', '.join(addresses)}"
+
+
+def _submission_auth_tls(facts: Facts, a: Addressing,
+                         family: int | None) -> tuple[bool | None, str]:
+    if facts.mail_server is None:
+        return None, "no mail server given (--mx)"
+    main = facts.postfix_main
+    services = [e for e in facts.postfix_master
+                if len(e) >= 8 and e[0] in ("submission", "587") and e[1] == "inet"]
+    if not services:
+        return False, "master.cf has no submission (587) service"
+    words = services[0]
+    overrides = dict(w.split("=", 1) for w in _options(words))
+    effective = {**main, **overrides}
+
+    def setting(name: str) -> str:
+        return effective.get(name, "")
+
+    tls = setting("smtpd_tls_security_level") == "encrypt" or \
+        setting("smtpd_enforce_tls") == "yes"
+    auth = setting("smtpd_sasl_auth_enable") == "yes"
+    restrictions = [setting(n) for n in ("smtpd_client_restrictions",
+                                         "smtpd_sender_restrictions",
+                                         "smtpd_relay_restrictions",
+                                         "smtpd_recipient_restrictions")]
+    required = any(_only_authenticated(r) for r in restrictions)
+    said = [f"TLS {'required' if tls else 'not required'} "
+            f"(smtpd_tls_security_level={setting('smtpd_tls_security_level') or 'default'})",
+            f"SASL {'on' if auth else 'off'}",
+            "only authenticated clients pass" if required
+            else "unauthenticated clients are not rejected"]
+    dovecot = facts.dovecot
+    if dovecot is not None:
+        said.append("dovecot " + ", ".join(f"{k}={v}" for k, v in dovecot.items()))
+    return tls and auth and required, f"{words[0]}: " + "; ".join(said)
+
+
+def _options(words: list[str]) -> list[str]:
+    found = []
+    for i, word in enumerate(words):
+        if word == "-o" and i + 1 < len(words) and "=" in words[i + 1]:
+            found.append(words[i + 1])
+        elif word.startswith("-o") and "=" in word[2:]:
+            found.append(word[2:])
+    return found
+
+
+def _only_authenticated(restrictions: str) -> bool:
+    """`permit_sasl_authenticated` followed by a `reject` with nothing else permitting."""
+    steps = [s for s in restrictions.replace(",", " ").split() if s]
+    return "permit_sasl_authenticated" in steps and bool(steps) and steps[-1] == "reject" \
+        and all(s in ("permit_sasl_authenticated", "reject") or not s.startswith("permit")
+                for s in steps)
+
+
+def _fail2ban(facts: Facts, a: Addressing, family: int | None) -> tuple[bool | None, str]:
+    status = facts.fail2ban
+    if status is None:
+        return False, "fail2ban is not installed on the gateway"
+    if not status.ok:
+        return False, f"fail2ban is not running: {status.first_error()}"
+    jails = facts.jails
+    if not jails:
+        return False, "fail2ban runs without any jail"
+    said = []
+    for name, out in jails.items():
+        banned = next((ln.split(":", 1)[1].strip() for ln in out.stdout.splitlines()
+                       if "Currently banned" in ln), "?")
+        said.append(f"{name} ({banned} banned)" if out.ok else
+                    f"{name} (status failed: {out.first_error()})")
+    return all(o.ok for o in jails.values()), "jails: " + ", ".join(said)
+
+
+CHECKS: tuple[Check, ...] = (
+    Check("inside-interface", "the inside interface holds a client network address",
+          (None,), _inside),
+    Check("smtp-blocked", "25 and 465 blocked from the client networks", (4, 6),
+          _smtp_blocked),
+    Check("teredo-rule", "Teredo (UDP 3544) from the client networks dropped", (None,),
+          _teredo),
+    Check("submission-open", "587 (submission) not blocked", (4, 6), _submission_open),
+    Check("mail-server-exception", "the mail server may reach 25 and 465", (4, 6),
+          _mail_server),
+    Check("log-before-drop", "a logging rule before the drop", (4, 6), _logged),
+    Check("forwarding-on", "the gateway forwards", (4, 6), _forwarding),
+    Check("submission-auth-tls", "submission requires AUTH and TLS", (None,),
+          _submission_auth_tls),
+    Check("fail2ban-jails", "fail2ban jails active", (None,), _fail2ban),
+)
+
+
+def check(check_id: str) -> Check:
+    for c in CHECKS:
+        if c.id == check_id:
+            return c
+    raise KeyError(check_id)
+
+
+def run_all(facts: Facts, addressing: Addressing) -> list[Finding]:
+    return [c(facts, addressing, family) for c in CHECKS for family in c.families]

@@ -1,0 +1,123 @@
+"""The pytest plugin behind `pytest --pyargs lab.compliance` (registered by entry point).
+
+Every pytest run in the environment loads it, so it is inert: options under
+their own `--port25lab-` prefix (testinfra's stay as they are), fixtures named
+`port25lab_*` that only the compliance tests ask for, no hooks, no imports of
+SSH code until a compliance test runs.
+
+A gateway given as `paramiko://` (testinfra's paramiko backend) is read with
+the audit's own backend instead, because testinfra's accepts any host key:
+known_hosts is checked and the allowlist enforced, as in `port25lab audit`.
+Other testinfra backends (`ssh://` runs OpenSSH, which checks host keys
+itself) are used as they are, with the allowlist and a deadline per command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from lab.compliance.checks import Finding
+    from lab.facts import Facts
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    from lab.compliance.addressing import Addressing
+
+    default = Addressing()
+    group = parser.getgroup("port25lab", "port25lab compliance checks "
+                            "(pytest --pyargs lab.compliance --hosts=…)")
+    group.addoption("--port25lab-clients", default=",".join(default.clients),
+                    metavar="CIDR,…", help="client networks (default: %(default)s)")
+    group.addoption("--port25lab-mail-server", default=",".join(default.mail_server),
+                    metavar="ADDR,…", help="mail server addresses (default: %(default)s)")
+    group.addoption("--port25lab-inside", default=default.inside, metavar="IFACE",
+                    help="the gateway's inside interface (default: %(default)s)")
+    group.addoption("--port25lab-mx", metavar="HOSTSPEC",
+                    help="the mail server, as testinfra names hosts (paramiko://user@mx): "
+                         "its Postfix and Dovecot settings are checked too")
+    group.addoption("--port25lab-known-hosts", metavar="FILE",
+                    help="known_hosts for paramiko:// hosts (default ~/.ssh/known_hosts)")
+    group.addoption("--port25lab-accept-host-key", action="append", default=[],
+                    metavar="SHA256:…", help="accept this host key fingerprint (repeatable)")
+    group.addoption("--port25lab-password-env", metavar="VAR",
+                    help="for paramiko:// hosts: the password is in this environment variable")
+    group.addoption("--port25lab-timeout", type=float, default=20.0, metavar="S",
+                    help="deadline for each remote command (default: %(default)s s)")
+
+
+def _reader(host: Any, config: pytest.Config) -> Any:
+    """The host to read: the audit's own backend in place of testinfra's paramiko one."""
+
+    from lab import remote
+
+    if host.backend.get_connection_type() != "paramiko" or isinstance(
+            host.backend, remote.ReadOnlyBackend):
+        return host
+    spec = host.backend.host
+    if spec.password:
+        raise pytest.UsageError("a password in --hosts shows in process lists: use "
+                                "--port25lab-password-env VAR")
+    user = spec.user or Path.home().name
+    target = remote.Target(user, spec.name, int(spec.port or 22))
+    identity = host.backend.ssh_identity_file
+    login = remote.Login(
+        (Path(identity),) if identity else (),
+        password=remote.password_from(config.getoption("port25lab_password_env"), False,
+                                      str(target)))
+    known = config.getoption("port25lab_known_hosts")
+    trust = remote.Trust(Path(known) if known else remote.default_known_hosts(),
+                         tuple(config.getoption("port25lab_accept_host_key")))
+    return remote.connect(target, login, trust, config.getoption("port25lab_timeout"))
+
+
+@pytest.fixture(scope="module")
+def port25lab_facts(host: Any, pytestconfig: pytest.Config) -> Iterator[Facts]:
+    """The gateway's audit facts, read once per host (and its mail server's, if given)."""
+    import testinfra
+
+    from lab.errors import BadInput
+    from lab.facts import collect, runner
+
+    timeout = pytestconfig.getoption("port25lab_timeout")
+    opened = []
+    try:
+        gateway = _reader(host, pytestconfig)
+        opened.append(gateway)
+        name = gateway.backend.get_pytest_id()
+        mail: Any = None
+        mail_name: str | None = None
+        spec = pytestconfig.getoption("port25lab_mx")
+        if spec:
+            mail = _reader(testinfra.get_host(spec, ssh_identity_file=getattr(
+                host.backend, "ssh_identity_file", None)), pytestconfig)
+            opened.append(mail)
+            mail_name = mail.backend.get_pytest_id()
+        yield collect(runner(gateway, name, timeout), name,
+                      runner(mail, str(mail_name), timeout) if mail else None, mail_name)
+    except BadInput as exc:
+        pytest.fail(str(exc), pytrace=False)
+    finally:
+        for h in opened:
+            client = h.backend.__dict__.get("client")  # only if it was opened
+            if client is not None:
+                client.close()
+
+
+@pytest.fixture(scope="module")
+def port25lab_check(port25lab_facts: Facts,
+                    pytestconfig: pytest.Config) -> Callable[[str, int | None], Finding]:
+    """Run one compliance check on the gateway's facts: `check("smtp-blocked", 4)`."""
+    from lab.compliance.addressing import Addressing
+    from lab.compliance.checks import check
+
+    def split(option: str) -> tuple[str, ...]:
+        return tuple(v.strip() for v in pytestconfig.getoption(option).split(",") if v.strip())
+
+    addressing = Addressing(split("port25lab_clients"), split("port25lab_mail_server"),
+                            pytestconfig.getoption("port25lab_inside"))
+    return lambda check_id, family: check(check_id)(port25lab_facts, addressing, family)

@@ -1,0 +1,133 @@
+"""The twin: a live gateway's collected rules replayed on the lab's policy router.
+
+The rules are loaded line by line (a chain policy, a user chain, a rule each
+an iptables command), not with iptables-restore: restore is all-or-nothing
+per table, and the report must say which collected lines did not load in the
+lab and why. Interface names are mapped from the gateway's to the lab's.
+Then the scenario's own probe matrix runs on them: no packet ever goes to the
+production network.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from lab.errors import BadInput
+from lab.facts import Facts
+from lab.policy import Command, PolicyFile
+from lab.scenario import Scenario
+
+PROGRAM = {4: "iptables", 6: "ip6tables"}
+_INTERFACE_FLAGS = ("-i", "--in-interface", "-o", "--out-interface")
+
+
+def parse_mapping(items: list[str]) -> dict[str, str]:
+    """`--map-interface GATEWAY=LAB` options as a mapping; BadInput for a malformed one."""
+    mapping: dict[str, str] = {}
+    for item in items:
+        gateway, sep, lab = item.partition("=")
+        if not sep or not gateway or not lab or any(c.isspace() for c in item):
+            raise BadInput(f"--map-interface {item!r}: give GATEWAY=LAB, e.g. ens3=eth0")
+        mapping[gateway] = lab
+    return mapping
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The collected rules as the lab will load them, and what the lab notes about them."""
+
+    policies: dict[int, PolicyFile]
+    notes: tuple[str, ...]
+
+
+def commands(text: str, family: int, source: str,
+             mapping: dict[str, str]) -> list[Command]:
+    """One iptables command per meaningful line of a save dump (line numbers kept)."""
+    program = PROGRAM[family]
+    table = "filter"
+    found = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if line.startswith("["):  # `-c` counters
+            line = line.split("]", 1)[1].strip()
+        argv: list[str] | None = None
+        if line.startswith("*"):
+            table = line[1:]
+        elif line.startswith(":"):
+            chain, policy = [*line[1:].split(), "-"][:2]
+            if policy == "-":
+                argv = [program, "-t", table, "-N", chain]
+            elif policy != "ACCEPT":  # a fresh lab router's chains already accept
+                argv = [program, "-t", table, "-P", chain, policy]
+        elif line.startswith("-A "):
+            try:
+                words = shlex.split(line)
+            except ValueError:
+                words = line.split()
+            argv = [program, "-t", table, *_mapped(words, mapping)]
+        if argv is not None:
+            found.append(Command(source, number, line, tuple(argv), family))
+    return found
+
+
+def _mapped(words: list[str], mapping: dict[str, str]) -> list[str]:
+    out = list(words)
+    for i in range(len(out) - 1):
+        if out[i] in _INTERFACE_FLAGS:
+            name = out[i + 1]
+            wildcard = name.endswith("+")
+            base = name[:-1] if wildcard else name
+            if base in mapping:
+                out[i + 1] = mapping[base] + ("+" if wildcard else "")
+    return out
+
+
+def interfaces_named(policy: PolicyFile) -> set[str]:
+    names = set()
+    for cmd in policy.commands:
+        for i in range(len(cmd.argv) - 1):
+            if cmd.argv[i] in _INTERFACE_FLAGS:
+                names.add(cmd.argv[i + 1])
+    return names
+
+
+def replay(facts: Facts, scenario: Scenario, mapping: dict[str, str]) -> Replay:
+    """The gateway's rules of both families as policies for the scenario's policy router."""
+    router = scenario.plan.policy_router
+    lab_interfaces = {p.name for p in scenario.plan.role(router).ports}
+    unknown = set(mapping) - set(facts.interfaces)
+    if unknown and facts.interfaces:
+        raise BadInput(f"--map-interface {sorted(unknown)[0]}=…: the gateway has no such "
+                       f"interface (it has {', '.join(sorted(facts.interfaces))})")
+    wrong = set(mapping.values()) - lab_interfaces
+    if wrong:
+        raise BadInput(f"--map-interface …={sorted(wrong)[0]}: the lab's {router} has no such "
+                       f"interface (it has {', '.join(sorted(lab_interfaces))})")
+    policies = {}
+    notes = []
+    for family in (4, 6):
+        source = f"{facts.gateway} {PROGRAM[family]}-save"
+        policy = PolicyFile(Path(source), "script",
+                            commands=tuple(commands(facts.rules(family), family, source,
+                                                    mapping)))
+        policies[family] = policy
+        for name in sorted(interfaces_named(policy)):
+            if name.rstrip("+") not in lab_interfaces and not any(
+                    i.startswith(name[:-1]) for i in lab_interfaces if name.endswith("+")):
+                notes.append(f"{source}: rules name interface {name}, which the lab's "
+                             f"{router} does not have ({', '.join(sorted(lab_interfaces))}): "
+                             f"they never match there; map it with --map-interface "
+                             f"{name.rstrip('+')}=LAB")
+    return Replay(policies, tuple(notes))
+
+
+def twin_scenario(facts: Facts, scenario: Scenario,
+                  mapping: dict[str, str]) -> tuple[Scenario, tuple[str, ...]]:
+    """The scenario with its policy router running the gateway's rules instead of its own."""
+    collected = replay(facts, scenario, mapping)
+    twin = scenario
+    for family, policy in collected.policies.items():
+        twin = twin.with_rules(family, policy)
+    return replace(twin, name=f"{scenario.name} twin of {facts.gateway}"), collected.notes

@@ -1,0 +1,109 @@
+"""The audit's SSH side without a network: targets, passwords, and the command allowlist."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from lab import facts, remote
+from lab.errors import BadInput
+
+
+@pytest.mark.parametrize("url, target", [
+    ("ssh://root@gw", remote.Target("root", "gw", 22)),
+    ("ssh://audit@203.0.113.1:2222", remote.Target("audit", "203.0.113.1", 2222)),
+    ("ssh://root@[2001:db8:b01a:70da::1]", remote.Target("root", "2001:db8:b01a:70da::1")),
+    ("ssh://root@[2001:db8::1]:22/", remote.Target("root", "2001:db8::1")),
+])
+def test_targets(url: str, target: remote.Target) -> None:
+    assert remote.parse_target(url) == target
+
+
+def test_a_target_prints_as_a_url_and_names_its_known_hosts_entry() -> None:
+    assert str(remote.Target("root", "2001:db8::1", 2222)) == "ssh://root@[2001:db8::1]:2222"
+    assert remote.Target("root", "gw", 2222).known_hosts_name == "[gw]:2222"
+    assert remote.Target("root", "gw").known_hosts_name == "gw"
+
+
+@pytest.mark.parametrize("url, message", [
+    ("root@gw", "give ssh://user@host[:port]"),
+    ("http://root@gw", "give ssh://user@host[:port]"),
+    ("ssh://gw", "name the user"),
+    ("ssh://root:hunter2@gw", "a password in the URL"),
+    ("ssh://root@gw:99999", "the port must be a number"),
+    ("ssh://root@gw/etc", "nothing may follow"),
+])
+def test_bad_targets(url: str, message: str) -> None:
+    with pytest.raises(BadInput, match=re.escape(message)) as caught:
+        remote.parse_target(url)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_the_password_comes_from_the_environment_and_never_shows(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("P25_TEST_PASSWORD", "s3cret-value")
+    password = remote.password_from("P25_TEST_PASSWORD", False, "ssh://root@gw")
+    assert password == "s3cret-value"
+    login = remote.Login(password=password)
+    assert "s3cret-value" not in repr(login)
+    assert login.describe() == "password"
+    with pytest.raises(BadInput, match="no such environment variable"):
+        remote.password_from("P25_NO_SUCH_VARIABLE", False, "ssh://root@gw")
+    with pytest.raises(BadInput, match="not both"):
+        remote.password_from("P25_TEST_PASSWORD", True, "ssh://root@gw")
+
+
+def test_every_command_the_audit_runs_is_on_the_allowlist() -> None:
+    for command in (*facts.REQUIRED, *facts.OPTIONAL, *facts.MAIL_REQUIRED,
+                    *facts.MAIL_OPTIONAL, remote.jail_status("postfix-sasl")):
+        assert remote.allowed(command), command
+
+
+@pytest.mark.parametrize("command", [
+    "iptables -F", "iptables-save; iptables -F", "iptables-save && reboot",
+    "iptables-restore", "ip6tables-save -c > /etc/x", "nft flush ruleset",
+    "sysctl -w net.ipv4.ip_forward=0", "ip address flush dev eth0",
+    "fail2ban-client status sshd; reboot", "fail2ban-client status $(reboot)",
+    "fail2ban-client set sshd banip 203.0.113.10", "fail2ban-client stop",
+    "postconf -e mynetworks=0.0.0.0/0", "doveconf -P", " iptables-save", "iptables-save\n",
+    "test -e /etc/passwd", "sh -c iptables-save",
+])
+def test_nothing_else_is_allowed(command: str) -> None:
+    assert not remote.allowed(command)
+
+
+def test_an_odd_jail_name_is_not_asked_for() -> None:
+    with pytest.raises(BadInput, match="not a plain name"):
+        remote.jail_status("sshd; reboot")
+
+
+def test_the_backend_refuses_before_connecting(tmp_path: Path) -> None:
+    # 192.0.2.1 is never reached: the refusal comes before any connection is made
+    backend = remote.ReadOnlyBackend(remote.Target("root", "192.0.2.1"), remote.Login(),
+                                     remote.Trust(tmp_path / "known_hosts"))
+    with pytest.raises(remote.NotAllowed, match="iptables -F"):
+        backend.run("iptables -F")
+    with pytest.raises(remote.NotAllowed):
+        backend.run("fail2ban-client status %s", "sshd; reboot")
+    assert "client" not in backend.__dict__  # never connected
+
+
+def test_the_runner_checks_the_allowlist_for_any_testinfra_backend() -> None:
+    class Recording:
+        """A testinfra host stand-in: records what it would have run."""
+
+        backend = object()
+
+        def __init__(self) -> None:
+            self.ran: list[str] = []
+
+        def run(self, command: str) -> None:
+            self.ran.append(command)
+
+    host = Recording()
+    run = facts.runner(host, "gw")
+    with pytest.raises(remote.NotAllowed):
+        run("iptables -F")
+    assert host.ran == []
