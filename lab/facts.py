@@ -143,7 +143,8 @@ class Facts:
     def interfaces(self) -> dict[str, tuple[str, ...]]:
         """Interface name → its addresses (CIDR)."""
         try:
-            data = json.loads(self.outputs[ADDRESSES].stdout or "[]")
+            data = json.loads(self.outputs[ADDRESSES].stdout if ADDRESSES in self.outputs
+                              else "[]")
         except ValueError:
             return {}
         return {str(i.get("ifname")): tuple(f"{a['local']}/{a['prefixlen']}"

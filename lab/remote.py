@@ -18,6 +18,7 @@ import functools
 import getpass
 import os
 import re
+import sys
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -130,7 +131,10 @@ class Login:
 
 
 def password_from(env: str | None, prompt: bool, target: str) -> str | None:
-    """The password from an environment variable or a prompt (never an argument)."""
+    """The password from an environment variable or a prompt (never an argument).
+
+    Without a terminal, the prompt reads the first line of standard input.
+    """
     if env is not None and prompt:
         raise BadInput("give --password-env or --password-prompt, not both")
     if env is not None:
@@ -139,6 +143,11 @@ def password_from(env: str | None, prompt: bool, target: str) -> str | None:
             raise BadInput(f"--password-env {env}: no such environment variable")
         return value
     if prompt:
+        if not sys.stdin.isatty():  # a pipe: its first line, without getpass's warning
+            line = sys.stdin.readline()
+            if not line:
+                raise BadInput("--password-prompt: no password given (end of input)")
+            return line.rstrip("\r\n")
         try:
             return getpass.getpass(f"password for {target}: ")
         except EOFError:

@@ -1,0 +1,154 @@
+"""A private OpenSSH server in a lab node: the "live gateway" an audit reads.
+
+Everything lives in the node's folder of the run: host key, the client's key
+pair, authorized_keys, known_hosts, sshd_config, pid file and log. Nothing
+under /etc/ssh is read or written; the host's own sshd is not started. The
+only thing outside the run folder is sshd's privilege-separation directory
+/run/sshd, which sshd requires and which Debian's openssh-server tmpfiles
+would create at boot: it is created (root, 0755) if missing and left there.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lab.errors import LabFailure
+
+if TYPE_CHECKING:
+    from lab.network import Lab
+
+SSHD = Path("/usr/sbin/sshd")
+PRIVSEP = Path("/run/sshd")
+PORT = 22
+
+# Starts `argv` as a daemon in the node (killed with the lab) and returns nothing.
+Spawner = Callable[[list[str], Path], None]
+# The TCP ports listening in the node on both families.
+Listening = Callable[[], set[int]]
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A running sshd's files: what a client needs to log in and to trust it."""
+
+    root: Path
+    addresses: tuple[str, ...]
+    port: int = PORT
+
+    @property
+    def config(self) -> Path:
+        return self.root / "sshd_config"
+
+    @property
+    def host_key(self) -> Path:
+        return self.root / "ssh_host_ed25519_key"
+
+    @property
+    def client_key(self) -> Path:
+        """The private key authorized to log in as root."""
+        return self.root / "client_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        """A known_hosts file naming this server's key under each of its addresses."""
+        return self.root / "known_hosts"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "sshd.log"
+
+    def fingerprint(self) -> str:
+        """The host key's SHA256 fingerprint, as `ssh-keygen -l` prints it."""
+        out = _keygen(["-l", "-E", "sha256", "-f", str(self.host_key)])
+        return out.split()[1]
+
+
+def _keygen(argv: list[str]) -> str:
+    done = subprocess.run(["ssh-keygen", "-q", *argv], capture_output=True, text=True,
+                          check=False, timeout=30)
+    if done.returncode != 0:
+        raise LabFailure(f"ssh-keygen {' '.join(argv)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def require_binaries() -> None:
+    for program in (str(SSHD), "ssh-keygen"):
+        if shutil.which(program) is None:
+            raise LabFailure(f"{program} is missing: run `make setup` (openssh-server)")
+
+
+def prepare(root: Path, addresses: tuple[str, ...],
+            environment: Mapping[str, str] | None = None, port: int = PORT) -> Instance:
+    """Keys, authorized_keys, known_hosts and sshd_config for one server.
+
+    `environment` is set in every session (sshd's SetEnv): the lab's mail server
+    uses it so that `postconf` and `doveconf` read its private configuration.
+    """
+    require_binaries()
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o700)
+    inst = Instance(root, addresses, port)
+    _keygen(["-t", "ed25519", "-N", "", "-C", "port25lab-host", "-f", str(inst.host_key)])
+    _keygen(["-t", "ed25519", "-N", "", "-C", "port25lab-auditor", "-f", str(inst.client_key)])
+    (root / "authorized_keys").write_text(
+        Path(f"{inst.client_key}.pub").read_text())
+    public = Path(f"{inst.host_key}.pub").read_text().split()
+    names = [f"[{a}]:{inst.port}" if inst.port != PORT else a for a in addresses]
+    inst.known_hosts.write_text(f"{','.join(names)} {public[0]} {public[1]}\n")
+    lines = [
+        f"Port {inst.port}",
+        *(f"ListenAddress {a}" for a in addresses),
+        f"HostKey {inst.host_key}",
+        f"PidFile {root / 'sshd.pid'}",
+        f"AuthorizedKeysFile {root / 'authorized_keys'}",
+        # root may log in with the run's key only; any password is refused
+        "PermitRootLogin prohibit-password",
+        "PasswordAuthentication yes",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        "PrintMotd no",
+        "PrintLastLog no",
+        "UseDNS no",
+        "MaxAuthTries 3",
+        "LoginGraceTime 10",
+        "X11Forwarding no",
+        "AllowTcpForwarding no",
+        "LogLevel VERBOSE",
+    ]
+    if environment:
+        lines.append("SetEnv " + " ".join(f"{k}={v}" for k, v in environment.items()))
+    inst.config.write_text("\n".join(lines) + "\n")
+    return inst
+
+
+def start(inst: Instance, spawn: Spawner, listening: Listening, timeout: float = 10) -> None:
+    """Start sshd in the foreground of a lab daemon and wait until it listens."""
+    PRIVSEP.mkdir(mode=0o755, exist_ok=True)
+    spawn([str(SSHD), "-D", "-e", "-f", str(inst.config)], inst.log)
+    deadline = time.monotonic() + timeout
+    while inst.port not in listening():
+        if time.monotonic() > deadline:
+            tail = inst.log.read_text().strip().splitlines()[-1:] if inst.log.exists() else []
+            raise LabFailure(f"sshd did not start{': ' + tail[0] if tail else ''}")
+        time.sleep(0.01)
+
+
+def serve(lab: Lab, role: str, environment: Mapping[str, str] | None = None,
+          port: int = PORT) -> Instance:
+    """An sshd on a lab node, on each of its addresses; the lab's teardown stops it."""
+    addresses = lab.plan.role(role).addresses()
+    inst = prepare(lab.run.folder / role / f"sshd-{port}", addresses, environment, port)
+
+    def spawn(argv: list[str], log: Path) -> None:
+        with log.open("a") as out:
+            lab.daemons.append(lab.node(role).popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out))
+
+    start(inst, spawn, lambda: lab.listening(role))
+    return inst
