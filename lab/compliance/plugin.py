@@ -52,6 +52,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def _reader(host: Any, config: pytest.Config) -> Any:
     """The host to read: the audit's own backend in place of testinfra's paramiko one."""
+    import getpass
 
     from lab import remote
 
@@ -62,7 +63,7 @@ def _reader(host: Any, config: pytest.Config) -> Any:
     if spec.password:
         raise pytest.UsageError("a password in --hosts shows in process lists: use "
                                 "--port25lab-password-env VAR")
-    user = spec.user or Path.home().name
+    user = spec.user or getpass.getuser()
     target = remote.Target(user, spec.name, int(spec.port or 22))
     identity = host.backend.ssh_identity_file
     login = remote.Login(
