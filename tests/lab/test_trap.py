@@ -122,6 +122,8 @@ def test_without_a_jail_the_guesser_finds_the_weak_account(tmp_path: Path) -> No
     assert "weak accounts (a trivial password was accepted): carol" in done.stdout
     (out,) = json.loads(report.read_text())["scenarios"]
     assert out["weak_accounts"] == ["carol"]
+    assert {(r["probe"], r["family"]) for r in out["results"]} == {
+        ("guessing", 4), ("guessing-465", 6)}
     for r in out["results"]:
         assert r["observed"] == "allowed"
         assert "account carol has a trivial password" in r["detail"]
