@@ -29,7 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="port25lab", description="Emulate outbound-mail gateway rules in "
                      "real network namespaces and verify what they block, divert and allow.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    commands.add_parser("list", help="list the built-in scenarios")
+    listing = commands.add_parser("list", help="list the built-in scenarios (or the probes)")
+    listing.add_argument("--probes", action="store_true",
+                         help="list the probes a scenario can name, with their variants")
     verify = commands.add_parser("verify", help="run scenarios and check their expectations")
     verify.add_argument("scenarios", nargs="*", metavar="SCENARIO",
                         help="a built-in scenario name or a scenario folder")
@@ -123,8 +125,20 @@ def _progress(quiet: bool) -> Any:
     return say
 
 
-def cmd_list() -> int:
+def cmd_list(probes: bool = False) -> int:
     from lab import scenario
+
+    if probes:
+        from probes.tcp import PROBES
+        from probes.tunnel import VARIANTS
+
+        width = max(map(len, PROBES))
+        for name, probe in PROBES.items():
+            port = f"{probe.port}" if probe.port else "-"
+            print(f"{name.ljust(width)}  {port:>5}  {probe.summary}")
+            if name in VARIANTS:
+                print(f"{'':{width}}         variants: {', '.join(VARIANTS[name])}")
+        return OK
 
     names = scenario.builtin_names()
     width = max(map(len, names), default=0)
@@ -332,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_audit(args)
         _require_mininet()
         if args.command == "list":
-            return cmd_list()
+            return cmd_list(args.probes)
         if args.command == "verify":
             return cmd_verify(args)
         if args.command == "suspects":

@@ -72,10 +72,12 @@ PROBES: dict[str, Probe] = {
         Probe("web", 80, "syn", "a SYN to the web port (TCP 80)"),
         Probe("dns", 53, "udp", "a DNS query (UDP 53)"),
         Probe("guessing", 587, "guess", "password guessing on submission (587, STARTTLS): "
-                                        "trivial passwords, bounded and rate-limited; "
-                                        "lab targets only"),
-        Probe("guessing-465", 465, "guess", "password guessing on submission over implicit "
-                                            "TLS (465); lab targets only"),
+                                        "ten trivial passwords, at most 40 guesses, 20 a "
+                                        "second; refuses any target outside the lab's "
+                                        "documentation prefixes unless the auditor "
+                                        "authorises that address"),
+        Probe("guessing-465", 465, "guess", "the same over implicit TLS (465); lab targets "
+                                            "only, as above"),
     )
 }
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from lab import cli
+from probes.tcp import PROBES
 
 BUILTIN = {"false-alarm": "screened-host", "fixed-dmz-block": "dmz",
            "fixed-proxy": "screened-host", "fixed-proxy-dmz": "dmz",
@@ -128,6 +129,17 @@ def test_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert [ln.split()[0] for ln in lines] == list(BUILTIN)
     topologies = {ln.split()[0]: ln.split()[1] for ln in lines}
     assert topologies == BUILTIN
+
+
+def test_list_probes_says_guessing_stays_in_the_lab(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["list", "--probes"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    names = [ln.split()[0] for ln in out.splitlines() if not ln.startswith(" ")]
+    assert names == list(PROBES)
+    guessing = next(ln for ln in out.splitlines() if ln.startswith("guessing "))
+    assert "refuses any target outside the lab" in guessing
+    assert "variants: plain, plain-465," in out
 
 
 def test_scenario_with_a_list_for_topology(capsys: pytest.CaptureFixture[str],
