@@ -46,6 +46,16 @@ class AuditResult:
         """No check failed (a check without what it needs is not a failure)."""
         return all(f.passed is not False for f in self.findings)
 
+    @property
+    def notes(self) -> list[str]:
+        """What the checks could not see."""
+        tables = self.facts.nft_only_tables
+        if not tables:
+            return []
+        return [f"nftables has tables iptables-save does not show ({', '.join(tables)}): "
+                "the checks and the twin read the iptables rules only; see `nft list "
+                "ruleset` in the JSON report"]
+
 
 def gather(access: Access) -> Facts:
     """Connect and collect; BadInput (one line) for every refusal or missing command."""
@@ -80,6 +90,7 @@ def table(result: AuditResult) -> str:
              f"mail server {', '.join(a.mail_server)}, inside {a.inside})"]
     if result.facts.mail_server:
         lines.append(f"   mail server read: {result.facts.mail_server}")
+    lines += [f"   note: {note}" for note in result.notes]
     rows: dict[str, dict[int | None, Finding]] = {}
     for f in result.findings:
         rows.setdefault(f.check, {})[f.family] = f
@@ -103,7 +114,7 @@ def table(result: AuditResult) -> str:
 def as_json(result: AuditResult) -> dict[str, Any]:
     a = result.addressing
     return {"gateway": result.facts.gateway, "mail_server": result.facts.mail_server,
-            "passed": result.passed, "elapsed_ms": result.elapsed_ms,
+            "passed": result.passed, "elapsed_ms": result.elapsed_ms, "notes": result.notes,
             "addressing": {"clients": list(a.clients), "mail_server": list(a.mail_server),
                            "inside": a.inside},
             "findings": [{"check": f.check, "family": f.family, "title": f.title,

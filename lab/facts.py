@@ -30,6 +30,8 @@ from lab.remote import (
 
 # `2026-11-28 07:06:30,861 fail2ban   [24940]: ERROR   ` before fail2ban-client's message
 _LOG_HEAD = re.compile(r"^\d{4}-\d\d-\d\d [\d:,.]+ \S+\s+\[\d+\]: [A-Z]+\s+")
+# the tables iptables-nft keeps in nftables (iptables-save shows them)
+_XTABLES = frozenset({"filter", "nat", "mangle", "raw", "security"})
 MISSING = 127  # what a POSIX shell answers for a command it cannot find
 
 SAVE = {4: "iptables-save", 6: "ip6tables-save"}
@@ -155,6 +157,15 @@ class Facts:
     def nft(self) -> Output | None:
         out = self.outputs.get(NFT)
         return None if out is None or out.missing else out
+
+    @property
+    def nft_only_tables(self) -> list[str]:
+        """nftables tables that iptables-save does not show (made with `nft`, not iptables)."""
+        if self.nft is None or not self.nft.ok:
+            return []
+        tables = re.findall(r"^table (\S+) (\S+)", self.nft.stdout, re.M)
+        return [f"{family} {name}" for family, name in tables
+                if family not in ("ip", "ip6") or name not in _XTABLES]
 
     @property
     def fail2ban(self) -> Output | None:

@@ -84,9 +84,12 @@ def require_binaries() -> None:
 
 
 def prepare(root: Path, addresses: tuple[str, ...],
-            environment: Mapping[str, str] | None = None, port: int = PORT) -> Instance:
+            environment: Mapping[str, str] | None = None, port: int = PORT,
+            force_command: str | None = None) -> Instance:
     """Keys, authorized_keys, known_hosts and sshd_config for one server.
 
+    `force_command` replaces whatever a session asks to run (a gateway that hangs:
+    `sleep 60`).
     `environment` is set in every session (sshd's SetEnv): the lab's mail server
     uses it so that `postconf` and `doveconf` read its private configuration.
     """
@@ -123,6 +126,8 @@ def prepare(root: Path, addresses: tuple[str, ...],
     ]
     if environment:
         lines.append("SetEnv " + " ".join(f"{k}={v}" for k, v in environment.items()))
+    if force_command:
+        lines.append(f"ForceCommand {force_command}")
     inst.config.write_text("\n".join(lines) + "\n")
     return inst
 
@@ -140,10 +145,11 @@ def start(inst: Instance, spawn: Spawner, listening: Listening, timeout: float =
 
 
 def serve(lab: Lab, role: str, environment: Mapping[str, str] | None = None,
-          port: int = PORT) -> Instance:
+          port: int = PORT, force_command: str | None = None) -> Instance:
     """An sshd on a lab node, on each of its addresses; the lab's teardown stops it."""
     addresses = lab.plan.role(role).addresses()
-    inst = prepare(lab.run.folder / role / f"sshd-{port}", addresses, environment, port)
+    inst = prepare(lab.run.folder / role / f"sshd-{port}", addresses, environment, port,
+                   force_command)
 
     def spawn(argv: list[str], log: Path) -> None:
         with log.open("a") as out:

@@ -41,6 +41,7 @@ class Gateway:
     gw: sshd.Instance
     mx: sshd.Instance
     bare: sshd.Instance  # on gw too, port 2222, sessions without a PATH
+    hung: sshd.Instance  # on gw too, port 2223, every command hangs
     known_hosts: Path  # gw's and mx's keys under their addresses
     folder: Path
 
@@ -68,10 +69,10 @@ def gateway() -> Iterator[Gateway]:
             mx = sshd.serve(lab, "mx", {"MAIL_CONFIG": str(mail.config),
                                         "CONFIG_FILE": str(mail.dovecot_conf)})
             bare = sshd.serve(lab, "gw", {"PATH": "/nonexistent"}, port=2222)
+            hung = sshd.serve(lab, "gw", port=2223, force_command="sleep 60")
             known = run.folder / "known_hosts"
-            known.write_text(gw.known_hosts.read_text() + mx.known_hosts.read_text()
-                             + bare.known_hosts.read_text())
-            yield Gateway(lab, gw, mx, bare, known, run.folder)
+            known.write_text("".join(s.known_hosts.read_text() for s in (gw, mx, bare, hung)))
+            yield Gateway(lab, gw, mx, bare, hung, known, run.folder)
     finally:
         lifecycle.destroy(run)
     assert leftovers(run.prefix) == []
@@ -298,6 +299,29 @@ def test_unreachable_and_missing_command_are_one_line(gateway: Gateway) -> None:
                                     str(gateway.known_hosts)))
     assert line.startswith(f"port25lab: ssh://root@{GW}:2222: `iptables-save` is not "
                            "installed there (the audit needs it)")
+
+
+def test_a_command_that_hangs_meets_its_deadline(gateway: Gateway) -> None:
+    started = time.monotonic()
+    line = _one_line(*gateway.audit(f"ssh://root@{GW}:2223", "-i", str(gateway.hung.client_key),
+                                    "--known-hosts", str(gateway.known_hosts),
+                                    "--timeout", "0.5"))
+    assert line == (f"port25lab: ssh://root@{GW}:2223: `iptables-save` did not finish "
+                    "within 0.5 s")
+    assert time.monotonic() - started < 5
+
+
+def test_login_with_the_ssh_agent(gateway: Gateway) -> None:
+    socket = gateway.folder / "agent.sock"
+    status, _, err = gateway.lab.exec("client1", ["ssh-agent", "-a", str(socket)])
+    assert status == 0, err
+    status, _, err = gateway.lab.exec("client1", ["env", f"SSH_AUTH_SOCK={socket}", "ssh-add",
+                                                  "-q", str(gateway.gw.client_key)])
+    assert status == 0, err
+    status, out, err = gateway.audit(f"ssh://root@{GW}", "--agent", "--known-hosts",
+                                     str(gateway.known_hosts), "-q",
+                                     env={"SSH_AUTH_SOCK": str(socket)})
+    assert status == 1 and "== audit" in out, err
 
 
 def test_the_allowlist_holds_against_the_real_server(gateway: Gateway) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from lab import ruleset, twin
+from lab.audit import AuditResult, table
 from lab.compliance.addressing import Addressing
 from lab.compliance.checks import run_all
 from lab.errors import BadInput
@@ -227,3 +228,15 @@ def test_the_twin_notes_interfaces_the_lab_lacks_and_refuses_bad_mappings() -> N
     policy = twin_of.policies["gw"]
     assert {p.path for p in policy} == {Path("ssh://root@gw iptables-save"),
                                         Path("ssh://root@gw ip6tables-save")}
+
+
+def test_nft_tables_iptables_does_not_show_are_noted() -> None:
+    facts = _facts()
+    ruleset_text = ("table ip filter {\n\tchain FORWARD {\n\t}\n}\n"
+                    "table inet firewall {\n\tchain forward {\n\t}\n}\n")
+    facts.outputs[NFT] = _out(NFT, ruleset_text)
+    assert facts.nft_only_tables == ["inet firewall"]
+    result = AuditResult(facts, Addressing(), tuple(run_all(facts, Addressing())), 1.0)
+    assert "note: nftables has tables iptables-save does not show (inet firewall)" \
+        in table(result)
+    assert _facts().nft_only_tables == []  # nft not installed: nothing to say
