@@ -302,7 +302,10 @@ def _drain(channel: paramiko.Channel, receive: Any, deadline: float) -> bytes:
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
-        return "connection refused (is sshd listening on that address and port?)"
+        reasons = sorted({getattr(e, "strerror", None) or str(e) for e in exc.errors.values()})
+        if reasons == ["Connection refused"]:
+            return "connection refused (is sshd listening on that address and port?)"
+        return "; ".join(reasons) or str(exc)
     if isinstance(exc, TimeoutError):
         return "no answer (timed out)"
     if isinstance(exc, OSError) and exc.strerror:

@@ -107,3 +107,16 @@ def test_the_runner_checks_the_allowlist_for_any_testinfra_backend() -> None:
     with pytest.raises(remote.NotAllowed):
         run("iptables -F")
     assert host.ran == []
+
+
+def test_why_a_connection_failed_is_said_plainly() -> None:
+    import errno
+
+    import paramiko
+
+    def failed(code: int, text: str) -> str:
+        return remote._reason(paramiko.ssh_exception.NoValidConnectionsError(
+            {("192.0.2.1", 22): OSError(code, text)}))
+    assert failed(errno.ECONNREFUSED, "Connection refused").startswith("connection refused")
+    assert failed(errno.EHOSTUNREACH, "No route to host") == "No route to host"
+    assert remote._reason(TimeoutError()) == "no answer (timed out)"
