@@ -6,10 +6,16 @@ under /etc/ssh is read or written; the host's own sshd is not started. The
 only thing outside the run folder is sshd's privilege-separation directory
 /run/sshd, which sshd requires and which Debian's openssh-server tmpfiles
 would create at boot: it is created (root, 0755) if missing and left there.
+
+A server may see some folders replaced by the lab's own (`mounts`): sshd then
+runs in a private mount namespace where they are bind-mounted, so that its
+sessions' plain commands read the lab's files — `/etc/fail2ban` of the node's
+private fail2ban, for `fail2ban-client status` — while the host sees nothing.
 """
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import time
@@ -144,14 +150,25 @@ def start(inst: Instance, spawn: Spawner, listening: Listening, timeout: float =
         time.sleep(0.01)
 
 
+def in_private_mounts(argv: list[str], mounts: Mapping[str, Path]) -> list[str]:
+    """`argv` in a mount namespace of its own where each target shows its source folder."""
+    binds = "; ".join(f"mount --bind {shlex.quote(str(source))} {shlex.quote(target)}"
+                      for target, source in mounts.items())
+    return ["unshare", "--mount", "--propagation", "private", "--",
+            "sh", "-c", f'set -e; {binds}; exec "$@"', "sh", *argv]
+
+
 def serve(lab: Lab, role: str, environment: Mapping[str, str] | None = None,
-          port: int = PORT, force_command: str | None = None) -> Instance:
+          port: int = PORT, force_command: str | None = None,
+          mounts: Mapping[str, Path] | None = None) -> Instance:
     """An sshd on a lab node, on each of its addresses; the lab's teardown stops it."""
     addresses = lab.plan.role(role).addresses()
     inst = prepare(lab.run.folder / role / f"sshd-{port}", addresses, environment, port,
                    force_command)
 
     def spawn(argv: list[str], log: Path) -> None:
+        if mounts:
+            argv = in_private_mounts(argv, mounts)
         with log.open("a") as out:
             lab.daemons.append(lab.node(role).popen(
                 argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out))
