@@ -13,6 +13,8 @@ from dataclasses import dataclass
 _RULE = re.compile(r"^\[(\d+):(\d+)\] -A (\S+)(?: (.*))?$")  # a rule may have no match
 _POLICY = re.compile(r"^:(\S+) (\S+) \[(\d+):(\d+)\]$")
 TERMINAL_DROPS = frozenset({"DROP", "REJECT"})
+# the tool that prints a family's rules (with -c: and their counters)
+SAVE = {4: "iptables-save", 6: "ip6tables-save"}
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab.counters import SAVE
 from lab.errors import BadInput
 from lab.remote import (
     ALLOWED,
@@ -34,7 +35,6 @@ _LOG_HEAD = re.compile(r"^\d{4}-\d\d-\d\d [\d:,.]+ \S+\s+\[\d+\]: [A-Z]+\s+")
 _XTABLES = frozenset({"filter", "nat", "mangle", "raw", "security"})
 MISSING = 127  # what a POSIX shell answers for a command it cannot find
 
-SAVE = {4: "iptables-save", 6: "ip6tables-save"}
 SYSCTLS = "sysctl net.ipv4.ip_forward net.ipv6.conf.all.forwarding"
 ADDRESSES = "ip -json address show"
 NFT = "nft list ruleset"

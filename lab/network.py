@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import firewall_log, lifecycle, mail, trap
-from lab.counters import Rule, parse_save
+from lab.counters import SAVE, Rule, parse_save
 from lab.errors import LabFailure
 from lab.lifecycle import Run
 from lab.verdict import Sighting
@@ -27,7 +27,6 @@ from topologies import TOPOLOGIES
 from topologies.plan import Plan
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SAVE = {4: "iptables-save", 6: "ip6tables-save"}
 
 
 def _quiet_mininet() -> Any:

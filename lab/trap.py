@@ -32,13 +32,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lab.counters import Rule, parse_save
+from lab.counters import SAVE, Rule, parse_save
 
 ETC = Path("/etc/fail2ban")
 # the lab's own filters (for its firewall log), beside fail2ban's stock ones
 FILTERS = Path(__file__).resolve().parent / "fail2ban" / "filter.d"
 BAN_CHAIN = "f2b-"
-SAVE = {4: "iptables-save", 6: "ip6tables-save"}
 POLL = 0.02  # s between two looks at a trap node's rulesets
 
 # A runner executes argv in a node: (status, stdout, stderr)

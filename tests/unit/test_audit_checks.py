@@ -11,6 +11,7 @@ from lab import ruleset, twin
 from lab.audit import AuditResult, table
 from lab.compliance.addressing import Addressing
 from lab.compliance.checks import run_all
+from lab.counters import SAVE
 from lab.errors import BadInput
 from lab.facts import (
     ADDRESSES,
@@ -19,7 +20,6 @@ from lab.facts import (
     NFT,
     POSTCONF_MAIN,
     POSTCONF_MASTER,
-    SAVE,
     SYSCTLS,
     Facts,
     Output,
