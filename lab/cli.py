@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from lab.compliance.addressing import Addressing
 from lab.errors import BadInput, LabFailure
 from lab.lifecycle import Interrupted, interrupt_on_signals
 
@@ -56,8 +57,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _audit_parser(commands: Any) -> None:
-    from lab.compliance.addressing import Addressing
-
     default = Addressing()
     audit = commands.add_parser(
         "audit", help="read a live gateway over SSH (read-only), check it, and optionally "
