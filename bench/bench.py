@@ -23,12 +23,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import lifecycle, scenario
 from lab.cli import reported
+from lab.engine.verify import verify
 from lab.errors import BadInput, LabFailure
-from lab.network import Lab
-from lab.scenario import Scenario
-from lab.verify import verify
+from lab.model import scenario
+from lab.model.scenario import Scenario
+from lab.runtime import lifecycle
+from lab.runtime.lab import Lab
 
 # One fixed scenario per built-in topology (its probes are what the latency figures time).
 LAB_SCENARIOS = ("fixed-screened-block", "fixed-dmz-block")

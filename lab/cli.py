@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from lab.compliance.addressing import Addressing
 from lab.errors import BadInput, LabFailure
-from lab.lifecycle import Interrupted, interrupt_on_signals
+from lab.runtime.lifecycle import Interrupted, interrupt_on_signals
 
 OK, FAILED, BAD_INPUT, LAB_FAILED = 0, 1, 2, 3
 
@@ -125,7 +125,7 @@ def _progress(quiet: bool) -> Any:
 
 
 def cmd_list(probes: bool = False) -> int:
-    from lab import scenario
+    from lab.model import scenario
 
     if probes:
         from probes.tcp import PROBES
@@ -148,9 +148,11 @@ def cmd_list(probes: bool = False) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from lab import lifecycle, report, scenario
-    from lab.policy import read_policy
-    from lab.verify import verify
+    from lab import report
+    from lab.engine.verify import verify
+    from lab.model import scenario
+    from lab.netfilter.policy import read_policy
+    from lab.runtime import lifecycle
 
     if args.all and args.scenarios:
         raise BadInput("give scenario names or --all, not both")
@@ -193,8 +195,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_suspects(args: argparse.Namespace) -> int:
-    from lab import lifecycle, report, scenario
-    from lab.verify import verify
+    from lab import report
+    from lab.engine.verify import verify
+    from lab.model import scenario
+    from lab.runtime import lifecycle
 
     scenarios = [scenario.load(n) for n in args.scenarios]
     _output(args.json, "--json")
@@ -240,9 +244,13 @@ def _addressing(args: argparse.Namespace) -> Any:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from lab import audit, lifecycle, remote, report, scenario
-    from lab.twin import parse_mapping, twin_scenario
-    from lab.verify import verify
+    from lab import report
+    from lab.audit import gateway as audit
+    from lab.audit import remote
+    from lab.audit.twin import parse_mapping, twin_scenario
+    from lab.engine.verify import verify
+    from lab.model import scenario
+    from lab.runtime import lifecycle
 
     target = remote.parse_target(args.target)
     mx = remote.parse_target(args.mx, "--mx") if args.mx else None
@@ -291,9 +299,10 @@ def cmd_shell(args: argparse.Namespace) -> int:
     from mininet.cli import CLI
     from mininet.log import setLogLevel
 
-    from lab import lifecycle, scenario
-    from lab.network import Lab
-    from lab.verify import load_policies, start_traps
+    from lab.engine.verify import load_policies, start_traps
+    from lab.model import scenario
+    from lab.runtime import lifecycle
+    from lab.runtime.lab import Lab
 
     s, notes = scenario.load(args.scenario).with_nflog()
     _require_root("shell")

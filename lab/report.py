@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lab.verdict import Verdict
-from lab.verify import Result, ScenarioResult
+from lab.engine.verify import Result, ScenarioResult
+from lab.model.verdict import Verdict
 from probes.tcp import PROBES
 
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lab import lifecycle
+from lab.runtime import lifecycle
 
 PROJECT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).parent / "port25lab")

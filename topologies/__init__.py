@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from topologies.base import PlannedTopo
+from lab.runtime.builder import PlannedTopo
 from topologies.dmz import Dmz
 from topologies.screened_host import ScreenedHost
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from topologies.base import PlannedTopo
-from topologies.plan import Plan, Port, Role, Route
+from lab.model.site import Plan, Port, Role, Route
+from lab.runtime.builder import PlannedTopo
 
 LAN4, LAN6 = "203.0.113", "2001:db8:b01a:70da:"
 WAN4, WAN6 = "198.51.100", "2001:db8:ffff:1:"

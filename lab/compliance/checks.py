@@ -1,7 +1,7 @@
 """The static compliance checks: audit facts in, findings out. No network, no lab.
 
 Each check reads the collected rules the way the kernel would for one new
-connection (`lab.ruleset`): from a client of the inside networks, from the
+connection (`lab.netfilter.ruleset`): from a client of the inside networks, from the
 mail server, to an outside address. The addressing is an option; its
 defaults are the published ones.
 """
@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
 
-from lab import ruleset
+from lab.audit.facts import SYSCTLS, Facts
 from lab.compliance.addressing import Addressing
-from lab.facts import SYSCTLS, Facts
-from lab.ruleset import Packet, Path, Ruleset
+from lab.netfilter import ruleset
+from lab.netfilter.ruleset import Packet, Path, Ruleset
 
 # documentation addresses standing for "the Internet" in the evaluated packets
 OUTSIDE = {4: "198.51.100.25", 6: "2001:db8:ffff:1::25"}

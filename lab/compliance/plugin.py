@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from lab.audit.facts import Facts
     from lab.compliance.checks import Finding
-    from lab.facts import Facts
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -54,7 +54,7 @@ def _reader(host: Any, config: pytest.Config) -> Any:
     """The host to read: the audit's own backend in place of testinfra's paramiko one."""
     import getpass
 
-    from lab import remote
+    from lab.audit import remote
 
     if host.backend.get_connection_type() != "paramiko" or isinstance(
             host.backend, remote.ReadOnlyBackend):
@@ -81,8 +81,8 @@ def port25lab_facts(host: Any, pytestconfig: pytest.Config) -> Iterator[Facts]:
     """The gateway's audit facts, read once per host (and its mail server's, if given)."""
     import testinfra
 
+    from lab.audit.facts import collect, runner
     from lab.errors import BadInput
-    from lab.facts import collect, runner
 
     timeout = pytestconfig.getoption("port25lab_timeout")
     opened = []

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.policy import read_policy
+from lab.netfilter.policy import read_policy
 from tests.support import CLI, PROJECT, leftovers, prefixes
 
 pytestmark = pytest.mark.lab
@@ -168,7 +168,8 @@ def test_not_root_is_bad_input() -> None:
             shutil.copy(PROJECT / "scenarios/fixed-dmz-block" / name, folder / name)
             (folder / name).chmod(0o644)
         code = ("import os, sys\n"
-                "import lab.cli, lab.lifecycle, lab.policy, lab.report, lab.scenario, lab.verify\n"
+                "import lab.cli, lab.runtime.lifecycle, lab.netfilter.policy, lab.report\n"
+                "import lab.model.scenario, lab.engine.verify\n"
                 "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
                 f"sys.exit(lab.cli.main(['verify', {str(folder)!r}]))\n")
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

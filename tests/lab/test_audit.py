@@ -21,9 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from lab import lifecycle, scenario, sshd
-from lab.network import PROJECT_ROOT, Lab
-from lab.verify import load_policies, verify
+from lab.engine.verify import load_policies, verify
+from lab.model import scenario
+from lab.runtime import lifecycle
+from lab.runtime.lab import PROJECT_ROOT, Lab
+from lab.services import sshd
 from tests.audit_support import PUBLISHED_FINDINGS
 from tests.support import CLI, leftovers, prefixes
 
@@ -31,7 +33,7 @@ pytestmark = pytest.mark.lab
 
 GW, GW6, MX = "203.0.113.1", "2001:db8:b01a:70da::1", "203.0.113.25"
 # The gateway also runs a private fail2ban with fixed-trap's jail; its sshd sees that
-# instance's configuration as /etc/fail2ban (lab.sshd, `mounts`), so the check does not
+# instance's configuration as /etc/fail2ban (lab.services.sshd, `mounts`), so the check does not
 # depend on the host's own fail2ban, running or not.
 PUBLISHED = {**PUBLISHED_FINDINGS, "fail2ban-jails": "PASS"}
 
@@ -218,9 +220,11 @@ def test_lines_that_do_not_load_in_the_twin_are_reported(gateway: Gateway) -> No
     code = (
         "import json, sys\n"
         "from dataclasses import replace\n"
-        "from lab import facts, lifecycle, scenario\n"
-        "from lab.twin import twin_scenario\n"
-        "from lab.verify import verify\n"
+        "from lab.audit import facts\n"
+        "from lab.model import scenario\n"
+        "from lab.runtime import lifecycle\n"
+        "from lab.audit.twin import twin_scenario\n"
+        "from lab.engine.verify import verify\n"
         "out = facts.Output('iptables-save', 0, sys.stdin.read(), '')\n"
         "ip = facts.Output(facts.ADDRESSES, 0, '[{\"ifname\": \"ens3\"}]', '')\n"
         "seen = facts.Facts('ssh://root@gw', {'iptables-save': out, facts.ADDRESSES: ip,\n"
@@ -334,7 +338,7 @@ def test_the_allowlist_holds_against_the_real_server(gateway: Gateway) -> None:
     code = (
         "import json, sys\n"
         "from pathlib import Path\n"
-        "from lab import remote\n"
+        "from lab.audit import remote\n"
         "host = remote.connect(remote.Target('root', sys.argv[1]),\n"
         "                      remote.Login((Path(sys.argv[2]),)),\n"
         "                      remote.Trust(Path(sys.argv[3])))\n"

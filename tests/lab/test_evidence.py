@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from lab import lifecycle, scenario
-from lab.verdict import Verdict
-from lab.verify import ScenarioResult, verify
+from lab.engine.verify import ScenarioResult, verify
+from lab.model import scenario
+from lab.model.verdict import Verdict
+from lab.runtime import lifecycle
 from tests.support import leftovers
 
 pytestmark = pytest.mark.lab

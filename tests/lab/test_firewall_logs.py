@@ -7,8 +7,9 @@ import subprocess
 
 import pytest
 
-from lab import lifecycle, scenario
-from lab.verify import verify
+from lab.engine.verify import verify
+from lab.model import scenario
+from lab.runtime import lifecycle
 from tests.support import CLI, PROJECT, leftovers
 
 pytestmark = pytest.mark.lab

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import lifecycle, scenario
-from lab.verify import verify
+from lab.engine.verify import verify
+from lab.model import scenario
+from lab.runtime import lifecycle
 from tests.support import leftovers
 
 pytestmark = pytest.mark.lab

@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
-from lab import lifecycle, mail, scenario
-from lab.network import Lab
-from lab.verify import load_policies
+from lab.engine.verify import load_policies
+from lab.model import scenario
+from lab.runtime import lifecycle
+from lab.runtime.lab import Lab
+from lab.services import mail
 from probes.dialogue import Dialogue
 from tests.support import leftovers
 

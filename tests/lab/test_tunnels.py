@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from lab import lifecycle, scenario
-from lab.verdict import Verdict
-from lab.verify import Result, ScenarioResult, verify
+from lab.engine.verify import Result, ScenarioResult, verify
+from lab.model import scenario
+from lab.model.verdict import Verdict
+from lab.runtime import lifecycle
 from probes.tunnel import SIX_IN_FOUR_VARIANTS, TEREDO_VARIANTS
 from tests.support import leftovers
 

@@ -7,13 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import ruleset, twin
-from lab.audit import AuditResult, table
-from lab.compliance.addressing import Addressing
-from lab.compliance.checks import run_all
-from lab.counters import SAVE
-from lab.errors import BadInput
-from lab.facts import (
+from lab.audit import twin
+from lab.audit.facts import (
     ADDRESSES,
     DOVECONF,
     FAIL2BAN,
@@ -26,8 +21,14 @@ from lab.facts import (
     collect,
     jail_names,
 )
-from lab.remote import jail_status
-from lab.scenario import load
+from lab.audit.gateway import AuditResult, table
+from lab.audit.remote import jail_status
+from lab.compliance.addressing import Addressing
+from lab.compliance.checks import run_all
+from lab.errors import BadInput
+from lab.model.scenario import load
+from lab.netfilter import ruleset
+from lab.netfilter.counters import SAVE
 from tests.audit_support import PUBLISHED_FINDINGS
 
 # What `iptables-save` prints on a gateway that ran the published rules (the Teredo line

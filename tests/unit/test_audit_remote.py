@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import facts, remote
+from lab.audit import facts, remote
 from lab.errors import BadInput
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from lab.mailflow import describe, refused
+from lab.engine.mailflow import describe, refused
 from probes.dialogue import Dialogue, Transcript
 from probes.tcp import PROBES
 

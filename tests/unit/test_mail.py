@@ -20,10 +20,10 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from lab import mail
-from lab.mail import Instance, MailServer
+from lab.model.site import Plan, Port, Role
+from lab.services import mail
+from lab.services.mail import Instance, MailServer
 from topologies import TOPOLOGIES
-from topologies.plan import Plan, Port, Role
 
 PLAN = TOPOLOGIES["screened-host"].PLAN
 SERVERS = mail.servers_for(PLAN)

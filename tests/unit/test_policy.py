@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lab.errors import BadInput
-from lab.policy import LoadError, PolicyFile, apply_policy, read_policy, shown
+from lab.netfilter.policy import LoadError, PolicyFile, apply_policy, read_policy, shown
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 BUILTIN = ("seed-screened-block", "seed-dmz-block", "fixed-screened-block", "fixed-dmz-block")

@@ -11,9 +11,9 @@ import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
 
-from lab.network import FarSide
-from lab.recorder import parse
-from lab.verdict import Sighting
+from lab.model.verdict import Sighting
+from lab.runtime.lab import FarSide
+from lab.services.recorder import parse
 from probes.tunnel import INNER_SOURCE, SIX_IN_FOUR_VARIANTS, TEREDO_VARIANTS, Variant, build
 
 RELAY = "198.51.100.35"

@@ -7,9 +7,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from lab import report
-from lab.policy import LoadError
-from lab.verdict import Verdict
-from lab.verify import Result, ScenarioResult
+from lab.engine.verify import Result, ScenarioResult
+from lab.model.verdict import Verdict
+from lab.netfilter.policy import LoadError
 
 DROP_V4 = ("gw: iptables -t filter FORWARD#3: -A FORWARD -s 203.0.113.0/24 -i eth0 -p tcp "
            "-m multiport --dports 25,465 -j DROP")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from lab import scenario
 from lab.errors import BadInput
-from lab.policy import read_policy
-from lab.verdict import Verdict
+from lab.model import scenario
+from lab.model.verdict import Verdict
+from lab.netfilter.policy import read_policy
 from probes.tunnel import SIX_IN_FOUR_VARIANTS, TEREDO_VARIANTS, VARIANTS
 
 BLOCK = {"seed-screened-block": ("screened-host", "gw"),
@@ -228,7 +228,7 @@ def test_policy_entry_with_a_family(tmp_path: Path) -> None:
 
 
 def test_services_key_is_gone(tmp_path: Path) -> None:
-    # the mail servers come from the topology now (lab.mail.servers_for), not the scenario
+    # the mail servers come from the topology now (lab.services.mail.servers_for), not the scenario
     folder = _folder(tmp_path, GOOD + "services:\n  mx: [25, 465, 587]\n")
     with pytest.raises(BadInput) as exc:
         scenario.load(str(folder))

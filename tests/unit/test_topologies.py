@@ -7,8 +7,8 @@ from ipaddress import IPv4Network, IPv6Network, ip_address, ip_interface, ip_net
 
 import pytest
 
+from lab.model.site import Plan, Port, Role
 from topologies import TOPOLOGIES
-from topologies.plan import Plan, Port, Role
 
 PLANS = [t.PLAN for t in TOPOLOGIES.values()]
 DOCUMENTATION: tuple[IPv4Network | IPv6Network, ...] = (

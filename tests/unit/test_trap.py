@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from lab.counters import Hit, Rule, parse_save
-from lab.firewall_log import logged_at
+from lab.engine.verify import Result, ScenarioResult
+from lab.model.verdict import Observation, Sighting, Verdict, decide
+from lab.netfilter.counters import Hit, Rule, parse_save
 from lab.report import as_json, matrix
-from lab.trap import ETC, Ban, BanWatcher, bans_in, prepare
-from lab.verdict import Observation, Sighting, Verdict, decide
-from lab.verify import Result, ScenarioResult
+from lab.services.firewall_log import logged_at
+from lab.services.trap import ETC, Ban, BanWatcher, bans_in, prepare
 from probes.guessing import TRIVIAL_PASSWORDS, NotAuthorised, check_target
 
 SAVE = """\
@@ -103,7 +103,7 @@ def test_the_lab_filter_matches_a_kernel_log_line() -> None:
     import re
 
     conf = configparser.ConfigParser(interpolation=None)
-    conf.read(Path("lab/fail2ban/filter.d/port25lab-firewall.conf"))
+    conf.read(Path("lab/services/fail2ban/filter.d/port25lab-firewall.conf"))
     regex = conf["Definition"]["failregex"].replace("<HOST>", r"(?P<host>\S+)")
     line = ("Nov 28 06:55:45 vm  IN=eth0 OUT=eth1 MAC=4e:90 SRC=2001:db8:b01a:70da::11 "
             "DST=2001:db8:ffff:1::25 LEN=80 TC=0 HOPLIMIT=63 FLOWLBL=1 PROTO=TCP SPT=34356 "

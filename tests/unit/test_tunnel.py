@@ -24,7 +24,7 @@ from probes.tunnel import (
 RELAY = "198.51.100.35"
 TARGET6 = "2001:db8:ffff:1::25"
 SPORT, SEQ = 40123, 0x01020304
-# crafted packets; a `real` variant is a kernel connection over miredo (lab.teredo)
+# crafted packets; a `real` variant is a kernel connection over miredo (lab.services.teredo)
 CRAFTED = [v for v in TEREDO_VARIANTS.values() if not v.real]
 UNFRAGMENTED = [v for v in CRAFTED if not v.fragment]
 CONTROLS = {("teredo", "control-80"), ("teredo", "control-587"), ("tunnel6in4", "control-80")}

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lab.counters import Hit, Rule
-from lab.verdict import Observation, Sighting, Verdict, decide
+from lab.model.verdict import Observation, Sighting, Verdict, decide
+from lab.netfilter.counters import Hit, Rule
 
 REMOTE_MX = "198.51.100.25"
 MX = "203.0.113.25"

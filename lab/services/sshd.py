@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from lab.errors import LabFailure
 
 if TYPE_CHECKING:
-    from lab.network import Lab
+    from lab.runtime.lab import Lab
 
 SSHD = Path("/usr/sbin/sshd")
 PRIVSEP = Path("/run/sshd")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from lab.counters import Hit
+from lab.netfilter.counters import Hit
 
 
 class Verdict(StrEnum):

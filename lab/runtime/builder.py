@@ -6,8 +6,8 @@ from typing import Any
 
 from mininet.topo import Topo
 
-from topologies.nodes import LabBridge, LabHost, LabRouter
-from topologies.plan import Plan
+from lab.model.site import Plan
+from lab.runtime.nodes import LabBridge, LabHost, LabRouter
 
 
 class PlannedTopo(Topo):  # type: ignore[misc]

@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from lab import lifecycle
 from lab.errors import LabFailure
-from lab.network import Lab
+from lab.runtime import lifecycle
+from lab.runtime.lab import Lab
 
 PREFIX = "2001:db8::"  # Teredo prefix (a /32): the documentation prefix
 INTERFACE = "teredo"

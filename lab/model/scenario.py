@@ -13,15 +13,15 @@ from typing import Any
 import yaml
 
 from lab.errors import BadInput
-from lab.firewall_log import as_nflog
-from lab.policy import PolicyFile, read_policy
-from lab.verdict import Verdict
+from lab.model.site import Plan
+from lab.model.verdict import Verdict
+from lab.netfilter.policy import PolicyFile, read_policy
+from lab.services.firewall_log import as_nflog
 from probes.tcp import PROBES
 from probes.tunnel import VARIANTS
 from topologies import TOPOLOGIES
-from topologies.plan import Plan
 
-BUILTIN = Path(__file__).resolve().parent.parent / "scenarios"
+BUILTIN = Path(__file__).resolve().parents[2] / "scenarios"
 SPEC = "scenario.yaml"
 _KEYS = {"summary", "topology", "policy", "expect", "suspects", "trap"}
 _EXPECT_KEYS = {"from", "to", "probes", "families", "verdict"}
@@ -53,7 +53,7 @@ class Scenario:
     expectations: tuple[Expectation, ...]
     # the internal hosts the firewall logs must name, exactly (None: not checked)
     suspects: tuple[str, ...] | None = None
-    # node → jail files of a private fail2ban in that node (lab.trap)
+    # node → jail files of a private fail2ban in that node (lab.services.trap)
     traps: dict[str, tuple[Path, ...]] = field(default_factory=dict)
 
     @property

@@ -1,7 +1,7 @@
 """The running lab: a topology booted in namespaces, with its services and agents.
 
 This is the only module that touches Mininet. Everything it makes lives in
-namespaces named after the run's prefix (see `lab.lifecycle`); `stop()`
+namespaces named after the run's prefix (see `lab.runtime.lifecycle`); `stop()`
 removes all of it, and is safe to call twice.
 """
 
@@ -18,15 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab import firewall_log, lifecycle, mail, trap
-from lab.counters import SAVE, Rule, parse_save
 from lab.errors import LabFailure
-from lab.lifecycle import Run
-from lab.verdict import Sighting
+from lab.model.site import Plan
+from lab.model.verdict import Sighting
+from lab.netfilter.counters import SAVE, Rule, parse_save
+from lab.runtime import lifecycle
+from lab.runtime.lifecycle import Run
+from lab.services import firewall_log, mail, trap
 from topologies import TOPOLOGIES
-from topologies.plan import Plan
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _quiet_mininet() -> Any:
@@ -200,7 +201,7 @@ class Lab:
             files[role.name] = self.run.folder / f"{role.name}.packets.jsonl"
             files[role.name].touch()
             self.daemons.append(self.node(role.name).popen(
-                [sys.executable, "-m", "lab.recorder", str(files[role.name])],
+                [sys.executable, "-m", "lab.services.recorder", str(files[role.name])],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
             waits.append(files[role.name])
         deadline = time.monotonic() + 10
@@ -214,7 +215,7 @@ class Lab:
         self._start_mail()
 
     def _start_firewall_logs(self) -> None:
-        """A private ulogd2 per router, for the NFLOG rules (see lab.firewall_log)."""
+        """A private ulogd2 per router, for the NFLOG rules (see lab.services.firewall_log)."""
         try:
             firewall_log.plugins()
         except FileNotFoundError as exc:
@@ -284,7 +285,7 @@ class Lab:
         lifecycle.destroy(self.run, self.inodes)
 
     def start_traps(self, jails: dict[str, tuple[Path, ...]]) -> dict[str, list[str]]:
-        """A private fail2ban in each node with jail files (see lab.trap).
+        """A private fail2ban in each node with jail files (see lab.services.trap).
 
         Returns, per node, what fail2ban said is wrong with its jails (nothing: []).
         """

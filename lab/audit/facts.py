@@ -1,6 +1,6 @@
 """What an audit reads from a live gateway (and its mail server): the audit facts.
 
-Only allowlisted commands are run (see `lab.remote`), each once; their output
+Only allowlisted commands are run (see `lab.audit.remote`), each once; their output
 is kept as it came, and the properties below read it. A command the gateway
 must have (iptables-save, ...) that is missing or fails is bad input: one line
 naming the host and the command. Optional ones (nft, fail2ban-client, doveconf)
@@ -17,9 +17,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.counters import SAVE
-from lab.errors import BadInput
-from lab.remote import (
+from lab.audit.remote import (
     ALLOWED,
     COMMAND_TIMEOUT,
     NotAllowed,
@@ -28,6 +26,8 @@ from lab.remote import (
     allowed,
     jail_status,
 )
+from lab.errors import BadInput
+from lab.netfilter.counters import SAVE
 
 # `2026-11-28 07:06:30,861 fail2ban   [24940]: ERROR   ` before fail2ban-client's message
 _LOG_HEAD = re.compile(r"^\d{4}-\d\d-\d\d [\d:,.]+ \S+\s+\[\d+\]: [A-Z]+\s+")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import LabFailure
-from topologies.plan import Plan
+from lab.model.site import Plan
 
 # A runner executes argv inside the node and returns (status, stdout, stderr);
 # a spawner starts a long-running process inside the node and leaves it running.

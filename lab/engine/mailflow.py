@@ -7,10 +7,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from lab import mail
-from lab.counters import Rule, hits
-from lab.network import Lab
-from lab.verdict import Decision, Verdict
+from lab.model.verdict import Decision, Verdict
+from lab.netfilter.counters import Rule, hits
+from lab.runtime.lab import Lab
+from lab.services import mail
 from probes.dialogue import Dialogue
 from probes.tcp import Probe
 

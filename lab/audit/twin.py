@@ -14,10 +14,10 @@ import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from lab.audit.facts import Facts
 from lab.errors import BadInput
-from lab.facts import Facts
-from lab.policy import Command, PolicyFile
-from lab.scenario import Scenario
+from lab.model.scenario import Scenario
+from lab.netfilter.policy import Command, PolicyFile
 
 PROGRAM = {4: "iptables", 6: "ip6tables"}
 _INTERFACE_FLAGS = ("-i", "--in-interface", "-o", "--out-interface")

@@ -11,7 +11,7 @@ from typing import Any
 from mininet.node import Host
 from mininet.nodelib import LinuxBridge
 
-from topologies.plan import Port, Route
+from lab.model.site import Port, Route
 
 _NO_DAD = (
     "sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 "

@@ -9,16 +9,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 
-from lab.counters import hits
+from lab.engine.mailflow import Reached, await_delivery, describe, dialogue_for, refused
 from lab.errors import LabFailure
-from lab.firewall_log import Suspect, logged_at, suspects
-from lab.lifecycle import Run
-from lab.mailflow import Reached, await_delivery, describe, dialogue_for, refused
-from lab.network import Lab
-from lab.policy import LoadError, apply_policy, shown
-from lab.scenario import Expectation, Scenario
-from lab.trap import Ban, BanWatcher
-from lab.verdict import Decision, Observation, Verdict, decide
+from lab.model.scenario import Expectation, Scenario
+from lab.model.verdict import Decision, Observation, Verdict, decide
+from lab.netfilter.counters import hits
+from lab.netfilter.policy import LoadError, apply_policy, shown
+from lab.runtime.lab import Lab
+from lab.runtime.lifecycle import Run
+from lab.services.firewall_log import Suspect, logged_at, suspects
+from lab.services.trap import Ban, BanWatcher
 from probes.guessing import LIMIT, TRIVIAL_PASSWORDS
 from probes.tcp import PROBES
 from probes.tunnel import VARIANTS
@@ -150,7 +150,7 @@ def syn_probe(lab: Lab, source: str, role: str, port: int, family: int,
 
 def real_teredo_probe(lab: Lab, expectation: Expectation, sport: int) -> Result:
     """A kernel TCP connection to the target's port 25 over a real Teredo tunnel."""
-    from lab import teredo
+    from lab.services import teredo
 
     variant = VARIANTS[expectation.probe][expectation.variant]
     assert lab.far_side is not None

@@ -1,6 +1,6 @@
 """Far-side recorder: one JSON line per IP packet that arrives at this node.
 
-Runs inside a lab node (`python -m lab.recorder FILE`). It is the far side's
+Runs inside a lab node (`python -m lab.services.recorder FILE`). It is the far side's
 evidence: a probe's SYN that reached this node is found here by its source port.
 """
 

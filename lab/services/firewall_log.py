@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from lab.policy import Command, PolicyFile, shown
+from lab.netfilter.policy import Command, PolicyFile, shown
 
 GROUP = 25
 _LOG_FLAGS = {"--log-tcp-sequence", "--log-tcp-options", "--log-ip-options", "--log-uid",

@@ -1,9 +1,9 @@
 """The live-gateway audit: read over SSH, check statically, report like `verify`.
 
 `audit()` is what `port25lab audit` runs: connect (read-only, see
-`lab.remote`), collect the audit facts (`lab.facts`), run the compliance
+`lab.audit.remote`), collect the audit facts (`lab.audit.facts`), run the compliance
 checks (`lab.compliance.checks`, the same ones the pytest plugin runs).
-The twin (`lab.twin`) is run by the command line on top of it.
+The twin (`lab.audit.twin`) is run by the command line on top of it.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab import remote
+from lab.audit import remote
+from lab.audit.facts import Facts, collect, runner
 from lab.compliance.addressing import Addressing
 from lab.compliance.checks import Finding, run_all
-from lab.facts import Facts, collect, runner
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ defines in `[DEFAULT]`:
     %(mail_log)s      a mail server's Postfix log
 
 (on a real gateway they would be /var/log/kern.log and /var/log/mail.log). The
-lab adds its filter `port25lab-firewall` (lab/fail2ban/filter.d) for that log;
+lab adds its filter `port25lab-firewall` (lab/services/fail2ban/filter.d) for that log;
 a `filter.d/` or `action.d/` folder beside a jail file is copied in as well.
 
 A ban is what fail2ban's stock iptables actions put in the node's ruleset: a
@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lab.counters import SAVE, Rule, parse_save
+from lab.netfilter.counters import SAVE, Rule, parse_save
 
 ETC = Path("/etc/fail2ban")
 # the lab's own filters (for its firewall log), beside fail2ban's stock ones

@@ -1,0 +1,1 @@
+"""Running a scenario: probes, evidence rounds, verdicts."""

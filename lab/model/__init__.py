@@ -1,0 +1,1 @@
+"""Site, scenario, verdicts, results: plain data and pure decisions (no runtime imports)."""

@@ -1,0 +1,1 @@
+"""Netfilter policies: the dialects (iptables scripts, save files) and one rule model."""

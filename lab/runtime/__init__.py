@@ -1,0 +1,1 @@
+"""The running lab: Mininet, nodes, a run's identity and teardown (only here: Mininet)."""
