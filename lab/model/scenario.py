@@ -7,6 +7,7 @@ validated here completely before any lab boots.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ from probes.tcp import PROBES
 from probes.tunnel import VARIANTS
 from topologies import TOPOLOGIES
 
-BUILTIN = Path(__file__).resolve().parents[2] / "scenarios"
+# the built-in scenarios are package data: found where the package is installed
+BUILTIN = Path(str(resources.files("scenarios")))
 SPEC = "scenario.yaml"
 _KEYS = {"summary", "topology", "policy", "expect", "suspects", "trap"}
 _EXPECT_KEYS = {"from", "to", "probes", "families", "verdict"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lab.engine.verify import Result
 from lab.model.verdict import Observation, Sighting, Verdict, decide
 from lab.netfilter.counters import Hit, Rule
 
@@ -197,11 +198,13 @@ def test_diverted_needs_the_answer_from_the_address_aimed_at_even_without_a_rule
     assert d.rule is None
 
 
-def test_refused_verdict_exists() -> None:
-    assert Verdict.REFUSED.value == "refused"
-    assert Verdict("refused") is Verdict.REFUSED
-    assert [v.value for v in Verdict] == ["allowed", "blocked", "diverted", "refused", "banned",
-                                          "error"]
+def test_an_expected_error_never_passes() -> None:
+    # `error` means the lab could not decide: even when it was expected, it is no pass
+    def result(expected: Verdict, observed: Verdict) -> Result:
+        return Result("client1", "remote-mx", "smtp", 4, expected, observed, None, "", 0.0)
+    assert result(Verdict.REFUSED, Verdict.REFUSED).passed
+    assert not result(Verdict.ERROR, Verdict.ERROR).passed
+    assert not result(Verdict.BLOCKED, Verdict.ALLOWED).passed
 
 
 def test_observation_describe() -> None:
@@ -294,8 +297,3 @@ def test_six_in_four_dropped_shows_no_port() -> None:
     assert d.rule == SIX_IN_FOUR_DROP.cite()
     assert d.detail.startswith("dropped before relay")
     assert ":0" not in d.detail
-
-
-def test_sighting_inner_defaults_to_nothing() -> None:
-    assert Sighting("relay", RELAY, 3544).inner == ""
-    assert Sighting("remote-mx", REMOTE_MX, 25, "") == AT_REMOTE_MX

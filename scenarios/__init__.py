@@ -1,0 +1,2 @@
+"""The built-in scenarios: data folders (scenario.yaml, policy, README), installed
+with the package."""
