@@ -13,7 +13,7 @@ from lab.engine.mailflow import Reached, await_delivery, describe, dialogue_for,
 from lab.errors import LabFailure
 from lab.model.scenario import Expectation, Scenario
 from lab.model.verdict import Decision, Observation, Verdict, decide
-from lab.netfilter.counters import hits
+from lab.netfilter.counters import Hit, Rule, hits
 from lab.netfilter.policy import LoadError, apply_policy, shown
 from lab.runtime.lab import Lab
 from lab.runtime.lifecycle import Run
@@ -21,7 +21,7 @@ from lab.services.firewall_log import Suspect, logged_at, suspects
 from lab.services.trap import Ban, BanWatcher
 from probes.guessing import LIMIT, TRIVIAL_PASSWORDS
 from probes.tcp import PROBES
-from probes.tunnel import VARIANTS
+from probes.tunnel import VARIANTS, Variant
 
 Progress = Callable[[str], None]
 
@@ -154,21 +154,48 @@ def real_teredo_probe(lab: Lab, expectation: Expectation, sport: int) -> Result:
 
     variant = VARIANTS[expectation.probe][expectation.variant]
     assert lab.far_side is not None
-    with teredo.tunnel(lab, expectation.source, expectation.target) as address:
-        before = lab.rules(4)
-        request = {"op": "connect", "family": 6, "dst": address,
-                   "dport": variant.inner_port, "sport": sport}
+    qualifying = lab.rules(4)
+
+    def drops_since(before: list[Rule]) -> list[Hit]:
+        return [h for h in hits(before, lab.rules(4)) if h.rule.drops]
+
+    try:
+        with teredo.tunnel(lab, expectation.source, expectation.target,
+                           explained=lambda: bool(drops_since(qualifying))) as address:
+            return _over_tunnel(lab, expectation, variant, address, sport)
+    except teredo.QualificationFailed as failed:
+        # A rule that dropped the clients' packets to the Teredo server is the policy
+        # working: the tunnel never opens. Silence no rule explains is the lab's fault.
+        drops = drops_since(qualifying)
+        if not drops:
+            raise
+        detail = (f"{variant.name} ({variant.summary}): Teredo qualification of "
+                  f"{', '.join(failed.roles)} with the server {teredo.server_address(lab)} "
+                  f"UDP 3544 failed: {drops[0].packets} packet(s) dropped by "
+                  f"{drops[0].rule.cite()}; the tunnel never opened")
+        return Result(expectation.source, expectation.target, expectation.probe, 4,
+                      expectation.verdict, Verdict.BLOCKED, drops[0].rule.cite(), detail,
+                      round(failed.waited * 1000, 2), variant=variant.name)
+
+
+def _over_tunnel(lab: Lab, expectation: Expectation, variant: Variant, address: str,
+                 sport: int) -> Result:
+    """The connection through a qualified Teredo tunnel, and its verdict."""
+    assert lab.far_side is not None
+    before = lab.rules(4)
+    request = {"op": "connect", "family": 6, "dst": address,
+               "dport": variant.inner_port, "sport": sport}
+    seen = lab.agent(expectation.source).ask(
+        {**request, "timeout": TUNNEL_FIRST_WAIT}, timeout=30)
+    rule_hits = hits(before, lab.rules(4))
+    dropped = any(h.rule.drops for h in rule_hits)
+    if seen["reply"] == "none" and not dropped:
+        # no answer and no rule explains it: give the connection its full time
         seen = lab.agent(expectation.source).ask(
-            {**request, "timeout": TUNNEL_FIRST_WAIT}, timeout=30)
+            {**request, "timeout": TUNNEL_CONNECT_TIMEOUT}, timeout=30)
         rule_hits = hits(before, lab.rules(4))
         dropped = any(h.rule.drops for h in rule_hits)
-        if seen["reply"] == "none" and not dropped:
-            # no answer and no rule explains it: give the connection its full time
-            seen = lab.agent(expectation.source).ask(
-                {**request, "timeout": TUNNEL_CONNECT_TIMEOUT}, timeout=30)
-            rule_hits = hits(before, lab.rules(4))
-            dropped = any(h.rule.drops for h in rule_hits)
-        sightings = lab.far_side.sightings(sport, expect=not dropped)
+    sightings = lab.far_side.sightings(sport, expect=not dropped)
     observation = Observation(sport=sport, reply=seen["reply"], source=seen.get("source"),
                               source_port=seen.get("source_port"),
                               banner=seen.get("banner"), elapsed_ms=seen["elapsed_ms"])

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from enum import StrEnum
 
-from lab.netfilter.counters import Hit
+from lab.netfilter.counters import Hit, Rule
+
+# the option that names where a NAT rule sends the packet, per target
+_NEW_DESTINATION = {"DNAT": "--to-destination", "REDIRECT": "--to-ports", "NETMAP": "--to"}
 
 
 class Verdict(StrEnum):
@@ -118,8 +122,26 @@ def decide(target: str, address: str, dport: int, seen: Observation,
                         "diverted connection never opens" + log_note)
     if drops:
         how = "rejected" if seen.reply in ("rst", "icmp") else "dropped"
+        # A rewrite that the drop then undid: say where the packet was sent instead,
+        # or the user looks for the drop on the path to the address she probed.
+        rewritten = (f"rewritten to {new_destination(rewrites[0])} by {rewrites[0].cite()}, "
+                     "then " if rewrites else "")
         return Decision(Verdict.BLOCKED, drops[0].rule.cite(),
-                        f"{how} before {where}; sender: {seen.describe()}{log_note}")
+                        f"{rewritten}{how} before {where}; sender: {seen.describe()}"
+                        f"{log_note}")
     return Decision(Verdict.ERROR, None,
                     f"no far side saw the SYN and no router rule matched it; "
                     f"sender: {seen.describe()}")
+
+
+def new_destination(rule: Rule) -> str:
+    """Where a DNAT/REDIRECT/NETMAP rule sends the packet, as the rule says it."""
+    try:
+        words = shlex.split(rule.text)
+    except ValueError:
+        words = rule.text.split()
+    option = _NEW_DESTINATION.get(rule.target, "")
+    if option in words and words.index(option) + 1 < len(words):
+        value = words[words.index(option) + 1]
+        return f"the router's own port {value}" if rule.target == "REDIRECT" else value
+    return "another destination" if rule.target != "REDIRECT" else "the router itself"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,6 +27,18 @@ from lab.runtime.lab import Lab
 PREFIX = "2001:db8::"  # Teredo prefix (a /32): the documentation prefix
 INTERFACE = "teredo"
 RUN_DIR = Path("/run/miredo")  # miredo's privilege-separation folder (Debian's path)
+QUALIFY_TIMEOUT = 10.0  # s: qualification takes about 0.15 s in the lab
+EXPLAIN_AFTER = 1.0  # s: from then on, a router rule dropping the tunnel may explain the wait
+
+
+class QualificationFailed(LabFailure):
+    """A Teredo client did not qualify: a lab failure unless a router rule explains it."""
+
+    def __init__(self, roles: list[str], waited: float) -> None:
+        super().__init__(f"Teredo qualification failed on {', '.join(roles)} in "
+                         f"{waited:.0f} s")
+        self.roles = roles
+        self.waited = waited
 
 
 def _address(lab: Lab, role: str) -> str | None:
@@ -44,9 +56,20 @@ def _server_addresses(lab: Lab) -> tuple[str, str]:
     return str(first), str(first + 1)
 
 
+def server_address(lab: Lab) -> str:
+    """Where the Teredo clients qualify (the relay's first address, UDP 3544)."""
+    return _server_addresses(lab)[0]
+
+
 @contextmanager
-def tunnel(lab: Lab, client: str, peer: str = "remote-mx") -> Iterator[str]:
-    """Qualify Teredo clients on `client` and `peer`; yield the peer's Teredo address."""
+def tunnel(lab: Lab, client: str, peer: str = "remote-mx",
+           explained: Callable[[], bool] | None = None) -> Iterator[str]:
+    """Qualify Teredo clients on `client` and `peer`; yield the peer's Teredo address.
+
+    `explained` says whether a router rule dropped the tunnel's packets: once the
+    qualification takes longer than it ever does on an open path, it is asked
+    (once), and if it says so the wait ends early with `QualificationFailed`.
+    """
     folder = lab.run.folder / "teredo"
     folder.mkdir(exist_ok=True)
     RUN_DIR.mkdir(exist_ok=True)
@@ -68,16 +91,22 @@ def tunnel(lab: Lab, client: str, peer: str = "remote-mx") -> Iterator[str]:
                             f"ServerAddress {server}\n")
             pidfiles.append(folder / f"{role}.pid")
             _start(lab, role, ["miredo", "-c", str(conf), "-p", str(pidfiles[-1])], folder)
-        deadline = time.monotonic() + 10
+        started = time.monotonic()
+        ask_at = started + EXPLAIN_AFTER if explained is not None else float("inf")
         addresses: dict[str, str | None] = {}
-        while time.monotonic() < deadline:
+        while True:
             addresses = {role: _address(lab, role) for role in (peer, client)}
             if all(addresses.values()):
                 break
+            now = time.monotonic()
+            if now >= ask_at:
+                ask_at = float("inf")
+                if explained is not None and explained():
+                    now = started + QUALIFY_TIMEOUT
+            if now >= started + QUALIFY_TIMEOUT:
+                raise QualificationFailed([r for r, a in addresses.items() if not a],
+                                          min(now, time.monotonic()) - started)
             time.sleep(0.02)
-        else:
-            missing = [r for r, a in addresses.items() if not a]
-            raise LabFailure(f"Teredo qualification failed on {', '.join(missing)} in 10 s")
         found = addresses[peer]
         assert found is not None
         yield found

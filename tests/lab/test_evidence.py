@@ -95,3 +95,20 @@ def test_a_failing_line_is_reported_and_the_rest_loads(tmp_path: Path) -> None:
     assert result.results[0].observed == Verdict.BLOCKED
     assert result.results[0].rule is not None and result.results[0].rule.endswith("-j DROP")
     assert not result.passed
+
+
+def test_a_rewrite_then_dropped_names_the_rewrite_and_the_drop(tmp_path: Path) -> None:
+    # DNAT to the screened host's own mx:25, with FORWARD's 25/465 drop behind it:
+    # the rewritten SYN is dropped on its way back out of eth0.
+    folder = _scenario(tmp_path / "dnat-dropped", "screened-host", "gw", (
+        "iptables -t nat -A PREROUTING -i eth0 -p tcp -s 203.0.113.10 --dport 25 "
+        "-j DNAT --to-destination 203.0.113.25:25\n"
+        "iptables -A FORWARD -i eth0 -p tcp -s 203.0.113.0/24 -m multiport --dports 25,465 "
+        "-j DROP\n"),
+        "  - {from: client1, to: remote-mx, probes: [smtp], families: [4], verdict: blocked}\n")
+    result = _verify(folder)
+    assert result.passed, [r.detail for r in result.results]
+    (row,) = result.results
+    assert row.rule is not None and row.rule.startswith("gw: iptables -t filter FORWARD#1:")
+    assert "rewritten to 203.0.113.25:25 by gw: iptables -t nat PREROUTING#1:" in row.detail
+    assert "then dropped before remote-mx:25" in row.detail

@@ -84,3 +84,33 @@ def test_with_no_rule_every_variant_reaches_the_relay(tmp_path: Path) -> None:
     result = _verify(str(folder))
     assert result.passed, [r.detail for r in result.results if not r.passed]
     assert len(result.results) == len(TEREDO_VARIANTS) + len(SIX_IN_FOUR_VARIANTS)
+
+
+def test_a_rule_that_drops_teredo_itself_blocks_the_tunnel_and_the_run_goes_on(
+        tmp_path: Path) -> None:
+    # The "safer" blunt rule: drop every client datagram to UDP 3544. Miredo cannot
+    # qualify — the policy working, not a broken lab — and its controls are over-blocked.
+    folder = tmp_path / "blunt"
+    folder.mkdir()
+    fixed = Path(scenario.BUILTIN / "fixed-screened-block" / "rules.sh").read_text()
+    (folder / "rules.sh").write_text(
+        fixed + "iptables -A FORWARD -i eth0 -p udp -s 203.0.113.0/24 --dport 3544 -j DROP\n")
+    (folder / "scenario.yaml").write_text(
+        "topology: screened-host\npolicy: {gw: [rules.sh]}\nexpect:\n"
+        "  - {from: client1, to: remote-mx, probes: [teredo], variants: [tunnel], "
+        "families: [4], verdict: blocked}\n"
+        "  - {from: client1, to: remote-mx, probes: [teredo], variants: [control-80, "
+        "control-587], families: [4], verdict: allowed}\n")
+    result = _verify(str(folder))
+    assert result.lab_error is None
+    rows = {(r.probe, r.variant): r for r in result.results}
+    assert len(rows) == 3
+    tunnel = rows["teredo", "tunnel"]
+    assert tunnel.observed == Verdict.BLOCKED and tunnel.passed
+    assert tunnel.rule is not None and "--dport 3544 -j DROP" in tunnel.rule
+    assert "Teredo qualification of client1" in tunnel.detail
+    assert "the tunnel never opened" in tunnel.detail
+    for control in ("control-80", "control-587"):  # probed, and failing as over-blocked
+        assert rows["teredo", control].observed == Verdict.BLOCKED
+        assert not rows["teredo", control].passed
+    assert not result.passed

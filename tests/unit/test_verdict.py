@@ -297,3 +297,35 @@ def test_six_in_four_dropped_shows_no_port() -> None:
     assert d.rule == SIX_IN_FOUR_DROP.cite()
     assert d.detail.startswith("dropped before relay")
     assert ":0" not in d.detail
+
+
+def test_sighting_inner_defaults_to_nothing() -> None:
+    assert Sighting("relay", RELAY, 3544).inner == ""
+    assert Sighting("remote-mx", REMOTE_MX, 25, "") == AT_REMOTE_MX
+
+
+def test_rewritten_then_dropped_names_the_rewrite_and_its_new_destination() -> None:
+    # DNAT to mx:25 with FORWARD's 25/465 drop behind it: the drop decides, but the
+    # user must learn that the packet was no longer going where she probed.
+    dnat25 = Rule("gw", 4, "nat", "PREROUTING", 1,
+                  "-s 203.0.113.0/24 -i eth0 -p tcp -m tcp --dport 25 -j DNAT "
+                  "--to-destination 203.0.113.25:25", "DNAT", 1)
+    d = decide("remote-mx", REMOTE_MX, 25, SILENCE, [], [Hit(dnat25, 1), Hit(DROP, 1)])
+    assert d.verdict == Verdict.BLOCKED
+    assert d.rule == DROP.cite()
+    assert f"rewritten to 203.0.113.25:25 by {dnat25.cite()}, then dropped" in d.detail
+    assert "before remote-mx:25" in d.detail
+
+
+def test_redirect_then_dropped_names_the_router_port() -> None:
+    redirect = Rule("gw", 6, "nat", "PREROUTING", 1,
+                    "-i eth0 -p tcp -m tcp --dport 25 -j REDIRECT --to-ports 2525",
+                    "REDIRECT", 1)
+    d = decide("remote-mx", REMOTE_MX, 25, SILENCE, [], [Hit(redirect, 1), Hit(POLICY, 1)])
+    assert d.verdict == Verdict.BLOCKED
+    assert "rewritten to the router's own port 2525" in d.detail
+
+
+def test_dropped_without_a_rewrite_says_nothing_of_rewrites() -> None:
+    d = decide("remote-mx", REMOTE_MX, 25, SILENCE, [], [Hit(DROP, 1)])
+    assert "rewritten" not in d.detail
