@@ -7,6 +7,7 @@ or usage (one line on stderr); 3 the lab failed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import sys
@@ -19,6 +20,33 @@ from lab.errors import BadInput, LabFailure
 from lab.lifecycle import Interrupted, interrupt_on_signals
 
 OK, FAILED, BAD_INPUT, LAB_FAILED = 0, 1, 2, 3
+
+
+NAME_MAX, PATH_MAX = 255, 4096  # Linux: bytes in one name of a path, in a whole path
+
+
+def _name(value: str) -> str:
+    """An argparse type for every file or folder argument: a name the kernel can look up.
+
+    Path operations raise ValueError on a NUL and OSError (ENAMETOOLONG) on an overlong
+    name wherever they happen, so such names are refused here, before anything is read.
+    """
+    shown = repr(value) if len(value) <= 60 else repr(value[:57]) + "…"
+    if "\0" in value:
+        raise argparse.ArgumentTypeError(f"{shown}: a file name cannot hold a NUL character")
+    encoded = os.fsencode(value)
+    longest = max(len(part) for part in encoded.split(b"/"))
+    if longest > NAME_MAX:
+        raise argparse.ArgumentTypeError(
+            f"{shown}: a name in it is {longest} bytes long; file systems allow {NAME_MAX}")
+    if len(encoded) >= PATH_MAX:
+        raise argparse.ArgumentTypeError(
+            f"{shown}: {len(encoded)} bytes long; a path may have {PATH_MAX - 1}")
+    return value
+
+
+def _file_name(value: str) -> Path:
+    return Path(_name(value))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,24 +62,24 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--probes", action="store_true",
                          help="list the probes a scenario can name, with their variants")
     verify = commands.add_parser("verify", help="run scenarios and check their expectations")
-    verify.add_argument("scenarios", nargs="*", metavar="SCENARIO",
+    verify.add_argument("scenarios", nargs="*", type=_name, metavar="SCENARIO",
                         help="a built-in scenario name or a scenario folder")
     verify.add_argument("--all", action="store_true", help="every built-in scenario")
-    verify.add_argument("--json", type=Path, metavar="FILE", help="write a JSON report")
-    verify.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report")
-    verify.add_argument("--rules-v4", type=Path, metavar="FILE",
+    verify.add_argument("--json", type=_file_name, metavar="FILE", help="write a JSON report")
+    verify.add_argument("--junit", type=_file_name, metavar="FILE", help="write a JUnit XML report")
+    verify.add_argument("--rules-v4", type=_file_name, metavar="FILE",
                         help="IPv4 policy for the policy router instead of the scenario's "
                              "(iptables-save file or script of iptables commands)")
-    verify.add_argument("--rules-v6", type=Path, metavar="FILE",
+    verify.add_argument("--rules-v6", type=_file_name, metavar="FILE",
                         help="IPv6 policy for the policy router instead of the scenario's")
     verify.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     suspects = commands.add_parser(
         "suspects", help="run scenarios and list the internal hosts their firewall logs "
                          "caught trying 25/465 of the world")
-    suspects.add_argument("scenarios", nargs="+", metavar="SCENARIO")
-    suspects.add_argument("--json", type=Path, metavar="FILE", help="write a JSON report")
+    suspects.add_argument("scenarios", nargs="+", type=_name, metavar="SCENARIO")
+    suspects.add_argument("--json", type=_file_name, metavar="FILE", help="write a JSON report")
     shell = commands.add_parser("shell", help="boot a scenario's lab and open Mininet's CLI")
-    shell.add_argument("scenario", metavar="SCENARIO")
+    shell.add_argument("scenario", type=_name, metavar="SCENARIO")
     _audit_parser(commands)
     return parser
 
@@ -65,14 +93,14 @@ def _audit_parser(commands: Any) -> None:
     audit.add_argument("--mx", metavar="ssh://USER@HOST[:PORT]",
                        help="the mail server: also read its Postfix and Dovecot settings")
     login = audit.add_argument_group("login (password never on the command line)")
-    login.add_argument("-i", "--identity", type=Path, action="append", default=[],
+    login.add_argument("-i", "--identity", type=_file_name, action="append", default=[],
                        metavar="KEY", help="private key file (repeatable)")
     login.add_argument("--agent", action="store_true", help="use the SSH agent")
     login.add_argument("--password-env", metavar="VAR",
                        help="take the password from this environment variable")
     login.add_argument("--password-prompt", action="store_true",
                        help="ask for the password on the terminal")
-    login.add_argument("--known-hosts", type=Path, metavar="FILE",
+    login.add_argument("--known-hosts", type=_file_name, metavar="FILE",
                        help="known_hosts to verify host keys (default ~/.ssh/known_hosts)")
     login.add_argument("--accept-host-key", action="append", default=[],
                        metavar="SHA256:…", help="accept this host key fingerprint although "
@@ -87,13 +115,13 @@ def _audit_parser(commands: Any) -> None:
     checks.add_argument("--inside", default=default.inside, metavar="IFACE",
                         help="the gateway's inside interface (default %(default)s)")
     twin = audit.add_argument_group("twin: replay the gateway's rules in a lab (needs root)")
-    twin.add_argument("--twin", metavar="SCENARIO",
+    twin.add_argument("--twin", type=_name, metavar="SCENARIO",
                       help="run this scenario's topology and probe matrix with the "
                            "gateway's rules on its policy router")
     twin.add_argument("--map-interface", action="append", default=[], metavar="GATEWAY=LAB",
                       help="the gateway's interface name and the lab's (repeatable)")
-    audit.add_argument("--json", type=Path, metavar="FILE", help="write a JSON report")
-    audit.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report")
+    audit.add_argument("--json", type=_file_name, metavar="FILE", help="write a JSON report")
+    audit.add_argument("--junit", type=_file_name, metavar="FILE", help="write a JUnit XML report")
     audit.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
 
@@ -109,12 +137,62 @@ def _require_root(command: str) -> None:
 
 
 def _output(path: Path | None, option: str) -> None:
+    """Refuse a report file that cannot be written, before any lab boots.
+
+    It is really tried, and nothing is lost by trying: an existing file is opened for
+    appending (not truncated: an earlier report stays until this run has its own), a new
+    one is created and removed again.
+    """
     if path is None:
         return
     if not path.parent.is_dir():
+        if path.parent.exists():
+            raise BadInput(f"{option} {path}: {path.parent} is not a folder")
         raise BadInput(f"{option} {path}: folder {path.parent} does not exist")
     if path.is_dir():
         raise BadInput(f"{option} {path}: is a folder, not a file name")
+    real = os.path.realpath(path)  # through a symbolic link: its target is what is written
+    try:
+        if os.path.exists(real):
+            # O_NONBLOCK: a FIFO nobody reads fails now rather than hang the run's end
+            os.close(os.open(real, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK))
+        else:
+            os.close(os.open(real, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            os.unlink(real)
+    except OSError as exc:
+        raise BadInput(f"{option} {path}: cannot write there ({exc.strerror}); "
+                       "give another file") from None
+
+
+def _apart(json: Path | None, junit: Path | None) -> None:
+    """Refuse --json and --junit naming one file: the second report would replace the first."""
+    if json is None or junit is None:
+        return
+    same = os.path.realpath(json) == os.path.realpath(junit)
+    with contextlib.suppress(OSError):  # hard links to one file; absent files are not
+        same = same or os.path.samefile(json, junit)
+    if same:
+        raise BadInput(f"--json {json} and --junit {junit} are the same file: one report "
+                       "would overwrite the other; give two file names")
+
+
+def _write(reports: Sequence[tuple[str, Path | None, Callable[[Path], None]]]) -> bool:
+    """Write the reports asked for; one that fails is a line on stderr, the others are written.
+
+    The terminal report is printed before, so the run's results are not lost.
+    """
+    written = True
+    for option, path, write in reports:
+        if path is None:
+            continue
+        try:
+            write(path)
+        except OSError as exc:
+            print(f"port25lab: {option} {path}: the report could not be written "
+                  f"({exc.strerror or exc}); the run's results are the terminal report "
+                  "above", file=sys.stderr)
+            written = False
+    return written
 
 
 def _progress(quiet: bool) -> Any:
@@ -154,6 +232,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     if args.all and args.scenarios:
         raise BadInput("give scenario names or --all, not both")
+    _apart(args.json, args.junit)
     names = scenario.builtin_names() if args.all else args.scenarios
     if not names:
         raise BadInput("no scenario given: name one (see `port25lab list`) or use --all")
@@ -182,11 +261,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             lifecycle.destroy(run)
         results.append(result)
         print(report.matrix(result), flush=True)
-    print(report.summary(results))
-    if args.json:
-        report.write_json(args.json, results)
-    if args.junit:
-        report.write_junit(args.junit, results)
+    print(report.summary(results), flush=True)
+    if not _write([("--json", args.json, lambda p: report.write_json(p, results)),
+                   ("--junit", args.junit, lambda p: report.write_junit(p, results))]):
+        return BAD_INPUT
     if any(r.lab_error for r in results):
         return LAB_FAILED
     return OK if all(r.passed for r in results) else FAILED
@@ -212,8 +290,8 @@ def cmd_suspects(args: argparse.Namespace) -> int:
         if result.lab_error:
             print(f"   lab error: {result.lab_error}")
         print("\n".join(report.suspect_lines(result)), flush=True)
-    if args.json:
-        report.write_json(args.json, results)
+    if not _write([("--json", args.json, lambda p: report.write_json(p, results))]):
+        return BAD_INPUT
     return LAB_FAILED if any(r.lab_error for r in results) else OK
 
 
@@ -255,6 +333,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise BadInput("--timeout must be a positive number of seconds")
     _output(args.json, "--json")
     _output(args.junit, "--junit")
+    _apart(args.json, args.junit)
     if base is not None:
         _require_mininet()
         _require_root("audit --twin")
@@ -278,10 +357,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
         finally:
             lifecycle.destroy(run)
         print(report.matrix(twins[0]), flush=True)
-    if args.json:
-        audit.write_json(args.json, result, report.as_json(twins) if twins else None)
-    if args.junit:
-        audit.write_junit(args.junit, result, twins)
+    if not _write([
+            ("--json", args.json,
+             lambda p: audit.write_json(p, result, report.as_json(twins) if twins else None)),
+            ("--junit", args.junit, lambda p: audit.write_junit(p, result, twins))]):
+        return BAD_INPUT
     if any(t.lab_error for t in twins):
         return LAB_FAILED
     return OK if result.passed and all(t.passed for t in twins) else FAILED
