@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib.util
 import os
+import select
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -431,7 +434,53 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "suspects":
             return cmd_suspects(args)
         return cmd_shell(args)
-    return reported("port25lab", run)
+    try:
+        try:
+            return reported("port25lab", run)
+        finally:
+            sys.stdout.flush()  # what is still buffered fails here, not in Python's exit
+    except BrokenPipeError:  # `port25lab list | head -1`: the reader has what it wanted
+        if not _reader_gone():
+            raise
+        _discard_output()
+        return OUTPUT_CLOSED
+    except OSError as exc:  # `> /dev/full`, a full disk or quota: no file names these
+        if exc.errno not in _FULL or exc.filename is not None:
+            raise
+        with contextlib.suppress(OSError):
+            print(f"port25lab: cannot write the output: {exc.strerror}", file=sys.stderr,
+                  flush=True)
+        _discard_output()
+        return BAD_INPUT
+
+
+OUTPUT_CLOSED = 128 + signal.SIGPIPE  # as for a program that SIGPIPE ends
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def _reader_gone() -> bool:
+    """Whether standard output or error is a pipe (or terminal) nobody reads any more."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # closed, or not a real file
+            continue
+        poll = select.poll()
+        poll.register(fd, 0)  # POLLERR and POLLHUP are reported whatever is asked for
+        if any(events & (select.POLLERR | select.POLLHUP) for _, events in poll.poll(0)):
+            return True
+    return False
+
+
+def _discard_output() -> None:
+    """Point standard output and error at /dev/null, so that Python's exit cannot fail too."""
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()  # what can still go out (another stream may be the full one)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":
