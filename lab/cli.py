@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import importlib.metadata
 import importlib.util
 import os
 import select
@@ -52,6 +53,14 @@ def _file_name(value: str) -> Path:
     return Path(_name(value))
 
 
+def _version() -> str:
+    """The installed package's version (what pip and the wheel say, not a copy of it)."""
+    try:
+        return importlib.metadata.version("port25lab")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed: run `make setup`)"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise BadInput(f"{message} (see `port25lab --help`)")
@@ -60,6 +69,7 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="port25lab", description="Emulate outbound-mail gateway rules in "
                      "real network namespaces and verify what they block, divert and allow.")
+    parser.add_argument("--version", action="version", version=f"port25lab {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     listing = commands.add_parser("list", help="list the built-in scenarios (or the probes)")
     listing.add_argument("--probes", action="store_true",

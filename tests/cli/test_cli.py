@@ -306,7 +306,7 @@ def _closed_pipe() -> int:
 
 
 @pytest.mark.parametrize("args", [("list",), ("list", "--probes"), ("--help",),
-                                  ("verify", "--help"), ("audit", "--help")])
+                                  ("verify", "--help"), ("audit", "--help"), ("--version",)])
 def test_output_into_a_closed_pipe_ends_quietly(args: tuple[str, ...]) -> None:
     with open(_closed_pipe(), "w") as closed:
         done = subprocess.run([CLI, *args], stdout=closed, stderr=subprocess.PIPE, text=True,
@@ -330,7 +330,8 @@ def test_a_reader_that_goes_away_mid_run(tmp_path: Path) -> None:
     assert leftovers(prefix) == []
 
 
-@pytest.mark.parametrize("args", [("list",), ("list", "--probes"), ("verify", "--help")])
+@pytest.mark.parametrize("args", [("list",), ("list", "--probes"), ("verify", "--help"),
+                                  ("--version",)])
 def test_output_into_a_full_device_is_one_line_and_exit_2(args: tuple[str, ...]) -> None:
     with open("/dev/full", "w") as full:
         done = subprocess.run([CLI, *args], stdout=full, stderr=subprocess.PIPE, text=True,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import re
 import signal
+import tomllib
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +17,7 @@ import pytest
 from lab import cli, remote
 from lab.verdict import Verdict
 from probes.tcp import PROBES
+from tests.support import PROJECT
 
 BUILTIN = {"false-alarm": "screened-host", "fixed-dmz-block": "dmz",
            "fixed-proxy": "screened-host", "fixed-proxy-dmz": "dmz",
@@ -332,3 +336,39 @@ def test_a_report_that_fails_at_the_end(capsys: pytest.CaptureFixture[str],
     if junit:  # the other report is written all the same
         assert ET.parse(earlier).getroot().tag == "testsuites"
 
+
+
+def test_version_is_the_installed_package_s(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--version"])
+    out, err = capsys.readouterr()
+    assert (exited.value.code, err) == (0, "")
+    installed = importlib.metadata.version("port25lab")
+    declared = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]["version"]
+    assert out == f"port25lab {installed}\n"
+    assert installed == declared
+
+
+def test_the_license_pyproject_names_is_in_the_repository() -> None:
+    project = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == {"text": "MIT"}
+    text = (PROJECT / "LICENSE").read_text()
+    assert text.startswith("MIT License\n\nCopyright (c) 2026 The port25lab authors\n")
+    assert "THE SOFTWARE IS PROVIDED \"AS IS\"" in text
+
+
+def test_the_readme_points_only_at_files_the_repository_has() -> None:
+    # A clone has nothing beside it: `../shared/…` was a pointer out of the repository.
+    text = (PROJECT / "README.md").read_text()
+    top = {p.name for p in PROJECT.iterdir()}
+    named = re.findall(r"`((?:\.\.?/)?[\w.-]+/[^`\s]*)`", text)
+    assert named
+    for path in named:
+        assert not path.startswith("../"), path
+        if path.split("/")[0] not in top:
+            continue  # a path on the host (/etc, /run) or a URL scheme (ssh://)
+        pattern = "/".join("*" if part.isupper() else part for part in path.split("/") if part)
+        assert any(PROJECT.glob(pattern)), path  # NAME, PREFIX: any one
+    assert "Gerenciamento da porta 25 — uma revisão" in " ".join(text.split())
+    for seed in ("seed-screened-block", "seed-dmz-block", "seed-proxy"):
+        assert f"`scenarios/{seed}/rules.sh`" in text
