@@ -342,8 +342,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if mapping and not args.twin:
         raise BadInput("--map-interface is for --twin")
     base = scenario.load(args.twin) if args.twin else None
-    if args.timeout <= 0:
-        raise BadInput("--timeout must be a positive number of seconds")
+    if not 0 < args.timeout <= remote.MAX_COMMAND_TIMEOUT:  # also false for nan
+        raise BadInput(f"--timeout must be a positive number of seconds, at most "
+                       f"{remote.MAX_COMMAND_TIMEOUT:g} (given {args.timeout:g})")
     _output(args.json, "--json")
     _output(args.junit, "--junit")
     _apart(args.json, args.junit)
