@@ -14,6 +14,7 @@ import importlib.util
 import os
 import select
 import signal
+import stat
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -164,14 +165,14 @@ def _output(path: Path | None, option: str) -> None:
         raise BadInput(f"{option} {path}: folder {path.parent} does not exist")
     if path.is_dir():
         raise BadInput(f"{option} {path}: is a folder, not a file name")
-    real = os.path.realpath(path)  # through a symbolic link: its target is what is written
     try:
-        if os.path.exists(real):
+        if os.path.exists(path):  # the kernel follows links, /dev/stdout's to a pipe too
             # O_NONBLOCK: a FIFO nobody reads fails now rather than hang the run's end
-            os.close(os.open(real, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK))
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK))
         else:
-            os.close(os.open(real, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-            os.unlink(real)
+            new = os.path.realpath(path)  # a dangling symbolic link: its target is made
+            os.close(os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            os.unlink(new)
     except OSError as exc:
         raise BadInput(f"{option} {path}: cannot write there ({exc.strerror}); "
                        "give another file") from None
@@ -182,8 +183,10 @@ def _apart(json: Path | None, junit: Path | None) -> None:
     if json is None or junit is None:
         return
     same = os.path.realpath(json) == os.path.realpath(junit)
-    with contextlib.suppress(OSError):  # hard links to one file; absent files are not
-        same = same or os.path.samefile(json, junit)
+    with contextlib.suppress(OSError):  # both exist: hard links count, and a terminal or
+        first, second = os.stat(json), os.stat(junit)  # a pipe takes one report after the other
+        same = (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino) and \
+            stat.S_ISREG(first.st_mode)
     if same:
         raise BadInput(f"--json {json} and --junit {junit} are the same file: one report "
                        "would overwrite the other; give two file names")

@@ -338,3 +338,22 @@ def test_output_into_a_full_device_is_one_line_and_exit_2(args: tuple[str, ...])
                               timeout=60, cwd=PROJECT, check=False)
     assert done.returncode == 2
     assert done.stderr == "port25lab: cannot write the output: No space left on device\n"
+
+
+def test_reports_into_standard_output(tmp_path: Path) -> None:
+    small = _small_scenario(tmp_path / "small")
+    # Into a pipe: the check before the run opens /dev/stdout as the kernel links it.
+    done = _cli("verify", str(small), "-q", "--json", "/dev/stdout")
+    assert done.returncode == 0, done.stderr
+    matrix, _, report = done.stdout.partition("1 of 1 scenarios pass\n")
+    assert "== small [screened-host] PASS" in matrix
+    assert json.loads(report)["scenarios"][0]["passed"] is True
+    # Into a file, twice: the JUnit report would replace the JSON one.
+    with (tmp_path / "out").open("w") as out:
+        both = subprocess.run([CLI, "verify", str(small), "--json", "/dev/stdout",
+                               "--junit", "/dev/stdout"], stdout=out, stderr=subprocess.PIPE,
+                              text=True, timeout=60, check=False)
+    assert both.returncode == 2
+    assert both.stderr.startswith("port25lab: --json /dev/stdout and --junit /dev/stdout "
+                                  "are the same file")
+    assert (tmp_path / "out").read_text() == ""
