@@ -1,7 +1,8 @@
 """The `port25lab` command line (a contract: see DESIGN.md).
 
 Exit status: 0 every expectation holds; 1 at least one does not; 2 bad input
-or usage (one line on stderr); 3 the lab failed.
+or usage (one line on stderr), also a report or the output that cannot be
+written; 3 the lab failed; 128+N signal N (141: the output's reader is gone).
 """
 
 from __future__ import annotations
@@ -183,10 +184,12 @@ def _apart(json: Path | None, junit: Path | None) -> None:
     if json is None or junit is None:
         return
     same = os.path.realpath(json) == os.path.realpath(junit)
-    with contextlib.suppress(OSError):  # both exist: hard links count, and a terminal or
-        first, second = os.stat(json), os.stat(junit)  # a pipe takes one report after the other
-        same = (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino) and \
-            stat.S_ISREG(first.st_mode)
+    # Where both exist the files decide: hard links are one file, and a terminal or a pipe
+    # takes one report after the other.
+    with contextlib.suppress(OSError):
+        first, second = os.stat(json), os.stat(junit)
+        same = stat.S_ISREG(first.st_mode) and (
+            (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino))
     if same:
         raise BadInput(f"--json {json} and --junit {junit} are the same file: one report "
                        "would overwrite the other; give two file names")
