@@ -1,14 +1,21 @@
 """The `port25lab` command line (a contract: see DESIGN.md).
 
 Exit status: 0 every expectation holds; 1 at least one does not; 2 bad input
-or usage (one line on stderr); 3 the lab failed.
+or usage (one line on stderr), also a report or the output that cannot be
+written; 3 the lab failed; 128+N signal N (141: the output's reader is gone).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import importlib.metadata
 import importlib.util
 import os
+import select
+import signal
+import stat
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +28,41 @@ from lab.runtime.lifecycle import Interrupted, interrupt_on_signals
 OK, FAILED, BAD_INPUT, LAB_FAILED = 0, 1, 2, 3
 
 
+NAME_MAX, PATH_MAX = 255, 4096  # Linux: bytes in one name of a path, in a whole path
+
+
+def _name(value: str) -> str:
+    """An argparse type for every file or folder argument: a name the kernel can look up.
+
+    Path operations raise ValueError on a NUL and OSError (ENAMETOOLONG) on an overlong
+    name wherever they happen, so such names are refused here, before anything is read.
+    """
+    shown = repr(value) if len(value) <= 60 else repr(value[:57]) + "…"
+    if "\0" in value:
+        raise argparse.ArgumentTypeError(f"{shown}: a file name cannot hold a NUL character")
+    encoded = os.fsencode(value)
+    longest = max(len(part) for part in encoded.split(b"/"))
+    if longest > NAME_MAX:
+        raise argparse.ArgumentTypeError(
+            f"{shown}: a name in it is {longest} bytes long; file systems allow {NAME_MAX}")
+    if len(encoded) >= PATH_MAX:
+        raise argparse.ArgumentTypeError(
+            f"{shown}: {len(encoded)} bytes long; a path may have {PATH_MAX - 1}")
+    return value
+
+
+def _file_name(value: str) -> Path:
+    return Path(_name(value))
+
+
+def _version() -> str:
+    """The installed package's version (what pip and the wheel say, not a copy of it)."""
+    try:
+        return importlib.metadata.version("port25lab")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed: run `make setup`)"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise BadInput(f"{message} (see `port25lab --help`)")
@@ -29,29 +71,30 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="port25lab", description="Emulate outbound-mail gateway rules in "
                      "real network namespaces and verify what they block, divert and allow.")
+    parser.add_argument("--version", action="version", version=f"port25lab {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     listing = commands.add_parser("list", help="list the built-in scenarios (or the probes)")
     listing.add_argument("--probes", action="store_true",
                          help="list the probes a scenario can name, with their variants")
     verify = commands.add_parser("verify", help="run scenarios and check their expectations")
-    verify.add_argument("scenarios", nargs="*", metavar="SCENARIO",
+    verify.add_argument("scenarios", nargs="*", type=_name, metavar="SCENARIO",
                         help="a built-in scenario name or a scenario folder")
     verify.add_argument("--all", action="store_true", help="every built-in scenario")
-    verify.add_argument("--json", type=Path, metavar="FILE", help="write a JSON report")
-    verify.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report")
-    verify.add_argument("--rules-v4", type=Path, metavar="FILE",
+    verify.add_argument("--json", type=_file_name, metavar="FILE", help="write a JSON report")
+    verify.add_argument("--junit", type=_file_name, metavar="FILE", help="write a JUnit XML report")
+    verify.add_argument("--rules-v4", type=_file_name, metavar="FILE",
                         help="IPv4 policy for the policy router instead of the scenario's "
                              "(iptables-save file or script of iptables commands)")
-    verify.add_argument("--rules-v6", type=Path, metavar="FILE",
+    verify.add_argument("--rules-v6", type=_file_name, metavar="FILE",
                         help="IPv6 policy for the policy router instead of the scenario's")
     verify.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     suspects = commands.add_parser(
         "suspects", help="run scenarios and list the internal hosts their firewall logs "
                          "caught trying 25/465 of the world")
-    suspects.add_argument("scenarios", nargs="+", metavar="SCENARIO")
-    suspects.add_argument("--json", type=Path, metavar="FILE", help="write a JSON report")
+    suspects.add_argument("scenarios", nargs="+", type=_name, metavar="SCENARIO")
+    suspects.add_argument("--json", type=_file_name, metavar="FILE", help="write a JSON report")
     shell = commands.add_parser("shell", help="boot a scenario's lab and open Mininet's CLI")
-    shell.add_argument("scenario", metavar="SCENARIO")
+    shell.add_argument("scenario", type=_name, metavar="SCENARIO")
     _audit_parser(commands)
     return parser
 
@@ -65,14 +108,14 @@ def _audit_parser(commands: Any) -> None:
     audit.add_argument("--mx", metavar="ssh://USER@HOST[:PORT]",
                        help="the mail server: also read its Postfix and Dovecot settings")
     login = audit.add_argument_group("login (password never on the command line)")
-    login.add_argument("-i", "--identity", type=Path, action="append", default=[],
+    login.add_argument("-i", "--identity", type=_file_name, action="append", default=[],
                        metavar="KEY", help="private key file (repeatable)")
     login.add_argument("--agent", action="store_true", help="use the SSH agent")
     login.add_argument("--password-env", metavar="VAR",
                        help="take the password from this environment variable")
     login.add_argument("--password-prompt", action="store_true",
                        help="ask for the password on the terminal")
-    login.add_argument("--known-hosts", type=Path, metavar="FILE",
+    login.add_argument("--known-hosts", type=_file_name, metavar="FILE",
                        help="known_hosts to verify host keys (default ~/.ssh/known_hosts)")
     login.add_argument("--accept-host-key", action="append", default=[],
                        metavar="SHA256:…", help="accept this host key fingerprint although "
@@ -87,13 +130,13 @@ def _audit_parser(commands: Any) -> None:
     checks.add_argument("--inside", default=default.inside, metavar="IFACE",
                         help="the gateway's inside interface (default %(default)s)")
     twin = audit.add_argument_group("twin: replay the gateway's rules in a lab (needs root)")
-    twin.add_argument("--twin", metavar="SCENARIO",
+    twin.add_argument("--twin", type=_name, metavar="SCENARIO",
                       help="run this scenario's topology and probe matrix with the "
                            "gateway's rules on its policy router")
     twin.add_argument("--map-interface", action="append", default=[], metavar="GATEWAY=LAB",
                       help="the gateway's interface name and the lab's (repeatable)")
-    audit.add_argument("--json", type=Path, metavar="FILE", help="write a JSON report")
-    audit.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report")
+    audit.add_argument("--json", type=_file_name, metavar="FILE", help="write a JSON report")
+    audit.add_argument("--junit", type=_file_name, metavar="FILE", help="write a JUnit XML report")
     audit.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
 
@@ -109,12 +152,66 @@ def _require_root(command: str) -> None:
 
 
 def _output(path: Path | None, option: str) -> None:
+    """Refuse a report file that cannot be written, before any lab boots.
+
+    It is really tried, and nothing is lost by trying: an existing file is opened for
+    appending (not truncated: an earlier report stays until this run has its own), a new
+    one is created and removed again.
+    """
     if path is None:
         return
     if not path.parent.is_dir():
+        if path.parent.exists():
+            raise BadInput(f"{option} {path}: {path.parent} is not a folder")
         raise BadInput(f"{option} {path}: folder {path.parent} does not exist")
     if path.is_dir():
         raise BadInput(f"{option} {path}: is a folder, not a file name")
+    try:
+        if os.path.exists(path):  # the kernel follows links, /dev/stdout's to a pipe too
+            # O_NONBLOCK: a FIFO nobody reads fails now rather than hang the run's end
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK))
+        else:
+            new = os.path.realpath(path)  # a dangling symbolic link: its target is made
+            os.close(os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            os.unlink(new)
+    except OSError as exc:
+        raise BadInput(f"{option} {path}: cannot write there ({exc.strerror}); "
+                       "give another file") from None
+
+
+def _apart(json: Path | None, junit: Path | None) -> None:
+    """Refuse --json and --junit naming one file: the second report would replace the first."""
+    if json is None or junit is None:
+        return
+    same = os.path.realpath(json) == os.path.realpath(junit)
+    # Where both exist the files decide: hard links are one file, and a terminal or a pipe
+    # takes one report after the other.
+    with contextlib.suppress(OSError):
+        first, second = os.stat(json), os.stat(junit)
+        same = stat.S_ISREG(first.st_mode) and (
+            (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino))
+    if same:
+        raise BadInput(f"--json {json} and --junit {junit} are the same file: one report "
+                       "would overwrite the other; give two file names")
+
+
+def _write(reports: Sequence[tuple[str, Path | None, Callable[[Path], None]]]) -> bool:
+    """Write the reports asked for; one that fails is a line on stderr, the others are written.
+
+    The terminal report is printed before, so the run's results are not lost.
+    """
+    written = True
+    for option, path, write in reports:
+        if path is None:
+            continue
+        try:
+            write(path)
+        except OSError as exc:
+            print(f"port25lab: {option} {path}: the report could not be written "
+                  f"({exc.strerror or exc}); the run's results are the terminal report "
+                  "above", file=sys.stderr)
+            written = False
+    return written
 
 
 def _progress(quiet: bool) -> Any:
@@ -156,6 +253,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     if args.all and args.scenarios:
         raise BadInput("give scenario names or --all, not both")
+    _apart(args.json, args.junit)
     names = scenario.builtin_names() if args.all else args.scenarios
     if not names:
         raise BadInput("no scenario given: name one (see `port25lab list`) or use --all")
@@ -184,11 +282,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             lifecycle.destroy(run)
         results.append(result)
         print(report.matrix(result), flush=True)
-    print(report.summary(results))
-    if args.json:
-        report.write_json(args.json, results)
-    if args.junit:
-        report.write_junit(args.junit, results)
+    print(report.summary(results), flush=True)
+    if not _write([("--json", args.json, lambda p: report.write_json(p, results)),
+                   ("--junit", args.junit, lambda p: report.write_junit(p, results))]):
+        return BAD_INPUT
     if any(r.lab_error for r in results):
         return LAB_FAILED
     return OK if all(r.passed for r in results) else FAILED
@@ -216,8 +313,8 @@ def cmd_suspects(args: argparse.Namespace) -> int:
         if result.lab_error:
             print(f"   lab error: {result.lab_error}")
         print("\n".join(report.suspect_lines(result)), flush=True)
-    if args.json:
-        report.write_json(args.json, results)
+    if not _write([("--json", args.json, lambda p: report.write_json(p, results))]):
+        return BAD_INPUT
     return LAB_FAILED if any(r.lab_error for r in results) else OK
 
 
@@ -259,10 +356,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if mapping and not args.twin:
         raise BadInput("--map-interface is for --twin")
     base = scenario.load(args.twin) if args.twin else None
-    if args.timeout <= 0:
-        raise BadInput("--timeout must be a positive number of seconds")
+    if not 0 < args.timeout <= remote.MAX_COMMAND_TIMEOUT:  # also false for nan
+        raise BadInput(f"--timeout must be a positive number of seconds, at most "
+                       f"{remote.MAX_COMMAND_TIMEOUT:g} (given {args.timeout:g})")
     _output(args.json, "--json")
     _output(args.junit, "--junit")
+    _apart(args.json, args.junit)
     if base is not None:
         _require_mininet()
         _require_root("audit --twin")
@@ -286,10 +385,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
         finally:
             lifecycle.destroy(run)
         print(report.matrix(twins[0]), flush=True)
-    if args.json:
-        audit.write_json(args.json, result, report.as_json(twins) if twins else None)
-    if args.junit:
-        audit.write_junit(args.junit, result, twins)
+    if not _write([
+            ("--json", args.json,
+             lambda p: audit.write_json(p, result, report.as_json(twins) if twins else None)),
+            ("--junit", args.junit, lambda p: audit.write_junit(p, result, twins))]):
+        return BAD_INPUT
     if any(t.lab_error for t in twins):
         return LAB_FAILED
     return OK if result.passed and all(t.passed for t in twins) else FAILED
@@ -360,7 +460,53 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "suspects":
             return cmd_suspects(args)
         return cmd_shell(args)
-    return reported("port25lab", run)
+    try:
+        try:
+            return reported("port25lab", run)
+        finally:
+            sys.stdout.flush()  # what is still buffered fails here, not in Python's exit
+    except BrokenPipeError:  # `port25lab list | head -1`: the reader has what it wanted
+        if not _reader_gone():
+            raise
+        _discard_output()
+        return OUTPUT_CLOSED
+    except OSError as exc:  # `> /dev/full`, a full disk or quota: no file names these
+        if exc.errno not in _FULL or exc.filename is not None:
+            raise
+        with contextlib.suppress(OSError):
+            print(f"port25lab: cannot write the output: {exc.strerror}", file=sys.stderr,
+                  flush=True)
+        _discard_output()
+        return BAD_INPUT
+
+
+OUTPUT_CLOSED = 128 + signal.SIGPIPE  # as for a program that SIGPIPE ends
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def _reader_gone() -> bool:
+    """Whether standard output or error is a pipe (or terminal) nobody reads any more."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # closed, or not a real file
+            continue
+        poll = select.poll()
+        poll.register(fd, 0)  # POLLERR and POLLHUP are reported whatever is asked for
+        if any(events & (select.POLLERR | select.POLLHUP) for _, events in poll.poll(0)):
+            return True
+    return False
+
+
+def _discard_output() -> None:
+    """Point standard output and error at /dev/null, so that Python's exit cannot fail too."""
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()  # what can still go out (another stream may be the full one)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

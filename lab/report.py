@@ -157,10 +157,21 @@ def as_json(scenarios: Sequence[ScenarioResult]) -> dict[str, Any]:
 
 
 def write_json(path: Path, scenarios: Sequence[ScenarioResult]) -> None:
-    path.write_text(json.dumps(as_json(scenarios), indent=2, ensure_ascii=False) + "\n")
+    path.write_text(json.dumps(as_json(scenarios), indent=2, ensure_ascii=False) + "\n",
+                    encoding="utf-8")
 
 
 def write_junit(path: Path, scenarios: Sequence[ScenarioResult]) -> None:
+    write_xml(path, junit(scenarios))
+
+
+def write_xml(path: Path, root: ET.Element) -> None:
+    """Serialised first, then written: a failure cannot leave half a document."""
+    path.write_bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True))
+
+
+def junit(scenarios: Sequence[ScenarioResult]) -> ET.Element:
+    """`<testsuites>`: a suite per scenario, a case per expectation (and per load, lab)."""
     suites = ET.Element("testsuites")
     for s in scenarios:
         cases: list[tuple[str, str | None]] = [
@@ -182,4 +193,4 @@ def write_junit(path: Path, scenarios: Sequence[ScenarioResult]) -> None:
             case = ET.SubElement(suite, "testcase", classname=f"port25lab.{s.name}", name=name)
             if failure is not None:
                 ET.SubElement(case, "failure", message=failure[:200]).text = failure
-    ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
+    return suites

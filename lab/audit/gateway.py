@@ -9,7 +9,6 @@ The twin (`lab.audit.twin`) is run by the command line on top of it.
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -125,7 +124,7 @@ def as_json(result: AuditResult) -> dict[str, Any]:
 
 def write_json(path: Path, result: AuditResult, twin: dict[str, Any] | None) -> None:
     data = {"audit": as_json(result), **(twin or {"scenarios": []})}
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def junit_suite(result: AuditResult) -> ET.Element:
@@ -148,8 +147,5 @@ def write_junit(path: Path, result: AuditResult, twin: Sequence[Any] = ()) -> No
 
     suites = ET.Element("testsuites")
     suites.append(junit_suite(result))
-    if twin:
-        with tempfile.NamedTemporaryFile(suffix=".xml") as scratch:
-            report.write_junit(Path(scratch.name), list(twin))
-            suites.extend(ET.parse(scratch.name).getroot())
-    ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
+    suites.extend(report.junit(list(twin)))
+    report.write_xml(path, suites)

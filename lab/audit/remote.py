@@ -33,6 +33,8 @@ from lab.errors import BadInput
 
 CONNECT_TIMEOUT = 10.0  # s
 COMMAND_TIMEOUT = 20.0  # s, for each remote command
+MAX_COMMAND_TIMEOUT = 3600.0  # s; far larger ones overflow the socket and thread waits
+MAX_PASSWORD = 1024  # characters of a password read from standard input
 
 # What an audit may run on a gateway, exactly. Nothing here writes anything.
 ALLOWED = frozenset({
@@ -91,22 +93,47 @@ class Target:
 
 def parse_target(url: str, option: str = "target") -> Target:
     """`ssh://user@host[:port]` (IPv6 literal in brackets); BadInput otherwise."""
-    parsed = urllib.parse.urlsplit(url)
+    shown = repr(url) if len(url) <= 80 else repr(url[:77]) + "…"
+    try:
+        parsed = urllib.parse.urlsplit(url)
+    except ValueError:  # an unclosed bracket, or brackets round what is no IPv6 address
+        raise BadInput(f"{option} {shown}: give ssh://user@host[:port], an IPv6 address "
+                       "in [brackets]") from None
     if parsed.scheme != "ssh" or not parsed.hostname:
-        raise BadInput(f"{option} {url!r}: give ssh://user@host[:port]")
+        raise BadInput(f"{option} {shown}: give ssh://user@host[:port]")
     if parsed.password is not None:
         raise BadInput(f"{option}: a password in the URL would show in process lists and "
                        "shell history; use --password-env VAR or --password-prompt")
     if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
-        raise BadInput(f"{option} {url!r}: nothing may follow host[:port]")
+        raise BadInput(f"{option} {shown}: nothing may follow host[:port]")
     try:
-        port = parsed.port or 22
+        port = 22 if parsed.port is None else parsed.port
     except ValueError:
-        raise BadInput(f"{option} {url!r}: the port must be a number 1-65535") from None
+        port = 0
+    if not 1 <= port <= 65535:  # port 0 is no port to connect to, not "the default"
+        raise BadInput(f"{option} {shown}: the port must be a number 1-65535")
     user = urllib.parse.unquote(parsed.username or "")
     if not user:
-        raise BadInput(f"{option} {url!r}: name the user (ssh://user@host)")
+        raise BadInput(f"{option} {shown}: name the user (ssh://user@host)")
+    if not _is_host(parsed.hostname):
+        raise BadInput(f"{option} {shown}: not a host name or address (a name is labels of "
+                       "1-63 letters, digits, '-' or '_', 253 characters in all)")
     return Target(user, parsed.hostname, port)
+
+
+_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?", re.I)
+
+
+def _is_host(host: str) -> bool:
+    """An IP address, or a DNS name the resolver can be asked for (RFC 1035's lengths)."""
+    if ":" in host:  # urlsplit has checked a bracketed IPv6 address already
+        return True
+    try:
+        name = host.encode("idna").decode("ascii")  # what the resolver is given
+    except UnicodeError:  # a label over 63 characters, an empty one, no valid IDN
+        return False
+    name = name.removesuffix(".")
+    return len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))
 
 
 @dataclass(frozen=True)
@@ -143,11 +170,24 @@ def password_from(env: str | None, prompt: bool, target: str) -> str | None:
             raise BadInput(f"--password-env {env}: no such environment variable")
         return value
     if prompt:
+        if sys.stdin is None:  # started with standard input closed (`0<&-`)
+            raise BadInput("--password-prompt: no password: standard input is closed")
         if not sys.stdin.isatty():  # a pipe: its first line, without getpass's warning
-            line = sys.stdin.readline()
+            try:
+                line = sys.stdin.readline(MAX_PASSWORD + 1)
+            except UnicodeDecodeError:
+                raise BadInput("--password-prompt: no password: standard input is not "
+                               "text") from None
+            except (OSError, ValueError) as exc:  # a closed stream
+                raise BadInput("--password-prompt: no password: cannot read standard "
+                               f"input ({getattr(exc, 'strerror', None) or exc})") from None
             if not line:
-                raise BadInput("--password-prompt: no password given (end of input)")
-            return line.rstrip("\r\n")
+                raise BadInput("--password-prompt: no password: standard input is empty")
+            password = line.rstrip("\r\n")
+            if len(password) > MAX_PASSWORD:  # /dev/zero, a file that is no password
+                raise BadInput(f"--password-prompt: no password: the first line of standard "
+                               f"input is longer than {MAX_PASSWORD} characters")
+            return password
         try:
             return getpass.getpass(f"password for {target}: ")
         except EOFError:

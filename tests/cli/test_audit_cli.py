@@ -26,6 +26,13 @@ from tests.support import CLI, PROJECT
     (("audit", "ssh://root@gw", "--json", "/nonexistent/dir/a.json"), "does not exist"),
     (("audit", "ssh://root@gw", "-i", "/nonexistent/key"), "no such key file"),
     (("audit", "ssh://root@gw", "--timeout", "0"), "--timeout must be a positive"),
+    (("audit", "ssh://root@[::1"), "an IPv6 address in [brackets]"),
+    (("audit", "ssh://root@gw", "--mx", "ssh://root@[2001:db8::25"), "--mx 'ssh://root@[2001"),
+    (("audit", f"ssh://root@{'a' * 300}.example.org"), "not a host name or address"),
+    (("audit", "ssh://root@gw:0"), "the port must be a number 1-65535"),
+    (("audit", "ssh://root@gw", "--timeout", "nan"), "--timeout must be a positive"),
+    (("audit", "ssh://root@gw", "--timeout", "inf"), "at most 3600 (given inf)"),
+    (("audit", "ssh://root@gw", "--timeout", "1e300"), "at most 3600"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], message: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("P25_")}
@@ -37,3 +44,18 @@ def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], message: str) -
     assert len(lines) == 1 and lines[0].startswith("port25lab: "), done.stderr
     assert message in lines[0]
     assert "hunter2" not in done.stderr
+
+
+@pytest.mark.parametrize("redirect, message", [
+    ("0<&-", "no password: standard input is closed"),
+    ("</dev/null", "no password: standard input is empty"),
+    ("</dev/zero",
+     "no password: the first line of standard input is longer than 1024 characters"),
+])
+def test_password_prompt_without_a_password_on_standard_input(redirect: str,
+                                                               message: str) -> None:
+    done = subprocess.run(["sh", "-c", f'exec "$@" {redirect}', "sh", CLI, "audit",
+                           "ssh://root@gw", "--password-prompt"],
+                          capture_output=True, text=True, timeout=60, cwd=PROJECT, check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"port25lab: --password-prompt: {message}\n"

@@ -193,3 +193,168 @@ def test_mininet_missing_is_bad_input(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.startswith("port25lab: Mininet is not importable")
     assert len(done.stderr.splitlines()) == 1
+
+
+# --- Report files, closed and full outputs, odd file names (issue 10: items 4, 5, 10) ---
+
+LONG = "a" * 300  # one name over the 255 bytes every Linux file system allows
+EARLIER = "the last run's report\n"
+
+
+def _small_scenario(folder: Path) -> Path:
+    """Three probes on the fixed screened-host rules: a real lab, up and down in seconds."""
+    folder.mkdir()
+    shutil.copy(PROJECT / "scenarios/fixed-screened-block/rules.sh", folder / "rules.sh")
+    (folder / "scenario.yaml").write_text(
+        "summary: three probes\ntopology: screened-host\npolicy:\n  gw: [rules.sh]\nexpect:\n"
+        "  - {from: client1, to: remote-mx, probes: [smtp], families: [4, 6], "
+        "verdict: blocked}\n"
+        "  - {from: client1, to: remote-mx, probes: [web], families: [4], verdict: allowed}\n")
+    return folder
+
+
+@pytest.fixture
+def immutable(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """An earlier report that not even root may change (chattr +i)."""
+    path = tmp_path / "immutable.json"
+    path.write_text(EARLIER)
+    subprocess.run(["chattr", "+i", str(path)], check=True)
+    request.addfinalizer(lambda: subprocess.run(["chattr", "-i", str(path)], check=True))
+    return path
+
+
+def _one_line(done: subprocess.CompletedProcess[str], message: str) -> None:
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stdout == ""
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("port25lab: "), done.stderr
+    assert message in lines[0]
+    assert prefixes(done.stderr) == set()  # no lab booted
+
+
+@pytest.mark.parametrize("args, message", [
+    (("verify", "{small}", "--json", "/proc/p25-report.json"),
+     "--json /proc/p25-report.json: cannot write there (No such file or directory)"),
+    (("verify", "{small}", "--junit", "{tmp}/small/rules.sh/out.xml"), "is not a folder"),
+    (("verify", "{small}", "--json", "{immutable}"),
+     "cannot write there (Operation not permitted)"),
+    (("suspects", "{small}", "--json", "{immutable}"), "(Operation not permitted)"),
+    (("audit", "ssh://root@gw", "--junit", "{immutable}"), "(Operation not permitted)"),
+    (("verify", "{small}", "--json", "{tmp}/out", "--junit", "{tmp}/../{tmpname}/out"),
+     "are the same file"),
+    (("audit", "ssh://root@gw", "--json", "{tmp}/out", "--junit", "{tmp}/./out"),
+     "are the same file"),
+    (("verify", "{small}", "--json", f"{{tmp}}/{LONG}.json"),
+     "argument --json: '"),
+    (("verify", f"{{tmp}}/{LONG}"), "a name in it is 300 bytes long; file systems allow 255"),
+    (("suspects", f"{{tmp}}/{LONG}/"), "argument SCENARIO: "),
+    (("audit", "ssh://root@gw", "-i", f"{{tmp}}/{LONG}"), "argument -i/--identity: "),
+])
+def test_reports_and_names_that_cannot_be_are_one_line_and_exit_2(
+        tmp_path: Path, immutable: Path, args: tuple[str, ...], message: str) -> None:
+    small = _small_scenario(tmp_path / "small")
+    names = {"small": str(small), "tmp": str(tmp_path), "tmpname": tmp_path.name,
+             "immutable": str(immutable)}
+    done = _cli(*(a.format(**names) for a in args))
+    _one_line(done, message)
+    assert immutable.read_text() == EARLIER
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["immutable.json", "small"]
+
+
+@pytest.mark.parametrize("report", ["new.json", "earlier.json"])
+def test_a_report_on_a_read_only_file_system(tmp_path: Path, report: str) -> None:
+    # A private mount namespace: the read-only bind mount ends with the command.
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    (folder / "earlier.json").write_text(EARLIER)
+    small = _small_scenario(tmp_path / "small")
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+         'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"',
+         "sh", str(folder), CLI, "verify", str(small), "--json", str(folder / report)],
+        capture_output=True, text=True, timeout=120, check=False)
+    _one_line(done, f"--json {folder / report}: cannot write there (Read-only file system)")
+    assert sorted(p.name for p in folder.iterdir()) == ["earlier.json"]
+    assert (folder / "earlier.json").read_text() == EARLIER
+
+
+@pytest.mark.parametrize("command", ["verify", "suspects"])
+def test_a_report_that_fails_at_the_end_keeps_the_terminal_report(
+        tmp_path: Path, command: str) -> None:
+    # /dev/full passes the check before the run (it opens for writing) and fails the write.
+    small = _small_scenario(tmp_path / "small")
+    done = _cli(command, str(small), "--json", "/dev/full")
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"== small [screened-host]{' PASS' if command == 'verify' else ''}" in done.stdout
+    assert "client1 (203.0.113.10): 1 attempts, ports 25" in done.stdout
+    assert done.stderr.splitlines()[-1] == (
+        "port25lab: --json /dev/full: the report could not be written (No space left on "
+        "device); the run's results are the terminal report above")
+    found = prefixes(done.stderr) if command == "verify" else set()
+    for p in found:
+        assert leftovers(p) == []
+
+
+def _closed_pipe() -> int:
+    """The writing end of a pipe whose reader is gone (as when `head` has exited)."""
+    import os  # here, so that this block only adds to the end of the file
+
+    read, write = os.pipe()
+    os.close(read)
+    return write
+
+
+@pytest.mark.parametrize("args", [("list",), ("list", "--probes"), ("--help",),
+                                  ("verify", "--help"), ("audit", "--help"), ("--version",)])
+def test_output_into_a_closed_pipe_ends_quietly(args: tuple[str, ...]) -> None:
+    with open(_closed_pipe(), "w") as closed:
+        done = subprocess.run([CLI, *args], stdout=closed, stderr=subprocess.PIPE, text=True,
+                              timeout=60, cwd=PROJECT, check=False)
+    assert (done.returncode, done.stderr) == (128 + signal.SIGPIPE, "")
+
+
+def test_a_reader_that_goes_away_mid_run(tmp_path: Path) -> None:
+    # `port25lab verify … 2>&1 | head -1`: the lab is torn down, then a quiet exit
+    small = _small_scenario(tmp_path / "small")
+    proc = subprocess.Popen([CLI, "verify", str(small)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=PROJECT)
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stderr.readline()
+    assert "booting screened-host as p25-" in first  # the lab boots now; nobody reads on
+    proc.stderr.close()
+    out = proc.stdout.read()
+    assert proc.wait(timeout=120) == 128 + signal.SIGPIPE
+    assert out == ""
+    (prefix,) = prefixes(first)
+    assert leftovers(prefix) == []
+
+
+@pytest.mark.parametrize("args", [("list",), ("list", "--probes"), ("verify", "--help"),
+                                  ("--version",)])
+def test_output_into_a_full_device_is_one_line_and_exit_2(args: tuple[str, ...]) -> None:
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([CLI, *args], stdout=full, stderr=subprocess.PIPE, text=True,
+                              timeout=60, cwd=PROJECT, check=False)
+    assert done.returncode == 2
+    assert done.stderr == "port25lab: cannot write the output: No space left on device\n"
+
+
+def test_reports_into_standard_output(tmp_path: Path) -> None:
+    small = _small_scenario(tmp_path / "small")
+    # Into a pipe: the check before the run opens /dev/stdout as the kernel links it.
+    done = _cli("verify", str(small), "-q", "--json", "/dev/stdout")
+    assert done.returncode == 0, done.stderr
+    matrix, _, report = done.stdout.partition("1 of 1 scenarios pass\n")
+    assert "== small [screened-host] PASS" in matrix
+    assert json.loads(report)["scenarios"][0]["passed"] is True
+    # Into a file, twice: the JUnit report would replace the JSON one.
+    with (tmp_path / "out").open("w") as out:
+        both = subprocess.run([CLI, "verify", str(small), "--json", "/dev/stdout",
+                               "--junit", "/dev/stdout"], stdout=out, stderr=subprocess.PIPE,
+                              text=True, timeout=60, check=False)
+    assert both.returncode == 2
+    assert both.stderr.startswith("port25lab: --json /dev/stdout and --junit /dev/stdout "
+                                  "are the same file")
+    assert (tmp_path / "out").read_text() == ""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import re
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +24,15 @@ def test_targets(url: str, target: remote.Target) -> None:
     assert remote.parse_target(url) == target
 
 
+@pytest.mark.parametrize("url, host", [
+    ("ssh://root@GW.Example.org.", "gw.example.org."), ("ssh://root@mail_gw", "mail_gw"),
+    (f"ssh://root@{'a' * 63}.example", f"{'a' * 63}.example"),
+    ("ssh://root@[fe80::1%eth0]", "fe80::1%eth0"), ("ssh://root@bücher.example", "bücher.example"),
+])
+def test_host_names_the_resolver_takes(url: str, host: str) -> None:
+    assert remote.parse_target(url).host == host
+
+
 def test_a_target_prints_as_a_url_and_names_its_known_hosts_entry() -> None:
     assert str(remote.Target("root", "2001:db8::1", 2222)) == "ssh://root@[2001:db8::1]:2222"
     assert remote.Target("root", "gw", 2222).known_hosts_name == "[gw]:2222"
@@ -34,6 +46,17 @@ def test_a_target_prints_as_a_url_and_names_its_known_hosts_entry() -> None:
     ("ssh://root:hunter2@gw", "a password in the URL"),
     ("ssh://root@gw:99999", "the port must be a number"),
     ("ssh://root@gw/etc", "nothing may follow"),
+    ("ssh://root@[::1", "an IPv6 address in [brackets]"),  # urllib: "Invalid IPv6 URL"
+    ("ssh://root@[2001:db8::1", "an IPv6 address in [brackets]"),
+    ("ssh://root@[gw]", "an IPv6 address in [brackets]"),
+    ("ssh://root@gw:0", "the port must be a number 1-65535"),  # was taken for 22
+    (f"ssh://root@{'a' * 300}.example.org", "not a host name or address"),  # idna: too long
+    (f"ssh://root@{'a' * 64}.example.org", "not a host name or address"),
+    ("ssh://root@" + "a." * 127 + "org", "not a host name or address"),  # 257 characters
+    ("ssh://root@gw..example.org", "not a host name or address"),
+    ("ssh://root@-gw.example.org", "not a host name or address"),
+    ("ssh://root@gw%0a.example.org", "not a host name or address"),
+    ("ssh://root@gw\0", "not a host name or address"),
 ])
 def test_bad_targets(url: str, message: str) -> None:
     with pytest.raises(BadInput, match=re.escape(message)) as caught:
@@ -53,6 +76,27 @@ def test_the_password_comes_from_the_environment_and_never_shows(
         remote.password_from("P25_NO_SUCH_VARIABLE", False, "ssh://root@gw")
     with pytest.raises(BadInput, match="not both"):
         remote.password_from("P25_TEST_PASSWORD", True, "ssh://root@gw")
+
+
+@pytest.mark.parametrize("stdin, message", [
+    (None, "no password: standard input is closed"),  # `0<&-`: Python has no sys.stdin
+    (io.StringIO(""), "no password: standard input is empty"),  # `</dev/null`
+    (io.StringIO("\0" * 100_000),  # `</dev/zero`: never a newline
+     "no password: the first line of standard input is longer than 1024 characters"),
+    (io.TextIOWrapper(io.BytesIO(b"\xff\xfe\n"), encoding="utf-8"),
+     "no password: standard input is not text"),
+])
+def test_a_password_prompt_without_a_password_on_standard_input(
+        monkeypatch: pytest.MonkeyPatch, stdin: Any, message: str) -> None:
+    monkeypatch.setattr(sys, "stdin", stdin)
+    with pytest.raises(BadInput, match=re.escape(f"--password-prompt: {message}")):
+        remote.password_from(None, True, "ssh://root@gw")
+
+
+def test_a_password_prompt_reads_the_first_line_of_a_pipe(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("s3cret-value\r\nnext line\n"))
+    assert remote.password_from(None, True, "ssh://root@gw") == "s3cret-value"
 
 
 def test_every_command_the_audit_runs_is_on_the_allowlist() -> None:

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
+import re
 import signal
-from collections.abc import Iterator
+import tomllib
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from lab import cli
+from lab import cli, remote
+from lab.verdict import Verdict
 from probes.tcp import PROBES
+from tests.support import PROJECT
 
 BUILTIN = {"false-alarm": "screened-host", "fixed-dmz-block": "dmz",
            "fixed-proxy": "screened-host", "fixed-proxy-dmz": "dmz",
@@ -31,7 +39,11 @@ def _no_lab_and_signals_restored(monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     def refuse(command: str) -> None:
         raise ReachedTheLab(command)
 
+    def no_connection(*_: object, **__: object) -> None:
+        raise ReachedTheLab("audit: connect")
+
     monkeypatch.setattr(cli, "_require_root", refuse)
+    monkeypatch.setattr(remote, "connect", no_connection)  # nor a packet to a gateway
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     yield
     for signum, handler in handlers.items():
@@ -182,3 +194,181 @@ def test_a_good_tunnel_scenario_gets_past_the_checks(tmp_path: Path) -> None:
     folder = _tunnel_scenario(tmp_path, TEREDO_EXPECTATION)
     with pytest.raises(ReachedTheLab):
         cli.main(["verify", str(folder)])
+
+
+LONG = "a" * 300  # one name over the 255 bytes every Linux file system allows
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["verify", "fixed-dmz-block", "--json", "out\0.json"], "--json"),
+    (["verify", "fixed-dmz-block", "--junit", "out\0.xml"], "--junit"),
+    (["verify", "fixed-dmz-block", "--rules-v4", "gw\0.rules"], "--rules-v4"),
+    (["verify", "fixed-dmz-block", "--rules-v6", "gw\0.rules"], "--rules-v6"),
+    (["verify", "scenarios/fixed-dmz\0-block"], "SCENARIO"),
+    (["suspects", "spambot", "--json", "s\0.json"], "--json"),
+    (["shell", "fixed\0"], "SCENARIO"),
+    (["audit", "ssh://root@192.0.2.1", "--json", "a\0.json"], "--json"),
+    (["audit", "ssh://root@192.0.2.1", "--junit", "a\0.xml"], "--junit"),
+    (["audit", "ssh://root@192.0.2.1", "-i", "key\0"], "-i/--identity"),
+    (["audit", "ssh://root@192.0.2.1", "--known-hosts", "known\0"], "--known-hosts"),
+    (["audit", "ssh://root@192.0.2.1", "--twin", "fixed\0"], "--twin"),
+])
+def test_a_nul_in_a_file_name(capsys: pytest.CaptureFixture[str], argv: list[str],
+                              option: str) -> None:
+    # Not from a shell (argv cannot carry a NUL), but from a program calling main().
+    line = _bad(capsys, argv)
+    assert f"argument {option}" in line and "cannot hold a NUL character" in line
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["verify", "fixed-dmz-block", "--json", f"/tmp/{LONG}.json"], "--json"),
+    (["verify", "fixed-dmz-block", "--junit", f"/tmp/{LONG}/out.xml"], "--junit"),
+    (["verify", f"/tmp/{LONG}"], "SCENARIO"),
+    (["verify", f"scenarios/{LONG}/"], "SCENARIO"),
+    (["suspects", "spambot", "--json", f"{LONG}.json"], "--json"),
+    (["audit", "ssh://root@192.0.2.1", "--json", f"/tmp/{LONG}"], "--json"),
+    (["audit", "ssh://root@192.0.2.1", "--twin", f"/tmp/{LONG}"], "--twin"),
+    (["verify", "fixed-dmz-block", "--json", "/tmp/" + "d/" * 2100 + "x.json"], "--json"),
+])
+def test_a_name_too_long_for_the_file_system(capsys: pytest.CaptureFixture[str],
+                                             argv: list[str], option: str) -> None:
+    line = _bad(capsys, argv)
+    assert f"argument {option}" in line
+    assert "file systems allow 255" in line or "a path may have 4095" in line
+    assert len(line) < 200  # the name is quoted shortened
+
+
+@pytest.mark.parametrize("command", [["verify", "fixed-dmz-block"],
+                                     ["audit", "ssh://root@192.0.2.1"]])
+@pytest.mark.parametrize("json, junit", [
+    ("out", "out"), ("out", "./out"), ("out", "{tmp}/sub/../out"), ("link", "out")])
+def test_json_and_junit_into_one_file(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch, command: list[str],
+                                      json: str, junit: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link").symlink_to("out")  # dangling: out is not written yet
+    line = _bad(capsys, [*command, "--json", json, "--junit", junit.format(tmp=tmp_path)])
+    assert "are the same file" in line and "give two file names" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_json_and_junit_hard_linked(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "a").write_text("earlier report\n")
+    (tmp_path / "b").hardlink_to(tmp_path / "a")
+    line = _bad(capsys, ["verify", "fixed-dmz-block", "--json", str(tmp_path / "a"),
+                         "--junit", str(tmp_path / "b")])
+    assert "are the same file" in line
+    assert (tmp_path / "a").read_text() == "earlier report\n"
+
+
+@pytest.mark.parametrize("where, message", [
+    ("/proc/p25-report.json", "cannot write there (No such file or directory)"),
+    ("{tmp}/file/report.json", "is not a folder"),
+    ("{tmp}/no-reader.fifo", "cannot write there (No such device or address)"),
+])
+@pytest.mark.parametrize("command, option", [
+    (["verify", "fixed-dmz-block"], "--json"), (["verify", "fixed-dmz-block"], "--junit"),
+    (["suspects", "spambot"], "--json"), (["audit", "ssh://root@192.0.2.1"], "--junit")])
+def test_a_report_where_nothing_can_be_written(capsys: pytest.CaptureFixture[str],
+                                               tmp_path: Path, where: str, message: str,
+                                               command: list[str], option: str) -> None:
+    (tmp_path / "file").write_text("a file, not a folder\n")
+    os.mkfifo(tmp_path / "no-reader.fifo")
+    target = where.format(tmp=tmp_path)
+    line = _bad(capsys, [*command, option, target])
+    assert f"{option} {target}: " in line and message in line
+    assert (tmp_path / "file").read_text() == "a file, not a folder\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "no-reader.fifo"]
+
+
+def _fake_runs(monkeypatch: pytest.MonkeyPatch, folder: Path,
+               during: Callable[[], None]) -> None:
+    """Past the checks, a run that boots nothing: the end-of-run report writing is the test."""
+    from lab import audit, lifecycle
+    from lab import verify as engine
+    from lab.compliance.addressing import Addressing
+    from lab.facts import Facts
+
+    def verify(s: Any, run: Any, progress: Any) -> engine.ScenarioResult:
+        during()
+        return engine.ScenarioResult(s.name, s.topology, results=(engine.Result(
+            "client1", "remote-mx", "smtp", 4, Verdict.BLOCKED, Verdict.BLOCKED, None,
+            "dropped before remote-mx:25", 1.0),))
+
+    def read_gateway(access: audit.Access, addressing: Addressing) -> audit.AuditResult:
+        during()
+        return audit.AuditResult(Facts(str(access.gateway), {}), addressing, (), 1.0)
+
+    monkeypatch.setattr(cli, "_require_root", lambda command: None)
+    monkeypatch.setattr(engine, "verify", verify)
+    monkeypatch.setattr(audit, "audit", read_gateway)
+    monkeypatch.setattr(lifecycle, "remove_stale", lambda: [])
+    monkeypatch.setattr(lifecycle, "new_run", lambda: lifecycle.Run("p25-000000", folder))
+    monkeypatch.setattr(lifecycle, "destroy", lambda run: None)
+
+
+@pytest.mark.parametrize("late", ["/dev/full", "/proc/version"])  # ENOSPC, EIO on writing
+@pytest.mark.parametrize("command, shown", [
+    (["verify", "fixed-dmz-block"], "== fixed-dmz-block [dmz] PASS"),
+    (["suspects", "spambot"], "== spambot [screened-host]"),
+    (["audit", "ssh://root@192.0.2.1"], "== audit ssh://root@192.0.2.1 PASS")])
+def test_a_report_that_fails_at_the_end(capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                        late: str, command: list[str], shown: str) -> None:
+    # The check before the run passes (both open for appending); writing fails at the end.
+    earlier = tmp_path / "earlier.xml"
+    earlier.write_text("the last run's report\n")
+    junit = [] if command[0] == "suspects" else ["--junit", str(earlier)]
+
+    def during_the_run() -> None:  # the check before the run did not clobber it
+        assert earlier.read_text() == "the last run's report\n"
+
+    _fake_runs(monkeypatch, tmp_path / "run", during_the_run)
+    status = cli.main([*command, "--json", late, *junit])
+    out, err = capsys.readouterr()
+    assert status == 2, err
+    assert shown in out  # the terminal report is there
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"port25lab: --json {late}: the report could not be written (")
+    assert "the run's results are the terminal report above" in lines[0]
+    if junit:  # the other report is written all the same
+        assert ET.parse(earlier).getroot().tag == "testsuites"
+
+
+
+def test_version_is_the_installed_package_s(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--version"])
+    out, err = capsys.readouterr()
+    assert (exited.value.code, err) == (0, "")
+    installed = importlib.metadata.version("port25lab")
+    declared = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]["version"]
+    assert out == f"port25lab {installed}\n"
+    assert installed == declared
+
+
+def test_the_license_pyproject_names_is_in_the_repository() -> None:
+    project = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == {"text": "MIT"}
+    text = (PROJECT / "LICENSE").read_text()
+    assert text.startswith("MIT License\n\nCopyright (c) 2026 The port25lab authors\n")
+    assert "THE SOFTWARE IS PROVIDED \"AS IS\"" in text
+
+
+def test_the_readme_points_only_at_files_the_repository_has() -> None:
+    # A clone has nothing beside it: `../shared/…` was a pointer out of the repository.
+    text = (PROJECT / "README.md").read_text()
+    top = {p.name for p in PROJECT.iterdir()}
+    named = re.findall(r"`((?:\.\.?/)?[\w.-]+/[^`\s]*)`", text)
+    assert named
+    for path in named:
+        assert not path.startswith("../"), path
+        if path.split("/")[0] not in top:
+            continue  # a path on the host (/etc, /run) or a URL scheme (ssh://)
+        pattern = "/".join("*" if part.isupper() else part for part in path.split("/") if part)
+        assert any(PROJECT.glob(pattern)), path  # NAME, PREFIX: any one
+    assert "Gerenciamento da porta 25 — uma revisão" in " ".join(text.split())
+    for seed in ("seed-screened-block", "seed-dmz-block", "seed-proxy"):
+        assert f"`scenarios/{seed}/rules.sh`" in text
