@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from lab import cli, remote
-from lab.verdict import Verdict
+from lab import cli
+from lab.audit import remote
+from lab.model.verdict import Verdict
 from probes.tcp import PROBES
 from tests.support import PROJECT
 
@@ -285,10 +286,11 @@ def test_a_report_where_nothing_can_be_written(capsys: pytest.CaptureFixture[str
 def _fake_runs(monkeypatch: pytest.MonkeyPatch, folder: Path,
                during: Callable[[], None]) -> None:
     """Past the checks, a run that boots nothing: the end-of-run report writing is the test."""
-    from lab import audit, lifecycle
-    from lab import verify as engine
+    from lab.audit import gateway as audit
+    from lab.audit.facts import Facts
     from lab.compliance.addressing import Addressing
-    from lab.facts import Facts
+    from lab.engine import verify as engine
+    from lab.runtime import lifecycle
 
     def verify(s: Any, run: Any, progress: Any) -> engine.ScenarioResult:
         during()
