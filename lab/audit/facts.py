@@ -27,7 +27,7 @@ from lab.audit.remote import (
     jail_status,
 )
 from lab.errors import BadInput
-from lab.netfilter.counters import SAVE
+from lab.netfilter.family import IPv4, IPv6, family
 
 # `2026-11-28 07:06:30,861 fail2ban   [24940]: ERROR   ` before fail2ban-client's message
 _LOG_HEAD = re.compile(r"^\d{4}-\d\d-\d\d [\d:,.]+ \S+\s+\[\d+\]: [A-Z]+\s+")
@@ -42,7 +42,7 @@ FAIL2BAN = "fail2ban-client status"
 POSTCONF_MAIN, POSTCONF_MASTER = "postconf -n", "postconf -M"
 DOVECONF = next(c for c in ALLOWED if c.startswith("doveconf "))
 
-REQUIRED = (SAVE[4], SAVE[6], SYSCTLS, ADDRESSES)
+REQUIRED = (IPv4().save, IPv6().save, SYSCTLS, ADDRESSES)
 OPTIONAL = (NFT, FAIL2BAN)
 MAIL_REQUIRED = (POSTCONF_MAIN, POSTCONF_MASTER)
 MAIL_OPTIONAL = (DOVECONF,)
@@ -128,8 +128,8 @@ class Facts:
     mail_server: str | None = None
     mail_outputs: dict[str, Output] = field(default_factory=dict)
 
-    def rules(self, family: int) -> str:
-        return self.outputs[SAVE[family]].stdout
+    def rules(self, version: int) -> str:
+        return self.outputs[family(version).save].stdout
 
     @property
     def forwarding(self) -> dict[str, str]:

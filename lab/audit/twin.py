@@ -10,16 +10,16 @@ production network.
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lab.audit.facts import Facts
 from lab.errors import BadInput
 from lab.model.scenario import Scenario
+from lab.netfilter import save
+from lab.netfilter.family import family as ip_family
 from lab.netfilter.policy import Command, PolicyFile
 
-PROGRAM = {4: "iptables", 6: "ip6tables"}
 _INTERFACE_FLAGS = ("-i", "--in-interface", "-o", "--out-interface")
 
 
@@ -44,32 +44,22 @@ class Replay:
 
 def commands(text: str, family: int, source: str,
              mapping: dict[str, str]) -> list[Command]:
-    """One iptables command per meaningful line of a save dump (line numbers kept)."""
-    program = PROGRAM[family]
-    table = "filter"
-    found = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if line.startswith("["):  # `-c` counters
-            line = line.split("]", 1)[1].strip()
-        argv: list[str] | None = None
-        if line.startswith("*"):
-            table = line[1:]
-        elif line.startswith(":"):
-            chain, policy = [*line[1:].split(), "-"][:2]
-            if policy == "-":
-                argv = [program, "-t", table, "-N", chain]
-            elif policy != "ACCEPT":  # a fresh lab router's chains already accept
-                argv = [program, "-t", table, "-P", chain, policy]
-        elif line.startswith("-A "):
-            try:
-                words = shlex.split(line)
-            except ValueError:
-                words = line.split()
-            argv = [program, "-t", table, *_mapped(words, mapping)]
-        if argv is not None:
-            found.append(Command(source, number, line, tuple(argv), family))
-    return found
+    """One iptables command per chain and rule of a save dump (line numbers kept)."""
+    program = ip_family(family).tool
+    ruleset = save.read(text, family)
+    said = {number: line for number, line, _ in save.lines(text)}
+    found: list[tuple[int, list[str]]] = []
+    for chain in ruleset.chains:
+        if not chain.builtin:
+            found.append((chain.line, [program, "-t", chain.table, "-N", chain.name]))
+        elif chain.policy != "ACCEPT":  # a fresh lab router's chains already accept
+            found.append((chain.line, [program, "-t", chain.table, "-P", chain.name,
+                                       chain.policy]))
+    for rule in ruleset.rules:
+        found.append((rule.line, [program, "-t", rule.table, "-A", rule.chain,
+                                  *_mapped(list(rule.words), mapping)]))
+    return [Command(source, number, said[number], tuple(argv), family)
+            for number, argv in sorted(found)]
 
 
 def _mapped(words: list[str], mapping: dict[str, str]) -> list[str]:
@@ -108,7 +98,7 @@ def replay(facts: Facts, scenario: Scenario, mapping: dict[str, str]) -> Replay:
     policies = {}
     notes = []
     for family in (4, 6):
-        source = f"{facts.gateway} {PROGRAM[family]}-save"
+        source = f"{facts.gateway} {ip_family(family).save}"
         policy = PolicyFile(Path(source), "script",
                             commands=tuple(commands(facts.rules(family), family, source,
                                                     mapping)))

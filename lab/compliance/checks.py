@@ -8,14 +8,17 @@ defaults are the published ones.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import ip_address, ip_network
 
 from lab.audit.facts import SYSCTLS, Facts
 from lab.compliance.addressing import Addressing
 from lab.netfilter import ruleset
-from lab.netfilter.ruleset import Packet, Path, Ruleset
+from lab.netfilter.rules import Rule
+from lab.netfilter.ruleset import Outcome, Packet
+from lab.netfilter.save import Ruleset
 
 # documentation addresses standing for "the Internet" in the evaluated packets
 OUTSIDE = {4: "198.51.100.25", 6: "2001:db8:ffff:1::25"}
@@ -60,17 +63,17 @@ def _rules(facts: Facts, family: int | None) -> Ruleset:
     return ruleset.parse(facts.rules(family), family)
 
 
-def _describe(what: str, path: Path) -> str:
+def _describe(what: str, path: Outcome) -> str:
     text = f"{what}: {path.verdict} by {path.cite()}"
     if path.logged_by:
         text += f" (logged by {', '.join(r.chain + '#' + str(r.position) for r in path.logged_by)})"
     if path.unknown:
-        text += (f"; not evaluated: {', '.join(r.cite() for r in path.unknown)}")
+        text += (f"; not evaluated: {', '.join(r.in_chain() for r in path.unknown)}")
     return text
 
 
 def _paths(facts: Facts, a: Addressing, family: int | None, ports: tuple[int, ...],
-           from_mail_server: bool = False) -> list[tuple[str, Path]]:
+           from_mail_server: bool = False) -> list[tuple[str, Outcome]]:
     assert family is not None
     rules = _rules(facts, family)
     if from_mail_server:
@@ -134,20 +137,20 @@ def _teredo(facts: Facts, a: Addressing, family: int | None) -> tuple[bool | Non
         else:
             return False, (f"no rule drops UDP port 3544 (Teredo) from {network}: IPv6 "
                            "tunnelled in IPv4 leaves the network")
-    said = "; ".join(f"Teredo dropped by {r.cite()}" for r in found)
+    said = "; ".join(f"Teredo dropped by {r.in_chain()}" for r in found)
     if any("u32" in r.words for r in found):
         said += (" (present; what its u32 expression catches is not read statically: "
                  "`--twin` replays it)")
     return True, said
 
 
-def _without_u32(rule: ruleset.SavedRule) -> ruleset.SavedRule:
+def _without_u32(rule: Rule) -> Rule:
     words = list(rule.words)
     while "u32" in words:
         i = words.index("u32")
         # `-m u32 --u32 EXPR`
         del words[i - 1:i + 3]
-    return ruleset.SavedRule(rule.table, rule.chain, rule.position, rule.line, tuple(words))
+    return replace(rule, text=shlex.join(words))
 
 
 def _forwarding(facts: Facts, a: Addressing, family: int | None) -> tuple[bool | None, str]:

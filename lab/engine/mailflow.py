@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.model.verdict import Decision, Verdict
-from lab.netfilter.counters import Rule, hits
+from lab.netfilter.counters import hits
+from lab.netfilter.rules import Rule
 from lab.runtime.lab import Lab
 from lab.services import mail
 from probes.dialogue import Dialogue

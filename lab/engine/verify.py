@@ -11,13 +11,14 @@ from functools import partial
 
 from lab.engine.mailflow import Reached, await_delivery, describe, dialogue_for, refused
 from lab.errors import LabFailure
+from lab.evidence.firewall_log import Suspect, logged_at, suspects
 from lab.model.scenario import Expectation, Scenario
 from lab.model.verdict import Decision, Observation, Verdict, decide
-from lab.netfilter.counters import Hit, Rule, hits
+from lab.netfilter.counters import Hit, hits
 from lab.netfilter.policy import LoadError, apply_policy, shown
+from lab.netfilter.rules import Rule
 from lab.runtime.lab import Lab
 from lab.runtime.lifecycle import Run
-from lab.services.firewall_log import Suspect, logged_at, suspects
 from lab.services.trap import Ban, BanWatcher
 from probes.guessing import LIMIT, TRIVIAL_PASSWORDS
 from probes.tcp import PROBES

@@ -16,8 +16,8 @@ import yaml
 from lab.errors import BadInput
 from lab.model.site import Plan
 from lab.model.verdict import Verdict
+from lab.netfilter.nflog import as_nflog
 from lab.netfilter.policy import PolicyFile, read_policy
-from lab.services.firewall_log import as_nflog
 from probes.tcp import PROBES
 from probes.tunnel import VARIANTS
 from topologies import TOPOLOGIES

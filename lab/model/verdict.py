@@ -6,7 +6,8 @@ import shlex
 from dataclasses import dataclass
 from enum import StrEnum
 
-from lab.netfilter.counters import Hit, Rule
+from lab.netfilter.counters import Hit
+from lab.netfilter.rules import Rule
 
 # the option that names where a NAT rule sends the packet, per target
 _NEW_DESTINATION = {"DNAT": "--to-destination", "REDIRECT": "--to-ports", "NETMAP": "--to"}

@@ -10,88 +10,21 @@ what it could not evaluate.
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass, field
 from ipaddress import ip_address, ip_network
 
-LOGGING = frozenset({"LOG", "NFLOG", "ULOG"})
-# targets after which the packet goes on to the next rule
-NON_TERMINAL = frozenset({"MARK", "CONNMARK", "TCPMSS", "CLASSIFY", "DSCP", "TOS", "CT",
-                          "NOTRACK", "TTL", "HL", "AUDIT", "SET", "TRACE", "CHECKSUM"})
+from lab.netfilter import save
+from lab.netfilter.rules import LOGGING, NON_TERMINAL, Rule
+from lab.netfilter.save import Ruleset
+
 # match modules whose options are all modelled below (or need none)
 _MODULES = frozenset({"tcp", "udp", "multiport", "state", "conntrack", "comment"})
 _PROTOCOLS = {"tcp": 6, "udp": 17, "6": 6, "17": 17}
 
 
-@dataclass(frozen=True)
-class SavedRule:
-    """One `-A CHAIN ...` line of a save file: where it is and its words."""
-
-    table: str
-    chain: str
-    position: int  # 1-based within the chain
-    line: int  # line number in the save text
-    words: tuple[str, ...]  # after `-A CHAIN`
-
-    @property
-    def target(self) -> str:
-        for flag in ("-j", "--jump", "-g", "--goto"):
-            if flag in self.words:
-                i = self.words.index(flag)
-                if i + 1 < len(self.words):
-                    return self.words[i + 1]
-        return ""
-
-    @property
-    def text(self) -> str:
-        return f"-A {self.chain} {shlex.join(self.words)}".rstrip()
-
-    def cite(self) -> str:
-        return f"{self.chain}#{self.position}: {self.text}"
-
-
-@dataclass(frozen=True)
-class Ruleset:
-    """The tables of one family: chain policies and rules, in order."""
-
-    family: int
-    policies: dict[tuple[str, str], str]  # (table, built-in chain) → policy
-    rules: tuple[SavedRule, ...]
-
-    def chain(self, table: str, chain: str) -> list[SavedRule]:
-        return [r for r in self.rules if r.table == table and r.chain == chain]
-
-    @property
-    def empty(self) -> bool:
-        return not self.rules and all(p == "ACCEPT" for p in self.policies.values())
-
-
 def parse(text: str, family: int) -> Ruleset:
     """The rules of `iptables-save` / `ip6tables-save` output (counters ignored)."""
-    table = ""
-    policies: dict[tuple[str, str], str] = {}
-    rules: list[SavedRule] = []
-    positions: dict[tuple[str, str], int] = {}
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if line.startswith("["):  # `-c` counters before the rule
-            line = line.split("]", 1)[1].strip()
-        if line.startswith("*"):
-            table = line[1:]
-        elif line.startswith(":"):
-            name, policy = ([*line[1:].split(), "-"])[:2]
-            if policy != "-":
-                policies[table, name] = policy
-        elif line.startswith("-A "):
-            try:
-                words = shlex.split(line)
-            except ValueError:
-                words = line.split()
-            chain = words[1]
-            positions[table, chain] = positions.get((table, chain), 0) + 1
-            rules.append(SavedRule(table, chain, positions[table, chain], number,
-                                   tuple(words[2:])))
-    return Ruleset(family, policies, tuple(rules))
+    return save.read(text, family)
 
 
 @dataclass(frozen=True)
@@ -107,13 +40,13 @@ class Packet:
 
 
 @dataclass(frozen=True)
-class Path:
+class Outcome:
     """What the FORWARD chain does with a packet, and on the way."""
 
     verdict: str  # ACCEPT, DROP, REJECT, or another terminal target
-    decided_by: SavedRule | None  # None: the chain policy decided
-    logged_by: tuple[SavedRule, ...] = ()
-    unknown: tuple[SavedRule, ...] = field(default=())  # rules with matches not modelled
+    decided_by: Rule | None  # None: the chain policy decided
+    logged_by: tuple[Rule, ...] = ()
+    unknown: tuple[Rule, ...] = field(default=())  # rules with matches not modelled
 
     @property
     def blocks(self) -> bool:
@@ -122,19 +55,19 @@ class Path:
     def cite(self) -> str:
         if self.decided_by is None:
             return f"FORWARD policy {self.verdict}"
-        return self.decided_by.cite()
+        return self.decided_by.in_chain()
 
 
 class Unmodelled(Exception):
     """A match the audit does not model."""
 
 
-def follow(rules: Ruleset, packet: Packet) -> Path:
+def follow(rules: Ruleset, packet: Packet) -> Outcome:
     """The filter table's verdict on the packet, the rule that decided and the logs."""
-    logged: list[SavedRule] = []
-    unknown: list[SavedRule] = []
+    logged: list[Rule] = []
+    unknown: list[Rule] = []
 
-    def walk(chain: str, depth: int) -> tuple[str, SavedRule | None] | None:
+    def walk(chain: str, depth: int) -> tuple[str, Rule | None] | None:
         if depth > 20:
             return None
         for rule in rules.chain("filter", chain):
@@ -151,7 +84,7 @@ def follow(rules: Ruleset, packet: Packet) -> Path:
                 return None
             elif target in chains:
                 decided = walk(target, depth + 1)
-                if decided is not None or "-g" in rule.words or "--goto" in rule.words:
+                if decided is not None or rule.goes_to:
                     return decided
             elif target and target not in NON_TERMINAL:  # no target: the rule only counts
                 return target, rule
@@ -162,11 +95,11 @@ def follow(rules: Ruleset, packet: Packet) -> Path:
     decided = walk("FORWARD", 0)
     if decided is None:
         policy = rules.policies.get(("filter", "FORWARD"), "ACCEPT")
-        return Path(policy, None, tuple(logged), tuple(unknown))
-    return Path(decided[0], decided[1], tuple(logged), tuple(unknown))
+        return Outcome(policy, None, tuple(logged), tuple(unknown))
+    return Outcome(decided[0], decided[1], tuple(logged), tuple(unknown))
 
 
-def matches(rule: SavedRule, packet: Packet) -> bool:
+def matches(rule: Rule, packet: Packet) -> bool:
     """Whether the rule's matches hold for the packet; `Unmodelled` if one is not modelled."""
     words = list(rule.words)
     i = 0

@@ -21,10 +21,12 @@ from typing import Any
 from lab.errors import LabFailure
 from lab.model.site import Plan
 from lab.model.verdict import Sighting
-from lab.netfilter.counters import SAVE, Rule, parse_save
+from lab.netfilter.counters import parse_save
+from lab.netfilter.family import family as ip_family
+from lab.netfilter.rules import Rule
 from lab.runtime import lifecycle
 from lab.runtime.lifecycle import Run
-from lab.services import firewall_log, mail, trap
+from lab.services import mail, trap, ulogd
 from topologies import TOPOLOGIES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -215,21 +217,21 @@ class Lab:
         self._start_mail()
 
     def _start_firewall_logs(self) -> None:
-        """A private ulogd2 per router, for the NFLOG rules (see lab.services.firewall_log)."""
+        """A private ulogd2 per router, for the NFLOG rules (see lab.services.ulogd)."""
         try:
-            firewall_log.plugins()
+            ulogd.plugins()
         except FileNotFoundError as exc:
             raise LabFailure(str(exc)) from None
         for router in self.plan.routers:
             folder = self.run.folder / router
             folder.mkdir(exist_ok=True)
-            conf = firewall_log.config(folder)
+            conf = ulogd.config(folder)
             status, out, _ = self.start_daemon(
                 router, ["ulogd", "-d", "-c", str(conf), "-p", str(folder / "ulogd.pid")],
                 folder / "ulogd.start.log")
             if status != 0:
                 raise LabFailure(f"{router}: ulogd failed: {out.strip() or status}")
-            self.firewall_logs[router] = firewall_log.log_file(folder)
+            self.firewall_logs[router] = ulogd.log_file(folder)
 
     def _start_mail(self) -> None:
         """Real Postfix (and Dovecot SASL) instances on the mail server roles."""
@@ -299,7 +301,7 @@ class Lab:
             variables = {}
             if role in self.firewall_logs:
                 variables["firewall_log"] = str(
-                    firewall_log.text_log_file(self.firewall_logs[role].parent))
+                    ulogd.text_log_file(self.firewall_logs[role].parent))
             if role in self.mail:
                 variables["mail_log"] = str(self.mail[role].log)
             inst = trap.prepare(role, self.run.folder / role / "fail2ban", files, variables)
@@ -399,8 +401,9 @@ class Lab:
         # routers, and every node whose own firewall a trap writes into
         nodes = [*self.plan.routers, *(r for r in self.traps if r not in self.plan.routers)]
         for router in nodes:
-            status, out, err = self.exec(router, [SAVE[family], "-c"], timeout=10)
+            tool = ip_family(family).save
+            status, out, err = self.exec(router, [tool, "-c"], timeout=10)
             if status != 0:
-                raise LabFailure(f"{router}: {SAVE[family]} failed: {err.strip()}")
+                raise LabFailure(f"{router}: {tool} failed: {err.strip()}")
             rules.extend(parse_save(router, family, out))
         return rules

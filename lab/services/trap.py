@@ -24,7 +24,6 @@ rule is in the kernel.
 from __future__ import annotations
 
 import itertools
-import shlex
 import shutil
 import threading
 import time
@@ -32,12 +31,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lab.netfilter.counters import SAVE, Rule, parse_save
+from lab.netfilter.counters import parse_save
+from lab.netfilter.family import FAMILIES
+from lab.netfilter.rules import BAN_CHAIN, Rule
 
 ETC = Path("/etc/fail2ban")
 # the lab's own filters (for its firewall log), beside fail2ban's stock ones
 FILTERS = Path(__file__).resolve().parent / "fail2ban" / "filter.d"
-BAN_CHAIN = "f2b-"
 POLL = 0.02  # s between two looks at a trap node's rulesets
 
 # A runner executes argv in a node: (status, stdout, stderr)
@@ -136,8 +136,7 @@ def jail_names(inst: Instance, run: Runner) -> list[str]:
 # -- bans -----------------------------------------------------------------------------
 
 
-def _source(rule_text: str) -> str | None:
-    words = shlex.split(rule_text)
+def _source(words: tuple[str, ...]) -> str | None:
     for flag, value in itertools.pairwise(words):
         if flag in ("-s", "--source"):
             return value.split("/")[0]
@@ -186,8 +185,8 @@ def bans_in(rules: list[Rule]) -> dict[str, tuple[Rule, tuple[str, ...]]]:
             jumps.setdefault(rule.target, []).append(rule.cite())
     found: dict[str, tuple[Rule, tuple[str, ...]]] = {}
     for rule in rules:
-        if rule.chain.startswith(BAN_CHAIN) and rule.drops:
-            address = _source(rule.text)
+        if rule.is_ban:
+            address = _source(rule.words)
             if address is not None:
                 found[address] = (rule, tuple(jumps.get(rule.chain, ())))
     return found
@@ -227,12 +226,12 @@ class BanWatcher:
         now = time.time()
         current: dict[tuple[str, int, str], tuple[Rule, tuple[str, ...]]] = {}
         for node in self.nodes:
-            for family, save in SAVE.items():
-                status, out, _ = self._run(node, [save, "-c"])  # parse_save reads counters
+            for family in FAMILIES:
+                status, out, _ = self._run(node, [family.save, "-c"])  # with counters
                 if status != 0:
                     continue
-                for address, found in bans_in(parse_save(node, family, out)).items():
-                    current[(node, family, address)] = found
+                for address, found in bans_in(parse_save(node, family.version, out)).items():
+                    current[(node, family.version, address)] = found
         with self._lock:
             active = {(b.node, b.family, b.address): i for i, b in enumerate(self._bans)
                       if b.lifted_at is None}

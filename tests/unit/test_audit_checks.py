@@ -28,7 +28,7 @@ from lab.compliance.checks import run_all
 from lab.errors import BadInput
 from lab.model.scenario import load
 from lab.netfilter import ruleset
-from lab.netfilter.counters import SAVE
+from lab.netfilter.family import IPv4, IPv6
 from tests.audit_support import PUBLISHED_FINDINGS
 
 # What `iptables-save` prints on a gateway that ran the published rules (the Teredo line
@@ -67,7 +67,7 @@ def _out(command: str, stdout: str = "", status: int = 0, stderr: str = "") -> O
 
 def _facts(v4: str = PUBLISHED_V4, v6: str = PUBLISHED_V6, forwarding: str = "1",
            fail2ban: Output | None = None, mail: dict[str, Output] | None = None) -> Facts:
-    outputs = {SAVE[4]: _out(SAVE[4], v4), SAVE[6]: _out(SAVE[6], v6),
+    outputs = {IPv4().save: _out(IPv4().save, v4), IPv6().save: _out(IPv6().save, v6),
                SYSCTLS: _out(SYSCTLS, f"net.ipv4.ip_forward = {forwarding}\n"
                                       "net.ipv6.conf.all.forwarding = 1\n"),
                ADDRESSES: _out(ADDRESSES, json.dumps(INTERFACES)),

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from lab.errors import BadInput
+from lab.evidence.firewall_log import suspects
 from lab.model.scenario import load
+from lab.netfilter.nflog import GROUP, as_nflog, nflog_argv
 from lab.netfilter.policy import read_policy
-from lab.services.firewall_log import GROUP, as_nflog, nflog_argv, suspects
 
 
 def test_log_options_become_nflog_options() -> None:
@@ -94,7 +95,7 @@ def test_scenario_suspects_key(tmp_path: Path) -> None:
 def test_report_shows_suspects_and_checks_them() -> None:
     from lab import report
     from lab.engine.verify import ScenarioResult
-    from lab.services.firewall_log import Suspect
+    from lab.evidence.firewall_log import Suspect
 
     bot = Suspect("client2", "203.0.113.11", 3, (25,), ("198.51.100.25",), "t1", "t3")
     right = ScenarioResult("spambot", "screened-host", suspects=(bot,),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from lab.engine.verify import Result
 from lab.model.verdict import Observation, Sighting, Verdict, decide
-from lab.netfilter.counters import Hit, Rule
+from lab.netfilter.counters import Hit
+from lab.netfilter.rules import Rule
 
 REMOTE_MX = "198.51.100.25"
 MX = "203.0.113.25"

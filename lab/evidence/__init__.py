@@ -1,0 +1,1 @@
+"""Reading the evidence a lab run leaves: firewall logs (and later far side, bans)."""

@@ -1,0 +1,68 @@
+"""LOG rules run as NFLOG: the kernel's LOG target is silent in a network namespace.
+
+The kernel's LOG target writes nothing from a network namespace unless the
+host-wide `net.netfilter.nf_log_all_netns` is set, which the lab must not
+change. NFLOG groups are per namespace, so the published `-j LOG` rules are run
+as `-j NFLOG` into each router's private ulogd2 (lab.services.ulogd); each
+translation is reported, the scenario's files are not touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+
+from lab.netfilter.policy import Command, PolicyFile, shown
+from lab.netfilter.rules import words_of
+
+GROUP = 25
+_LOG_FLAGS = {"--log-tcp-sequence", "--log-tcp-options", "--log-ip-options", "--log-uid",
+              "--log-macdecode"}
+
+
+def nflog_argv(argv: Iterable[str]) -> list[str] | None:
+    """The argv with `-j LOG` (and its options) turned into `-j NFLOG`, or None if no LOG."""
+    words = list(argv)
+    for i in range(len(words) - 1):
+        if words[i] in ("-j", "--jump") and words[i + 1] == "LOG":
+            break
+    else:
+        return None
+    head, tail = words[:i], words[i + 2:]
+    out = [*head, "-j", "NFLOG", "--nflog-group", str(GROUP)]
+    rest = iter(tail)
+    for word in rest:
+        if word == "--log-prefix":
+            out += ["--nflog-prefix", next(rest, "")]
+        elif word == "--log-level":
+            next(rest, None)  # a syslog level means nothing to NFLOG
+        elif word not in _LOG_FLAGS:
+            out.append(word)
+    return out
+
+
+def as_nflog(policy: PolicyFile) -> tuple[PolicyFile, list[str]]:
+    """The policy with every LOG rule run as NFLOG, and a note per translated line."""
+    notes: list[str] = []
+    if policy.kind == "script":
+        commands: list[Command] = []
+        for cmd in policy.commands:
+            argv = nflog_argv(cmd.argv)
+            if argv is None:
+                commands.append(cmd)
+                continue
+            notes.append(f"{cmd.file}:{cmd.line}: -j LOG run as "
+                         f"-j NFLOG --nflog-group {GROUP} (LOG is silent in a namespace)")
+            commands.append(replace(cmd, argv=tuple(argv)))
+        return replace(policy, commands=tuple(commands)), notes
+    lines = []
+    for number, line in enumerate(policy.save_text.splitlines(), 1):
+        argv = nflog_argv(words_of(line)) if line.startswith("-A ") else None
+        if argv is None:
+            lines.append(line)
+            continue
+        notes.append(f"{shown(policy.path)}:{number}: -j LOG run as -j NFLOG --nflog-group "
+                     f"{GROUP} (LOG is silent in a namespace)")
+        # iptables-restore reads double quotes
+        lines.append(" ".join(f'"{w}"' if " " in w or not w else w for w in argv))
+    return replace(policy, save_text="\n".join(lines) + "\n"), notes
