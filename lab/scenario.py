@@ -6,11 +6,17 @@ validated here completely before any lab boots.
 
 from __future__ import annotations
 
+import os
+import reprlib
+import stat
+from collections.abc import Hashable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
 
 from lab.errors import BadInput
 from lab.firewall_log import as_nflog
@@ -28,6 +34,78 @@ _EXPECT_KEYS = {"from", "to", "probes", "families", "verdict"}
 _OPTIONAL_EXPECT_KEYS = {"variants", "after"}
 # `after:` — wait before probing: until the source is banned, or banned no more
 AFTER = ("ban", "unban")
+# a scenario nests five levels (the file, expect, an item, probes, a name);
+# 500 overflowed the stack
+MAX_DEPTH = 16
+# the most of any one file a scenario reads: a built-in scenario.yaml is 2 KB, a jail less
+MAX_BYTES = 1 << 20
+NAME_MAX = 255  # bytes in one part of a path (Linux): longer, and open() fails
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as a scenario needs it: no anchors or aliases, no repeated keys, shallow.
+
+    An alias repeats a value without its bytes ("billion laughs": 457 bytes took 5.9 GB),
+    and a repeated key silently replaced the first.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._anchor: tuple[str, Any] | None = None  # the first anchor: its name and place
+
+    def compose_document(self) -> yaml.Node | None:
+        node: yaml.Node | None = super().compose_document()
+        if self._anchor is not None:  # an anchor no alias used: refused all the same
+            name, mark = self._anchor
+            raise _refused(_NO_ALIASES.format(f"anchor &{name}"), mark)
+        return node
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event: yaml.NodeEvent = self.peek_event()  # type: ignore[no-untyped-call]  # stubs
+        if isinstance(event, yaml.AliasEvent):
+            raise _refused(_NO_ALIASES.format(f"alias *{event.anchor}"), event.start_mark)
+        if event.anchor is not None and self._anchor is None:
+            self._anchor = (event.anchor, event.start_mark)
+        if self._depth >= MAX_DEPTH:
+            raise _refused(f"nested deeper than {MAX_DEPTH} levels (a scenario needs five)",
+                           event.start_mark)
+        self._depth += 1
+        try:
+            node: yaml.Node | None = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        self.flatten_mapping(node)
+        first: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                break  # PyYAML's own check says so
+            if key in first:
+                raise ConstructorError(None, None, f"duplicate key {_shown(key)} (first on line "
+                                       f"{first[key].start_mark.line + 1}): give each key once",
+                                       key_node.start_mark)
+            first[key] = key_node
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
+
+
+_NO_ALIASES = "{}: scenario.yaml takes no anchors or aliases (write the value out)"
+
+
+def _refused(problem: str, mark: Any) -> ComposerError:
+    """A YAML error at `mark` (Any: the stubs know two Mark classes, PyYAML's and libyaml's)."""
+    return ComposerError(None, None, problem, mark)
+
+
+def _shown(value: Any) -> str:
+    """A value as an error message quotes it: on one line, and not too long."""
+    shorter = reprlib.Repr()
+    shorter.maxstring = shorter.maxother = 160
+    return shorter.repr(value)
 
 
 @dataclass(frozen=True)
@@ -89,15 +167,25 @@ def builtin_names() -> list[str]:
 def find(name_or_path: str) -> Path:
     """The folder of a built-in scenario name or a path to a scenario folder."""
     path = Path(name_or_path)
-    if (BUILTIN / name_or_path / SPEC).is_file() and "/" not in name_or_path:
-        return BUILTIN / name_or_path
-    if path.is_dir():
-        if not (path / SPEC).is_file():
-            raise BadInput(f"{path}: not a scenario folder (no {SPEC})")
-        return path
-    if path.is_file() and path.name == SPEC:
-        return path.parent
-    raise BadInput(f"unknown scenario '{name_or_path}' "
+    if any(len(os.fsencode(part)) > NAME_MAX for part in path.parts):
+        raise BadInput(f"scenario {_shown(name_or_path)}: a part of the path is longer than "
+                       f"{NAME_MAX} bytes, more than a file name can be (shorten it)")
+    try:
+        if (BUILTIN / name_or_path / SPEC).is_file() and "/" not in name_or_path:
+            return BUILTIN / name_or_path
+        spec = path / SPEC if path.is_dir() else path
+        if spec.name == SPEC and spec.exists() and not spec.is_file():
+            raise BadInput(f"{spec}: not a regular file (give a text file)")
+        if path.is_dir():
+            if not spec.is_file():
+                raise BadInput(f"{path}: not a scenario folder (no {SPEC})")
+            return path
+        if path.is_file() and path.name == SPEC:
+            return path.parent
+    except OSError as exc:  # EACCES, ENAMETOOLONG of the whole path: pathlib says only ENOENT
+        raise BadInput(f"scenario {_shown(name_or_path)}: cannot look at it: "
+                       f"{exc.strerror}") from None
+    raise BadInput(f"unknown scenario {_shown(name_or_path)} "
                    "(`port25lab list` shows the built-in ones; or give a scenario folder)")
 
 
@@ -105,15 +193,47 @@ def load(name_or_path: str) -> Scenario:
     folder = find(name_or_path)
     spec_path = folder / SPEC
     try:
-        data = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+        text = _read_text(spec_path)
+    except BadInput as exc:
+        raise _fail(spec_path, f"cannot read: {exc}") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader
+    except yaml.reader.ReaderError as exc:  # a character YAML forbids, such as NUL
+        line = text.count("\n", 0, exc.position) + 1
+        raise BadInput(f"{spec_path}:{line}: character #x{exc.character:04x} is not allowed "
+                       "in YAML (remove it)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "malformed YAML"
         raise BadInput(f"{spec_path}{where}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{spec_path}: cannot read: {exc}") from None
     return _build(folder, spec_path, data)
+
+
+def _read_text(path: Path) -> str:
+    """A regular file's text, of at most MAX_BYTES; BadInput saying why not (path unnamed).
+
+    Devices and pipes are never opened: /dev/zero read until MemoryError, a FIFO blocked.
+    """
+    refused = f"not a regular file (give a text file of at most {MAX_BYTES >> 20} MiB)"
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise BadInput(refused)
+        # non-blocking: should it have become a FIFO since, open would wait for a writer
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise BadInput(refused)
+            data = file.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise BadInput("no such file") from None
+    except OSError as exc:
+        raise BadInput(f"cannot read: {exc.strerror}") from None
+    if len(data) > MAX_BYTES:
+        raise BadInput(f"larger than {MAX_BYTES >> 20} MiB, the most a scenario's file may be")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"not UTF-8 text (byte {exc.start + 1})") from None
 
 
 def _fail(spec: Path, message: str) -> BadInput:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 
 import pytest
@@ -482,3 +483,133 @@ def test_seed_teredo_syntax_repairs_only_the_dport_typo() -> None:
         "/sbin/iptables -A FORWARD -i eth0 -p udp -s 203.0.113.0/24 -dport 3544 -m u32 \\"]
     assert [ln for ln in added if not ln.startswith("#")] == [
         "/sbin/iptables -A FORWARD -i eth0 -p udp -s 203.0.113.0/24 --dport 3544 -m u32 \\"]
+
+
+# --- scenario.yaml as bad input: its YAML and the file itself (issue 10) ------------------
+
+LAUGHS = ('a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+          + "".join(f"{b}: &{b} [{','.join([f'*{a}'] * 9)}]\n"
+                    for a, b in zip("abcdefgh", "bcdefghi", strict=True)))
+
+
+def _message(folder: Path) -> str:
+    """The one line a bad scenario is refused with."""
+    with pytest.raises(BadInput) as exc:
+        scenario.load(str(folder))
+    message = str(exc.value)
+    assert "\n" not in message
+    return message
+
+
+def test_billion_laughs_is_refused_at_its_first_alias(tmp_path: Path) -> None:
+    # 9 aliases of 9 ... of 9 strings: 457 bytes took 60 s and 5.9 GB, then booted a lab
+    assert len(LAUGHS) < 500
+    indented = "".join(f"  {line}\n" for line in LAUGHS.splitlines())
+    folder = _folder(tmp_path, GOOD + "trap:\n" + indented)
+    assert _message(folder) == (f"{folder / 'scenario.yaml'}:8: alias *a: scenario.yaml takes "
+                                "no anchors or aliases (write the value out)")
+
+
+def test_an_anchor_alone_is_refused_too(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, GOOD.replace("topology: screened-host",
+                                            "topology: &t screened-host"))
+    assert _message(folder) == (f"{folder / 'scenario.yaml'}:1: anchor &t: scenario.yaml takes "
+                                "no anchors or aliases (write the value out)")
+
+
+@pytest.mark.parametrize(("spec", "line", "key", "first"), [
+    (GOOD + "topology: dmz\n", 6, "'topology'", 1),
+    (GOOD.replace("verdict: blocked}", "verdict: blocked, verdict: allowed}"), 5, "'verdict'", 5),
+    (GOOD.replace("  gw: [rules.sh]", "  gw: [rules.sh]\n  gw: [other.sh]"), 4, "'gw'", 3),
+    # 1 and true are the same key to Python: the second would silently replace the first
+    (GOOD + "1: a\ntrue: b\n", 7, "True", 6),
+])
+def test_a_duplicate_key_is_refused_naming_its_line(tmp_path: Path, spec: str, line: int,
+                                                    key: str, first: int) -> None:
+    folder = _folder(tmp_path, spec)
+    assert _message(folder) == (f"{folder / 'scenario.yaml'}:{line}: duplicate key {key} "
+                                f"(first on line {first}): give each key once")
+
+
+@pytest.mark.parametrize("where", ["summary", "expect"])
+def test_deep_nesting_is_one_line_not_a_recursion_error(tmp_path: Path, where: str) -> None:
+    deep = "[" * 600 + "]" * 600
+    spec = (GOOD + f"summary: {deep}\n" if where == "summary"
+            else GOOD.split("expect:")[0] + f"expect: {deep}\n")
+    folder = _folder(tmp_path, spec)
+    line = 6 if where == "summary" else 4
+    assert _message(folder) == (f"{folder / 'scenario.yaml'}:{line}: nested deeper than "
+                                f"{scenario.MAX_DEPTH} levels (a scenario needs five)")
+
+
+def test_a_nul_in_scenario_yaml_names_its_line(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, GOOD + 'summary: "a\0b"\n')
+    assert _message(folder) == (f"{folder / 'scenario.yaml'}:6: character #x0000 is not "
+                                "allowed in YAML (remove it)")
+
+
+def test_scenario_yaml_over_the_size_limit_is_refused(tmp_path: Path) -> None:
+    padding = ("# " + "x" * 98 + "\n") * (scenario.MAX_BYTES // 100 + 1)
+    folder = _folder(tmp_path, GOOD + padding)
+    assert _message(folder) == (f"{folder / 'scenario.yaml'}: cannot read: larger than 1 MiB, "
+                                "the most a scenario's file may be")
+    # one byte under the limit still loads
+    (folder / "scenario.yaml").write_text(GOOD + padding[:scenario.MAX_BYTES - len(GOOD)])
+    assert (folder / "scenario.yaml").stat().st_size == scenario.MAX_BYTES
+    assert scenario.load(str(folder)).topology == "screened-host"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero"])
+def test_scenario_yaml_that_is_not_a_regular_file_is_refused_unread(tmp_path: Path,
+                                                                    kind: str) -> None:
+    folder = _folder(tmp_path, GOOD)
+    spec = folder / "scenario.yaml"
+    spec.unlink()
+    if kind == "fifo":
+        os.mkfifo(spec)  # opening it for reading would wait for a writer: forever
+    else:
+        spec.symlink_to(kind)  # read until MemoryError
+    for name in (str(folder), str(spec)):
+        with pytest.raises(BadInput) as exc:
+            scenario.load(name)
+        assert str(exc.value) == f"{spec}: not a regular file (give a text file)"
+
+
+def test_reading_refuses_a_device_and_a_fifo_unopened(tmp_path: Path) -> None:
+    # should scenario.yaml turn into one after find() looked, load still does not block
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero"), Path("/dev/urandom")):
+        with pytest.raises(BadInput, match=r"^not a regular file \(give a text file of at "
+                                           r"most 1 MiB\)$"):
+            scenario._read_text(path)
+
+
+@pytest.mark.parametrize("name", [
+    "a" * 300,                       # a built-in name that cannot be one
+    "x/" + "a" * 300 + "/y",         # a folder
+    "a" * 256 + "/scenario.yaml",
+])
+def test_a_path_part_over_255_bytes_is_one_line(name: str) -> None:
+    with pytest.raises(BadInput) as exc:
+        scenario.find(name)
+    message = str(exc.value)
+    assert message.startswith("scenario 'aaaa" if name[0] == "a" else "scenario 'x/aaaa")
+    assert message.endswith("a part of the path is longer than 255 bytes, more than a file "
+                            "name can be (shorten it)")
+    assert "\n" not in message and len(message) < 300
+
+
+def test_a_path_over_4096_bytes_is_one_line() -> None:
+    # every part short enough, the whole too long: pathlib raises ENAMETOOLONG, not False
+    name = "/".join(["b" * 250] * 20)
+    with pytest.raises(BadInput) as exc:
+        scenario.find(name)
+    assert str(exc.value).endswith("': cannot look at it: File name too long")
+    assert "\n" not in str(exc.value)
+
+
+def test_a_nul_in_the_scenario_argument_is_quoted_visibly() -> None:
+    with pytest.raises(BadInput) as exc:
+        scenario.find("a\0b")
+    assert str(exc.value).startswith(r"unknown scenario 'a\x00b' (`port25lab list`")
