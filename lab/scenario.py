@@ -32,6 +32,8 @@ SPEC = "scenario.yaml"
 _KEYS = {"summary", "topology", "policy", "expect", "suspects", "trap"}
 _EXPECT_KEYS = {"from", "to", "probes", "families", "verdict"}
 _OPTIONAL_EXPECT_KEYS = {"variants", "after"}
+_POLICY_ENTRY_KEYS = {"file", "family"}
+_POLICY_ENTRY = "an entry is a file name or {file: NAME, family: 4 or 6}"
 # `after:` — wait before probing: until the source is banned, or banned no more
 AFTER = ("ban", "unban")
 # a scenario nests five levels (the file, expect, an item, probes, a name);
@@ -103,6 +105,8 @@ def _refused(problem: str, mark: Any) -> ComposerError:
 
 def _shown(value: Any) -> str:
     """A value as an error message quotes it: on one line, and not too long."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]  # as YAML writes them
     shorter = reprlib.Repr()
     shorter.maxstring = shorter.maxother = 160
     return shorter.repr(value)
@@ -243,15 +247,20 @@ def _fail(spec: Path, message: str) -> BadInput:
 def _build(folder: Path, spec: Path, data: Any) -> Scenario:
     if not isinstance(data, dict):
         raise _fail(spec, "must be a mapping with topology, policy and expect")
-    unknown = set(data) - _KEYS
+    unknown = _unknown(data, _KEYS)
     if unknown:
-        raise _fail(spec, f"unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(_KEYS))})")
+        raise _fail(spec, f"unknown key {unknown} (known: {', '.join(sorted(_KEYS))})")
     topology = data.get("topology")
     if not isinstance(topology, str) or topology not in TOPOLOGIES:
-        raise _fail(spec, f"topology '{topology}' is not one of: {', '.join(TOPOLOGIES)}")
+        raise _fail(spec, f"topology {_shown(topology)} is not one of: {', '.join(TOPOLOGIES)}")
     plan = TOPOLOGIES[topology].PLAN
-    policies = _policies(folder, spec, plan, data.get("policy") or {})
-    traps = _traps(folder, spec, plan, data.get("trap") or {})
+    # an empty value (`policy:`) is none; `[]`, `0` or `false` are mistakes, not "none"
+    policies = _policies(folder, spec, plan, _or_empty(data.get("policy")))
+    traps = _traps(folder, spec, plan, _or_empty(data.get("trap")))
+    summary = data.get("summary")
+    if summary is not None and not isinstance(summary, str):
+        raise _fail(spec, f"summary: must be a line of text, not {_shown(summary)} "
+                          "(quote it if it looks like a list or a number)")
     expectations = _expectations(spec, plan, data.get("expect"))
     if not traps and any(e.after for e in expectations):
         raise _fail(spec, "expect: 'after' waits for a ban: the scenario needs a trap")
@@ -261,13 +270,28 @@ def _build(folder: Path, spec: Path, data: Any) -> Scenario:
         if named is None:
             raise _fail(spec, "suspects: must be a list of roles (may be empty)")
         suspects = tuple(sorted(_role(spec, plan, r, "suspects") for r in named))
-    return Scenario(folder.name, folder, str(data.get("summary", "")).strip(), topology,
+    return Scenario(folder.name, folder, (summary or "").strip(), topology,
                     policies, expectations, suspects, traps)
+
+
+def _or_empty(value: Any) -> Any:
+    return {} if value is None else value
+
+
+def _unknown(data: dict[Any, Any], known: set[str]) -> str:
+    """The first key of data (in the file's order) that is not known, quoted; or ''."""
+    # keys may be of any type (1, null): sorting them raised TypeError
+    return next((_shown(key) for key in data if key not in known), "")
+
+
+def _is_family(value: Any) -> bool:
+    # 4.0 == 4 and True == 1 in Python: only the whole number itself is a family
+    return type(value) is int and value in (4, 6)
 
 
 def _role(spec: Path, plan: Plan, role: Any, what: str) -> str:
     if role not in plan.role_names:
-        raise _fail(spec, f"{what}: unknown role '{role}' in topology {plan.name} "
+        raise _fail(spec, f"{what}: unknown role {_shown(role)} in topology {plan.name} "
                           f"(roles: {', '.join(plan.role_names)})")
     return str(role)
 
@@ -279,18 +303,26 @@ def _policies(folder: Path, spec: Path, plan: Plan, data: Any) -> dict[str, tupl
     for router, files in data.items():
         _role(spec, plan, router, "policy")
         if router not in plan.routers:
-            raise _fail(spec, f"policy: '{router}' is not a router")
+            raise _fail(spec, f"policy: {_shown(router)} is not a router")
         entries = files if isinstance(files, list) else [files]
         loaded = []
         for entry in entries:
             family = None
             if isinstance(entry, dict):
+                unknown = _unknown(entry, _POLICY_ENTRY_KEYS)
+                if unknown:
+                    raise _fail(spec, f"policy of {router}: unknown key {unknown} in "
+                                      f"{_shown(entry)} ({_POLICY_ENTRY})")
                 family = entry.get("family")
-                if family not in (4, 6):
-                    raise _fail(spec, f"policy: family of {entry.get('file')} must be 4 or 6")
-                entry = entry.get("file")
+                if not _is_family(family):
+                    raise _fail(spec, f"policy: family of {_shown(entry.get('file'))} must be "
+                                      f"4 or 6, not {_shown(family)}")
+                if "file" not in entry:
+                    raise _fail(spec, f"policy of {router}: {_shown(entry)} names no file "
+                                      f"({_POLICY_ENTRY})")
+                entry = entry["file"]
             if not isinstance(entry, str):
-                raise _fail(spec, f"policy: '{entry}' is not a file name")
+                raise _fail(spec, f"policy: {_shown(entry)} is not a file name")
             try:
                 loaded.append(read_policy(folder / entry, family))
             except BadInput as exc:
@@ -306,11 +338,11 @@ def _traps(folder: Path, spec: Path, plan: Plan, data: Any) -> dict[str, tuple[P
     for role, files in data.items():
         _role(spec, plan, role, "trap")
         if plan.role(role).kind not in ("router", "server"):
-            raise _fail(spec, f"trap: '{role}' is not a router or a server")
+            raise _fail(spec, f"trap: {_shown(role)} is not a router or a server")
         paths = []
         for entry in _listed(files):
             if not isinstance(entry, str) or not entry:
-                raise _fail(spec, f"trap: '{entry}' is not a file name")
+                raise _fail(spec, f"trap: {_shown(entry)} is not a file name")
             path = folder / entry
             try:
                 path.read_text(encoding="utf-8")
@@ -352,22 +384,27 @@ def _expectations(spec: Path, plan: Plan, data: Any) -> tuple[Expectation, ...]:
         where = f"expect #{number}"
         if not isinstance(item, dict):
             raise _fail(spec, f"{where}: must be a mapping with {', '.join(sorted(_EXPECT_KEYS))}")
-        unknown = set(item) - _EXPECT_KEYS - _OPTIONAL_EXPECT_KEYS
-        missing = _EXPECT_KEYS - set(item)
-        if unknown or missing:
-            key = sorted(unknown)[0] if unknown else sorted(missing)[0]
-            raise _fail(spec, f"{where}: {'unknown' if unknown else 'missing'} key '{key}'")
+        unknown = _unknown(item, _EXPECT_KEYS | _OPTIONAL_EXPECT_KEYS)
+        if unknown:
+            raise _fail(spec, f"{where}: unknown key {unknown}")
+        missing = sorted(_EXPECT_KEYS - set(item))
+        if missing:
+            raise _fail(spec, f"{where}: missing key {missing[0]!r}")
         sources = [s for group in _listed(item["from"])
                    for s in (plan.clients if group == "clients" else [group])]
         try:
             verdict = Verdict(item["verdict"])
         except ValueError:
-            raise _fail(spec, f"{where}: verdict '{item['verdict']}' is not one of "
-                              f"{', '.join(v.value for v in Verdict)}") from None
+            raise _fail(spec, f"{where}: verdict {_shown(item['verdict'])} is not one of "
+                              f"{', '.join(v.value for v in Verdict)} "
+                              "(a scenario may expect all but error)") from None
+        if verdict == Verdict.ERROR:
+            raise _fail(spec, f"{where}: verdict 'error' can never pass: it says the lab "
+                              "could not decide (expect what the policy should do)")
         target = _role(spec, plan, item["to"], where)
-        for key in ("from", "probes", "families"):
-            if not _listed(item[key]):
-                raise _fail(spec, f"{where}: {key}: name at least one")
+        for listed in ("from", "probes", "families"):
+            if not _listed(item[listed]):
+                raise _fail(spec, f"{where}: {listed}: name at least one")
         after = item.get("after", "")
         if after not in ("", *AFTER):
             raise _fail(spec, f"{where}: after: {after!r} is not one of {', '.join(AFTER)}")
@@ -377,12 +414,12 @@ def _expectations(spec: Path, plan: Plan, data: Any) -> tuple[Expectation, ...]:
                 raise _fail(spec, f"{where}: {source} cannot probe itself")
             for probe in _listed(item["probes"]):
                 if not isinstance(probe, str) or probe not in PROBES:
-                    raise _fail(spec, f"{where}: unknown probe '{probe}' "
+                    raise _fail(spec, f"{where}: unknown probe {_shown(probe)} "
                                       f"(probes: {', '.join(PROBES)})")
                 variants = _variants(spec, where, probe, item.get("variants"))
                 for family in _listed(item["families"]):
-                    if family not in (4, 6):
-                        raise _fail(spec, f"{where}: family {family!r} must be 4 or 6")
+                    if not _is_family(family):
+                        raise _fail(spec, f"{where}: family {_shown(family)} must be 4 or 6")
                     if variants != [""] and family != 4:
                         raise _fail(spec, f"{where}: {probe} travels in IPv4: family must be 4")
                     for variant in variants:

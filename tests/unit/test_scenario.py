@@ -306,6 +306,48 @@ BAD.update({
 })
 
 
+# keys and values of the wrong type (issue 10)
+KNOWN = "(known: expect, policy, summary, suspects, topology, trap)"
+ENTRY = "(an entry is a file name or {file: NAME, family: 4 or 6})"
+BAD.update({
+    # keys of mixed types: sorting 'str' against int or None raised TypeError
+    "int-and-str-keys": (GOOD + "1: x\nzz: y\n", f"unknown key 1 {KNOWN}"),
+    "null-key": (GOOD + "zz: y\nnull: x\n", f"unknown key 'zz' {KNOWN}"),
+    "expect-mixed-keys": (GOOD.replace("verdict: blocked}", "verdict: blocked, 1: x, null: y}"),
+                          "expect #1: unknown key 1"),
+    "expect-null-key": (GOOD.replace("verdict: blocked}", "verdict: blocked, null: y, zz: 1}"),
+                        "expect #1: unknown key null"),
+    # `data.get("policy") or {}` took these for "no policy"
+    **{f"policy-{value}": (GOOD.replace("policy:\n  gw: [rules.sh]", f"policy: {value}"),
+                           "policy: must map a router role to a list of rules files")
+       for value in ("[]", "0", "false")},
+    "trap-empty-list": (GOOD + "trap: []\n",
+                        "trap: must map a node to a list of fail2ban jail files"),
+    **{f"summary-{value}": (GOOD + f"summary: {value}\n", f"summary: must be a line of text, "
+                            f"not {value} (quote it if it looks like a list or a number)")
+       for value in ("[1, 2]", "2024")},
+    # 4.0 == 4 and True == 1 in Python
+    "family-float": (GOOD.replace("families: [4]", "families: [4.0]"),
+                     "expect #1: family 4.0 must be 4 or 6"),
+    "family-true": (GOOD.replace("families: [4]", "families: [6, true]"),
+                    "expect #1: family true must be 4 or 6"),
+    "policy-family-float": (GOOD.replace("[rules.sh]", "[{file: rules.sh, family: 4.0}]"),
+                            "policy: family of 'rules.sh' must be 4 or 6, not 4.0"),
+    "policy-family-true": (GOOD.replace("[rules.sh]", "[{file: rules.sh, family: true}]"),
+                           "policy: family of 'rules.sh' must be 4 or 6, not true"),
+    "policy-entry-unknown-key": (
+        GOOD.replace("[rules.sh]", "[{file: rules.sh, family: 4, bogus: 1}]"),
+        f"policy of gw: unknown key 'bogus' in {{'bogus': 1, 'family': 4, 'file': 'rules.sh'}} "
+        f"{ENTRY}"),
+    "policy-entry-without-file": (GOOD.replace("[rules.sh]", "[{family: 4}]"),
+                                  f"policy of gw: {{'family': 4}} names no file {ENTRY}"),
+    # a scenario expecting `error` can never pass
+    "verdict-error": (GOOD.replace("verdict: blocked", "verdict: error"),
+                      "expect #1: verdict 'error' can never pass: it says the lab could not "
+                      "decide (expect what the policy should do)"),
+})
+
+
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_scenario_is_one_clear_line_naming_its_yaml(tmp_path: Path, case: str) -> None:
     spec, fragment = BAD[case]
@@ -522,7 +564,7 @@ def test_an_anchor_alone_is_refused_too(tmp_path: Path) -> None:
     (GOOD.replace("verdict: blocked}", "verdict: blocked, verdict: allowed}"), 5, "'verdict'", 5),
     (GOOD.replace("  gw: [rules.sh]", "  gw: [rules.sh]\n  gw: [other.sh]"), 4, "'gw'", 3),
     # 1 and true are the same key to Python: the second would silently replace the first
-    (GOOD + "1: a\ntrue: b\n", 7, "True", 6),
+    (GOOD + "1: a\ntrue: b\n", 7, "true", 6),
 ])
 def test_a_duplicate_key_is_refused_naming_its_line(tmp_path: Path, spec: str, line: int,
                                                     key: str, first: int) -> None:
@@ -613,3 +655,18 @@ def test_a_nul_in_the_scenario_argument_is_quoted_visibly() -> None:
     with pytest.raises(BadInput) as exc:
         scenario.find("a\0b")
     assert str(exc.value).startswith(r"unknown scenario 'a\x00b' (`port25lab list`")
+
+
+def test_an_unknown_verdict_says_error_cannot_be_expected(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, GOOD.replace("verdict: blocked", "verdict: maybe"))
+    assert _message(folder).endswith("verdict 'maybe' is not one of allowed, blocked, diverted, "
+                                     "refused, banned, error (a scenario may expect all but "
+                                     "error)")
+
+
+@pytest.mark.parametrize("empty", ["policy:\n", "policy: {}\n", ""])
+def test_an_empty_policy_value_is_no_policy(tmp_path: Path, empty: str) -> None:
+    # `policy:` with nothing after it is YAML's null: no policy, as when the key is left out
+    spec = GOOD.replace("policy:\n  gw: [rules.sh]\n", empty) + "trap:\nsummary:\n"
+    s = scenario.load(str(_folder(tmp_path, spec)))
+    assert (s.policies, s.traps, s.summary) == ({}, {}, "")
