@@ -228,10 +228,8 @@ def _read_text(path: Path) -> str:
             if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
                 raise BadInput(refused)
             data = file.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise BadInput("no such file") from None
     except OSError as exc:
-        raise BadInput(f"cannot read: {exc.strerror}") from None
+        raise BadInput(exc.strerror or str(exc)) from None
     if len(data) > MAX_BYTES:
         raise BadInput(f"larger than {MAX_BYTES >> 20} MiB, the most a scenario's file may be")
     try:
@@ -321,10 +319,9 @@ def _policies(folder: Path, spec: Path, plan: Plan, data: Any) -> dict[str, tupl
                     raise _fail(spec, f"policy of {router}: {_shown(entry)} names no file "
                                       f"({_POLICY_ENTRY})")
                 entry = entry["file"]
-            if not isinstance(entry, str):
-                raise _fail(spec, f"policy: {_shown(entry)} is not a file name")
+            name = _file_name(spec, f"policy of {router}", entry)
             try:
-                loaded.append(read_policy(folder / entry, family))
+                loaded.append(read_policy(folder / name, family))
             except BadInput as exc:
                 raise _fail(spec, f"policy of {router}: {exc}") from None
         policies[str(router)] = tuple(loaded)
@@ -341,17 +338,27 @@ def _traps(folder: Path, spec: Path, plan: Plan, data: Any) -> dict[str, tuple[P
             raise _fail(spec, f"trap: {_shown(role)} is not a router or a server")
         paths = []
         for entry in _listed(files):
-            if not isinstance(entry, str) or not entry:
-                raise _fail(spec, f"trap: {_shown(entry)} is not a file name")
-            path = folder / entry
+            path = folder / _file_name(spec, f"trap of {role}", entry)
             try:
-                path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise _fail(spec, f"trap of {role}: cannot read {entry}: "
-                                  f"{getattr(exc, 'strerror', None) or exc}") from None
+                _read_text(path)  # read here, before any lab boots; lab.trap copies the file
+            except BadInput as exc:
+                raise _fail(spec, f"trap of {role}: cannot read {entry}: {exc}") from None
             paths.append(path)
         traps[str(role)] = tuple(paths)
     return traps
+
+
+def _file_name(spec: Path, where: str, entry: Any) -> str:
+    """A file name as the scenario gives it, checked before the file system sees it."""
+    if not isinstance(entry, str) or not entry:
+        raise _fail(spec, f"{where}: {_shown(entry)} is not a file name")
+    if any(ord(c) < 32 or ord(c) == 127 for c in entry):  # a NUL: open() raised ValueError
+        raise _fail(spec, f"{where}: file name {_shown(entry)} holds a control character "
+                          "(remove it)")
+    if any(len(part.encode(errors="surrogatepass")) > NAME_MAX for part in Path(entry).parts):
+        raise _fail(spec, f"{where}: file name {_shown(entry)} has a part longer than "
+                          f"{NAME_MAX} bytes, more than a file name can be (shorten it)")
+    return entry
 
 
 def _variants(spec: Path, where: str, probe: str, data: Any) -> list[str]:

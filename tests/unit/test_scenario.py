@@ -670,3 +670,63 @@ def test_an_empty_policy_value_is_no_policy(tmp_path: Path, empty: str) -> None:
     spec = GOOD.replace("policy:\n  gw: [rules.sh]\n", empty) + "trap:\nsummary:\n"
     s = scenario.load(str(_folder(tmp_path, spec)))
     assert (s.policies, s.traps, s.summary) == ({}, {}, "")
+
+
+# --- file names and files a scenario names (issue 10) -------------------------------------
+
+def _trap(tmp_path: Path, jail: str) -> Path:
+    return _folder(tmp_path, GOOD + f"trap:\n  gw: [{jail}]\n")
+
+
+@pytest.mark.parametrize(("spec", "where"), [
+    (GOOD.replace("[rules.sh]", '["a\\0b"]'), "policy of gw"),
+    (GOOD.replace("[rules.sh]", '["rules.sh\\n"]'), "policy of gw"),
+    (GOOD + 'trap:\n  gw: ["a\\0b"]\n', "trap of gw"),
+])
+def test_a_control_character_in_a_file_name_is_one_line(tmp_path: Path, spec: str,
+                                                        where: str) -> None:
+    # a NUL reached open(): ValueError "embedded null byte", a traceback
+    message = _message(_folder(tmp_path, spec))
+    assert f": {where}: file name '" in message
+    assert message.endswith(" holds a control character (remove it)")
+    assert "\\x00" in message or "\\n" in message
+
+
+@pytest.mark.parametrize(("spec", "where"), [
+    (GOOD.replace("[rules.sh]", "[" + "a" * 256 + "]"), "policy of gw"),
+    (GOOD.replace("[rules.sh]", "[x/" + "a" * 300 + "/rules.sh]"), "policy of gw"),
+    (GOOD + "trap:\n  gw: [" + "a" * 256 + "]\n", "trap of gw"),
+])
+def test_a_file_name_part_over_255_bytes_is_refused_before_opening(tmp_path: Path, spec: str,
+                                                                   where: str) -> None:
+    message = _message(_folder(tmp_path, spec))
+    assert f": {where}: file name '" in message
+    assert message.endswith("has a part longer than 255 bytes, more than a file name can be "
+                            "(shorten it)")
+    assert len(message) < 400  # the name is shortened in the middle
+
+
+@pytest.mark.parametrize("jail", ["/dev/zero", "/dev/urandom", "fifo", "folder"])
+def test_a_jail_that_is_not_a_regular_file_is_refused_unread(tmp_path: Path, jail: str) -> None:
+    # /dev/zero and /dev/urandom were read until MemoryError; a FIFO blocked forever
+    folder = _trap(tmp_path, jail)
+    os.mkfifo(folder / "fifo")
+    (folder / "folder").mkdir()
+    assert _message(folder) == (f"{folder / 'scenario.yaml'}: trap of gw: cannot read {jail}: "
+                                "not a regular file (give a text file of at most 1 MiB)")
+
+
+def test_a_jail_over_the_size_limit_is_refused(tmp_path: Path) -> None:
+    folder = _trap(tmp_path, "jail.local")
+    (folder / "jail.local").write_text("[x]\n" + "#" * scenario.MAX_BYTES)
+    assert _message(folder) == (f"{folder / 'scenario.yaml'}: trap of gw: cannot read "
+                                "jail.local: larger than 1 MiB, the most a scenario's file may be")
+    (folder / "jail.local").write_text("[x]\n")
+    assert scenario.load(str(folder)).traps == {"gw": (folder / "jail.local",)}
+
+
+def test_a_jail_that_is_not_utf8_names_the_byte(tmp_path: Path) -> None:
+    folder = _trap(tmp_path, "jail.local")
+    (folder / "jail.local").write_bytes(b"[x]\nenabled = \xff\n")
+    assert _message(folder).endswith("trap of gw: cannot read jail.local: not UTF-8 text "
+                                     "(byte 15)")
