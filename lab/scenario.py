@@ -6,13 +6,14 @@ validated here completely before any lab boots.
 
 from __future__ import annotations
 
+import itertools
 import os
 import reprlib
 import stat
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from yaml.composer import ComposerError
@@ -27,6 +28,7 @@ from probes.tunnel import VARIANTS
 from topologies import TOPOLOGIES
 from topologies.plan import Plan
 
+_T = TypeVar("_T")
 BUILTIN = Path(__file__).resolve().parent.parent / "scenarios"
 SPEC = "scenario.yaml"
 _KEYS = {"summary", "topology", "policy", "expect", "suspects", "trap"}
@@ -41,6 +43,7 @@ AFTER = ("ban", "unban")
 MAX_DEPTH = 16
 # the most of any one file a scenario reads: a built-in scenario.yaml is 2 KB, a jail less
 MAX_BYTES = 1 << 20
+MAX_FILES = 64  # policy or jail files of one node: the built-in scenarios have one
 NAME_MAX = 255  # bytes in one part of a path (Linux): longer, and open() fails
 
 
@@ -78,6 +81,15 @@ class _Loader(yaml.SafeLoader):
         finally:
             self._depth -= 1
         return node
+
+    def construct_scalar(self, node: yaml.ScalarNode | yaml.MappingNode) -> str:
+        value = super().construct_scalar(node)
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:  # "\ud800": open() and print() raised it later
+            raise ConstructorError(None, None, f"{_shown(value[exc.start])} is half a character "
+                                   "(a lone surrogate): remove it", node.start_mark) from None
+        return value
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         self.flatten_mapping(node)
@@ -259,6 +271,9 @@ def _build(folder: Path, spec: Path, data: Any) -> Scenario:
     if summary is not None and not isinstance(summary, str):
         raise _fail(spec, f"summary: must be a line of text, not {_shown(summary)} "
                           "(quote it if it looks like a list or a number)")
+    if summary is not None and _has_control(summary.strip()):
+        raise _fail(spec, f"summary: must be one line of text, not {_shown(summary.strip())} "
+                          "(remove the line break or control character)")
     expectations = _expectations(spec, plan, data.get("expect"))
     if not traps and any(e.after for e in expectations):
         raise _fail(spec, "expect: 'after' waits for a ban: the scenario needs a trap")
@@ -267,7 +282,8 @@ def _build(folder: Path, spec: Path, data: Any) -> Scenario:
         named = data["suspects"] if isinstance(data["suspects"], list) else None
         if named is None:
             raise _fail(spec, "suspects: must be a list of roles (may be empty)")
-        suspects = tuple(sorted(_role(spec, plan, r, "suspects") for r in named))
+        # a set: the logs' suspects are compared as one, and [client1, client1] never matched
+        suspects = tuple(sorted(_unique(_role(spec, plan, r, "suspects") for r in named)))
     return Scenario(folder.name, folder, (summary or "").strip(), topology,
                     policies, expectations, suspects, traps)
 
@@ -302,8 +318,9 @@ def _policies(folder: Path, spec: Path, plan: Plan, data: Any) -> dict[str, tupl
         _role(spec, plan, router, "policy")
         if router not in plan.routers:
             raise _fail(spec, f"policy: {_shown(router)} is not a router")
-        entries = files if isinstance(files, list) else [files]
-        loaded = []
+        entries = _listed(files)
+        _at_most(spec, f"policy of {router}", entries)
+        loaded, seen = [], set()
         for entry in entries:
             family = None
             if isinstance(entry, dict):
@@ -320,6 +337,10 @@ def _policies(folder: Path, spec: Path, plan: Plan, data: Any) -> dict[str, tupl
                                       f"({_POLICY_ENTRY})")
                 entry = entry["file"]
             name = _file_name(spec, f"policy of {router}", entry)
+            if (name, family) in seen:
+                raise _fail(spec, f"policy of {router}: {_shown(name)} is named twice (its rules "
+                                  "would be added twice: name it once)")
+            seen.add((name, family))
             try:
                 loaded.append(read_policy(folder / name, family))
             except BadInput as exc:
@@ -336,9 +357,15 @@ def _traps(folder: Path, spec: Path, plan: Plan, data: Any) -> dict[str, tuple[P
         _role(spec, plan, role, "trap")
         if plan.role(role).kind not in ("router", "server"):
             raise _fail(spec, f"trap: {_shown(role)} is not a router or a server")
-        paths = []
-        for entry in _listed(files):
+        entries = _listed(files)
+        if not entries:
+            raise _fail(spec, f"trap of {role}: name at least one fail2ban jail file")
+        _at_most(spec, f"trap of {role}", entries)
+        paths: list[Path] = []
+        for entry in entries:
             path = folder / _file_name(spec, f"trap of {role}", entry)
+            if path in paths:
+                raise _fail(spec, f"trap of {role}: {_shown(entry)} is named twice (name it once)")
             try:
                 _read_text(path)  # read here, before any lab boots; lab.trap copies the file
             except BadInput as exc:
@@ -348,14 +375,26 @@ def _traps(folder: Path, spec: Path, plan: Plan, data: Any) -> dict[str, tuple[P
     return traps
 
 
+def _at_most(spec: Path, where: str, files: list[Any]) -> None:
+    # each file is read before the lab boots: 100,000 names of one big file read it as often
+    if len(files) > MAX_FILES:
+        raise _fail(spec, f"{where}: {len(files)} files, more than the {MAX_FILES} a node may "
+                          "have (join them)")
+
+
+def _has_control(text: str) -> bool:
+    """Whether text holds a control character (C0, DEL or C1: a terminal acts on them)."""
+    return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text)
+
+
 def _file_name(spec: Path, where: str, entry: Any) -> str:
     """A file name as the scenario gives it, checked before the file system sees it."""
     if not isinstance(entry, str) or not entry:
         raise _fail(spec, f"{where}: {_shown(entry)} is not a file name")
-    if any(ord(c) < 32 or ord(c) == 127 for c in entry):  # a NUL: open() raised ValueError
+    if _has_control(entry):  # a NUL: open() raised ValueError
         raise _fail(spec, f"{where}: file name {_shown(entry)} holds a control character "
                           "(remove it)")
-    if any(len(part.encode(errors="surrogatepass")) > NAME_MAX for part in Path(entry).parts):
+    if any(len(part.encode()) > NAME_MAX for part in Path(entry).parts):
         raise _fail(spec, f"{where}: file name {_shown(entry)} has a part longer than "
                           f"{NAME_MAX} bytes, more than a file name can be (shorten it)")
     return entry
@@ -374,9 +413,9 @@ def _variants(spec: Path, where: str, probe: str, data: Any) -> list[str]:
         raise _fail(spec, f"{where}: variants: name at least one (or leave the key out)")
     for variant in _listed(data):
         if not isinstance(variant, str) or variant not in known:
-            raise _fail(spec, f"{where}: unknown {probe} variant {variant!r} "
+            raise _fail(spec, f"{where}: unknown {probe} variant {_shown(variant)} "
                               f"(variants: {', '.join(known)})")
-    return [str(v) for v in _listed(data)]
+    return _unique(str(v) for v in _listed(data))
 
 
 def _listed(value: Any) -> list[Any]:
@@ -397,8 +436,6 @@ def _expectations(spec: Path, plan: Plan, data: Any) -> tuple[Expectation, ...]:
         missing = sorted(_EXPECT_KEYS - set(item))
         if missing:
             raise _fail(spec, f"{where}: missing key {missing[0]!r}")
-        sources = [s for group in _listed(item["from"])
-                   for s in (plan.clients if group == "clients" else [group])]
         try:
             verdict = Verdict(item["verdict"])
         except ValueError:
@@ -414,27 +451,42 @@ def _expectations(spec: Path, plan: Plan, data: Any) -> tuple[Expectation, ...]:
                 raise _fail(spec, f"{where}: {listed}: name at least one")
         after = item.get("after", "")
         if after not in ("", *AFTER):
-            raise _fail(spec, f"{where}: after: {after!r} is not one of {', '.join(AFTER)}")
+            raise _fail(spec, f"{where}: after: {_shown(after)} is not one of {', '.join(AFTER)}")
+        # each list checked, then each name once: [clients, clients, …] x [teredo, teredo, …]
+        # multiplied (300 of each, 5 KB, took 2.3 s; 1 MiB would take hours)
+        sources = _unique(_role(spec, plan, s, where) for group in _listed(item["from"])
+                          for s in (plan.clients if group == "clients" else [group]))
         for source in sources:
-            _role(spec, plan, source, where)
             if source == target:
                 raise _fail(spec, f"{where}: {source} cannot probe itself")
-            for probe in _listed(item["probes"]):
-                if not isinstance(probe, str) or probe not in PROBES:
-                    raise _fail(spec, f"{where}: unknown probe {_shown(probe)} "
-                                      f"(probes: {', '.join(PROBES)})")
-                variants = _variants(spec, where, probe, item.get("variants"))
-                for family in _listed(item["families"]):
-                    if not _is_family(family):
-                        raise _fail(spec, f"{where}: family {_shown(family)} must be 4 or 6")
-                    if variants != [""] and family != 4:
-                        raise _fail(spec, f"{where}: {probe} travels in IPv4: family must be 4")
-                    for variant in variants:
-                        key = (source, target, probe, family, variant, after)
-                        if key in found and found[key].verdict != verdict:
-                            label = f"{probe}:{variant}" if variant else probe
-                            raise _fail(spec, f"{where}: contradicts an earlier expectation "
-                                              f"for {source} → {target} {label} IPv{family}")
-                        found[key] = Expectation(source, target, probe, family, verdict,
-                                                 variant, after)
+        probes = _unique(_probe(spec, where, probe) for probe in _listed(item["probes"]))
+        variants = {probe: _variants(spec, where, probe, item.get("variants")) for probe in probes}
+        families = _unique(_family(spec, where, family) for family in _listed(item["families"]))
+        for source, probe, family in itertools.product(sources, probes, families):
+            if variants[probe] != [""] and family != 4:
+                raise _fail(spec, f"{where}: {probe} travels in IPv4: family must be 4")
+            for variant in variants[probe]:
+                key = (source, target, probe, family, variant, after)
+                if key in found and found[key].verdict != verdict:
+                    label = f"{probe}:{variant}" if variant else probe
+                    raise _fail(spec, f"{where}: contradicts an earlier expectation "
+                                      f"for {source} → {target} {label} IPv{family}")
+                found[key] = Expectation(source, target, probe, family, verdict, variant, after)
     return tuple(found.values())
+
+
+def _unique(values: Iterable[_T]) -> list[_T]:
+    """The values in their order, each once."""
+    return list(dict.fromkeys(values))
+
+
+def _probe(spec: Path, where: str, probe: Any) -> str:
+    if not isinstance(probe, str) or probe not in PROBES:
+        raise _fail(spec, f"{where}: unknown probe {_shown(probe)} (probes: {', '.join(PROBES)})")
+    return probe
+
+
+def _family(spec: Path, where: str, family: Any) -> int:
+    if not _is_family(family):
+        raise _fail(spec, f"{where}: family {_shown(family)} must be 4 or 6")
+    return int(family)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -730,3 +731,82 @@ def test_a_jail_that_is_not_utf8_names_the_byte(tmp_path: Path) -> None:
     (folder / "jail.local").write_bytes(b"[x]\nenabled = \xff\n")
     assert _message(folder).endswith("trap of gw: cannot read jail.local: not UTF-8 text "
                                      "(byte 15)")
+
+
+# --- found by fuzzing the values of every key (issue 10) ----------------------------------
+
+@pytest.mark.parametrize(("spec", "line"), [
+    (GOOD + 'summary: "x\\ud800"\n', 6),                       # print() raised it later
+    (GOOD.replace("[rules.sh]", '["r\\udfffules.sh"]'), 3),     # open() raised it
+])
+def test_a_lone_surrogate_is_one_line_naming_its_line(tmp_path: Path, spec: str,
+                                                      line: int) -> None:
+    folder = _folder(tmp_path, spec)
+    message = _message(folder)
+    assert message.startswith(f"{folder / 'scenario.yaml'}:{line}: '\\")
+    assert message.endswith("' is half a character (a lone surrogate): remove it")
+
+
+@pytest.mark.parametrize("spec", [
+    GOOD.replace("verdict: blocked}", "verdict: blocked, after: '" + "y" * 5000 + "'}"),
+    TEREDO.replace("families:", "variants: ['" + "y" * 5000 + "'], families:"),
+])
+def test_a_long_value_is_quoted_shortened(tmp_path: Path, spec: str) -> None:
+    assert len(_message(_folder(tmp_path, spec))) < 500
+
+
+def test_repeated_names_in_an_expectation_do_not_multiply(tmp_path: Path) -> None:
+    # every source x every probe x every variant: 200 repeats of each took 19 s
+    many = 200
+    spec = GOOD.replace("from: client1", f"from: [{', '.join(['clients'] * many)}]").replace(
+        "[smtp]", f"[{', '.join(['teredo'] * many)}], variants: [{', '.join(['plain'] * many)}]")
+    started = time.monotonic()
+    s = _load(tmp_path, spec)
+    assert time.monotonic() - started < 5
+    assert [(e.source, e.probe, e.variant) for e in s.expectations] == [
+        ("client1", "teredo", "plain"), ("client2", "teredo", "plain")]
+
+
+def test_suspects_named_twice_are_one_suspect(tmp_path: Path) -> None:
+    # the logs' suspects are a set: (client1, client1) never equalled it, the scenario never passed
+    s = _load(tmp_path, GOOD + "suspects: [client2, client1, client2]\n")
+    assert s.suspects == ("client1", "client2")
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    ("trap:\n  gw: []\n", "trap of gw: name at least one fail2ban jail file"),
+    ("trap:\n  gw: [jail.local, ./jail.local]\n",
+     "trap of gw: './jail.local' is named twice (name it once)"),
+    ("summary: \"one\\ntwo\"\n", "summary: must be one line of text, not 'one\\ntwo' "
+                                 "(remove the line break or control character)"),
+    ("summary: \"\\e[2Jcleared\"\n", "summary: must be one line of text, not '\\x1b[2Jcleared' "
+                                     "(remove the line break or control character)"),
+])
+def test_accepted_though_wrong_found_by_fuzzing(tmp_path: Path, extra: str,
+                                                expected: str) -> None:
+    folder = _folder(tmp_path, GOOD + extra)
+    (folder / "jail.local").write_text("[x]\n")
+    assert _message(folder) == f"{folder / 'scenario.yaml'}: {expected}"
+
+
+def test_a_policy_file_named_twice_is_refused(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, GOOD.replace("[rules.sh]", "[rules.sh, rules.sh]"))
+    assert _message(folder) == (f"{folder / 'scenario.yaml'}: policy of gw: 'rules.sh' is named "
+                                "twice (its rules would be added twice: name it once)")
+    # the same file for each family is two entries
+    save = "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -j DROP\nCOMMIT\n"
+    (folder / "both.save").write_text(save)
+    (folder / "scenario.yaml").write_text(GOOD.replace(
+        "[rules.sh]", "[{file: both.save, family: 4}, {file: both.save, family: 6}]"))
+    assert [p.family for p in scenario.load(str(folder)).policies["gw"]] == [4, 6]
+
+
+@pytest.mark.parametrize("key", ["policy", "trap"])
+def test_more_files_than_a_node_may_have_are_refused_unread(tmp_path: Path, key: str) -> None:
+    # each is read before the lab boots: 100,000 names of one big file read it as often
+    names = ", ".join(f"f{n}" for n in range(scenario.MAX_FILES + 1))
+    spec = (GOOD.replace("[rules.sh]", f"[{names}]") if key == "policy"
+            else GOOD + f"trap:\n  gw: [{names}]\n")
+    folder = _folder(tmp_path, spec)
+    assert _message(folder) == (f"{folder / 'scenario.yaml'}: {key} of gw: 65 files, more than "
+                                "the 64 a node may have (join them)")
