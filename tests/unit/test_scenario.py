@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -305,6 +307,48 @@ BAD.update({
 })
 
 
+# keys and values of the wrong type (issue 10)
+KNOWN = "(known: expect, policy, summary, suspects, topology, trap)"
+ENTRY = "(an entry is a file name or {file: NAME, family: 4 or 6})"
+BAD.update({
+    # keys of mixed types: sorting 'str' against int or None raised TypeError
+    "int-and-str-keys": (GOOD + "1: x\nzz: y\n", f"unknown key 1 {KNOWN}"),
+    "null-key": (GOOD + "zz: y\nnull: x\n", f"unknown key 'zz' {KNOWN}"),
+    "expect-mixed-keys": (GOOD.replace("verdict: blocked}", "verdict: blocked, 1: x, null: y}"),
+                          "expect #1: unknown key 1"),
+    "expect-null-key": (GOOD.replace("verdict: blocked}", "verdict: blocked, null: y, zz: 1}"),
+                        "expect #1: unknown key null"),
+    # `data.get("policy") or {}` took these for "no policy"
+    **{f"policy-{value}": (GOOD.replace("policy:\n  gw: [rules.sh]", f"policy: {value}"),
+                           "policy: must map a router role to a list of rules files")
+       for value in ("[]", "0", "false")},
+    "trap-empty-list": (GOOD + "trap: []\n",
+                        "trap: must map a node to a list of fail2ban jail files"),
+    **{f"summary-{value}": (GOOD + f"summary: {value}\n", f"summary: must be a line of text, "
+                            f"not {value} (quote it if it looks like a list or a number)")
+       for value in ("[1, 2]", "2024")},
+    # 4.0 == 4 and True == 1 in Python
+    "family-float": (GOOD.replace("families: [4]", "families: [4.0]"),
+                     "expect #1: family 4.0 must be 4 or 6"),
+    "family-true": (GOOD.replace("families: [4]", "families: [6, true]"),
+                    "expect #1: family true must be 4 or 6"),
+    "policy-family-float": (GOOD.replace("[rules.sh]", "[{file: rules.sh, family: 4.0}]"),
+                            "policy: family of 'rules.sh' must be 4 or 6, not 4.0"),
+    "policy-family-true": (GOOD.replace("[rules.sh]", "[{file: rules.sh, family: true}]"),
+                           "policy: family of 'rules.sh' must be 4 or 6, not true"),
+    "policy-entry-unknown-key": (
+        GOOD.replace("[rules.sh]", "[{file: rules.sh, family: 4, bogus: 1}]"),
+        f"policy of gw: unknown key 'bogus' in {{'bogus': 1, 'family': 4, 'file': 'rules.sh'}} "
+        f"{ENTRY}"),
+    "policy-entry-without-file": (GOOD.replace("[rules.sh]", "[{family: 4}]"),
+                                  f"policy of gw: {{'family': 4}} names no file {ENTRY}"),
+    # a scenario expecting `error` can never pass
+    "verdict-error": (GOOD.replace("verdict: blocked", "verdict: error"),
+                      "expect #1: verdict 'error' can never pass: it says the lab could not "
+                      "decide (expect what the policy should do)"),
+})
+
+
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_scenario_is_one_clear_line_naming_its_yaml(tmp_path: Path, case: str) -> None:
     spec, fragment = BAD[case]
@@ -482,3 +526,287 @@ def test_seed_teredo_syntax_repairs_only_the_dport_typo() -> None:
         "/sbin/iptables -A FORWARD -i eth0 -p udp -s 203.0.113.0/24 -dport 3544 -m u32 \\"]
     assert [ln for ln in added if not ln.startswith("#")] == [
         "/sbin/iptables -A FORWARD -i eth0 -p udp -s 203.0.113.0/24 --dport 3544 -m u32 \\"]
+
+
+# --- scenario.yaml as bad input: its YAML and the file itself (issue 10) ------------------
+
+LAUGHS = ('a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+          + "".join(f"{b}: &{b} [{','.join([f'*{a}'] * 9)}]\n"
+                    for a, b in zip("abcdefgh", "bcdefghi", strict=True)))
+
+
+def _message(folder: Path) -> str:
+    """The one line a bad scenario is refused with."""
+    with pytest.raises(BadInput) as exc:
+        scenario.load(str(folder))
+    message = str(exc.value)
+    assert "\n" not in message
+    return message
+
+
+def test_billion_laughs_is_refused_at_its_first_alias(tmp_path: Path) -> None:
+    # 9 aliases of 9 ... of 9 strings: 457 bytes took 60 s and 5.9 GB, then booted a lab
+    assert len(LAUGHS) < 500
+    indented = "".join(f"  {line}\n" for line in LAUGHS.splitlines())
+    folder = _folder(tmp_path, GOOD + "trap:\n" + indented)
+    assert _message(folder) == (f"{folder / 'scenario.yaml'}:8: alias *a: scenario.yaml takes "
+                                "no anchors or aliases (write the value out)")
+
+
+def test_an_anchor_alone_is_refused_too(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, GOOD.replace("topology: screened-host",
+                                            "topology: &t screened-host"))
+    assert _message(folder) == (f"{folder / 'scenario.yaml'}:1: anchor &t: scenario.yaml takes "
+                                "no anchors or aliases (write the value out)")
+
+
+@pytest.mark.parametrize(("spec", "line", "key", "first"), [
+    (GOOD + "topology: dmz\n", 6, "'topology'", 1),
+    (GOOD.replace("verdict: blocked}", "verdict: blocked, verdict: allowed}"), 5, "'verdict'", 5),
+    (GOOD.replace("  gw: [rules.sh]", "  gw: [rules.sh]\n  gw: [other.sh]"), 4, "'gw'", 3),
+    # 1 and true are the same key to Python: the second would silently replace the first
+    (GOOD + "1: a\ntrue: b\n", 7, "true", 6),
+])
+def test_a_duplicate_key_is_refused_naming_its_line(tmp_path: Path, spec: str, line: int,
+                                                    key: str, first: int) -> None:
+    folder = _folder(tmp_path, spec)
+    assert _message(folder) == (f"{folder / 'scenario.yaml'}:{line}: duplicate key {key} "
+                                f"(first on line {first}): give each key once")
+
+
+@pytest.mark.parametrize("where", ["summary", "expect"])
+def test_deep_nesting_is_one_line_not_a_recursion_error(tmp_path: Path, where: str) -> None:
+    deep = "[" * 600 + "]" * 600
+    spec = (GOOD + f"summary: {deep}\n" if where == "summary"
+            else GOOD.split("expect:")[0] + f"expect: {deep}\n")
+    folder = _folder(tmp_path, spec)
+    line = 6 if where == "summary" else 4
+    assert _message(folder) == (f"{folder / 'scenario.yaml'}:{line}: nested deeper than "
+                                f"{scenario.MAX_DEPTH} levels (a scenario needs five)")
+
+
+def test_a_nul_in_scenario_yaml_names_its_line(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, GOOD + 'summary: "a\0b"\n')
+    assert _message(folder) == (f"{folder / 'scenario.yaml'}:6: character #x0000 is not "
+                                "allowed in YAML (remove it)")
+
+
+def test_scenario_yaml_over_the_size_limit_is_refused(tmp_path: Path) -> None:
+    padding = ("# " + "x" * 98 + "\n") * (scenario.MAX_BYTES // 100 + 1)
+    folder = _folder(tmp_path, GOOD + padding)
+    assert _message(folder) == (f"{folder / 'scenario.yaml'}: cannot read: larger than 1 MiB, "
+                                "the most a scenario's file may be")
+    # one byte under the limit still loads
+    (folder / "scenario.yaml").write_text(GOOD + padding[:scenario.MAX_BYTES - len(GOOD)])
+    assert (folder / "scenario.yaml").stat().st_size == scenario.MAX_BYTES
+    assert scenario.load(str(folder)).topology == "screened-host"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero"])
+def test_scenario_yaml_that_is_not_a_regular_file_is_refused_unread(tmp_path: Path,
+                                                                    kind: str) -> None:
+    folder = _folder(tmp_path, GOOD)
+    spec = folder / "scenario.yaml"
+    spec.unlink()
+    if kind == "fifo":
+        os.mkfifo(spec)  # opening it for reading would wait for a writer: forever
+    else:
+        spec.symlink_to(kind)  # read until MemoryError
+    for name in (str(folder), str(spec)):
+        with pytest.raises(BadInput) as exc:
+            scenario.load(name)
+        assert str(exc.value) == f"{spec}: not a regular file (give a text file)"
+
+
+def test_reading_refuses_a_device_and_a_fifo_unopened(tmp_path: Path) -> None:
+    # should scenario.yaml turn into one after find() looked, load still does not block
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero"), Path("/dev/urandom")):
+        with pytest.raises(BadInput, match=r"^not a regular file \(give a text file of at "
+                                           r"most 1 MiB\)$"):
+            scenario._read_text(path)
+
+
+@pytest.mark.parametrize("name", [
+    "a" * 300,                       # a built-in name that cannot be one
+    "x/" + "a" * 300 + "/y",         # a folder
+    "a" * 256 + "/scenario.yaml",
+])
+def test_a_path_part_over_255_bytes_is_one_line(name: str) -> None:
+    with pytest.raises(BadInput) as exc:
+        scenario.find(name)
+    message = str(exc.value)
+    assert message.startswith("scenario 'aaaa" if name[0] == "a" else "scenario 'x/aaaa")
+    assert message.endswith("a part of the path is longer than 255 bytes, more than a file "
+                            "name can be (shorten it)")
+    assert "\n" not in message and len(message) < 300
+
+
+def test_a_path_over_4096_bytes_is_one_line() -> None:
+    # every part short enough, the whole too long: pathlib raises ENAMETOOLONG, not False
+    name = "/".join(["b" * 250] * 20)
+    with pytest.raises(BadInput) as exc:
+        scenario.find(name)
+    assert str(exc.value).endswith("': cannot look at it: File name too long")
+    assert "\n" not in str(exc.value)
+
+
+def test_a_nul_in_the_scenario_argument_is_quoted_visibly() -> None:
+    with pytest.raises(BadInput) as exc:
+        scenario.find("a\0b")
+    assert str(exc.value).startswith(r"unknown scenario 'a\x00b' (`port25lab list`")
+
+
+def test_an_unknown_verdict_says_error_cannot_be_expected(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, GOOD.replace("verdict: blocked", "verdict: maybe"))
+    assert _message(folder).endswith("verdict 'maybe' is not one of allowed, blocked, diverted, "
+                                     "refused, banned, error (a scenario may expect all but "
+                                     "error)")
+
+
+@pytest.mark.parametrize("empty", ["policy:\n", "policy: {}\n", ""])
+def test_an_empty_policy_value_is_no_policy(tmp_path: Path, empty: str) -> None:
+    # `policy:` with nothing after it is YAML's null: no policy, as when the key is left out
+    spec = GOOD.replace("policy:\n  gw: [rules.sh]\n", empty) + "trap:\nsummary:\n"
+    s = scenario.load(str(_folder(tmp_path, spec)))
+    assert (s.policies, s.traps, s.summary) == ({}, {}, "")
+
+
+# --- file names and files a scenario names (issue 10) -------------------------------------
+
+def _trap(tmp_path: Path, jail: str) -> Path:
+    return _folder(tmp_path, GOOD + f"trap:\n  gw: [{jail}]\n")
+
+
+@pytest.mark.parametrize(("spec", "where"), [
+    (GOOD.replace("[rules.sh]", '["a\\0b"]'), "policy of gw"),
+    (GOOD.replace("[rules.sh]", '["rules.sh\\n"]'), "policy of gw"),
+    (GOOD + 'trap:\n  gw: ["a\\0b"]\n', "trap of gw"),
+])
+def test_a_control_character_in_a_file_name_is_one_line(tmp_path: Path, spec: str,
+                                                        where: str) -> None:
+    # a NUL reached open(): ValueError "embedded null byte", a traceback
+    message = _message(_folder(tmp_path, spec))
+    assert f": {where}: file name '" in message
+    assert message.endswith(" holds a control character (remove it)")
+    assert "\\x00" in message or "\\n" in message
+
+
+@pytest.mark.parametrize(("spec", "where"), [
+    (GOOD.replace("[rules.sh]", "[" + "a" * 256 + "]"), "policy of gw"),
+    (GOOD.replace("[rules.sh]", "[x/" + "a" * 300 + "/rules.sh]"), "policy of gw"),
+    (GOOD + "trap:\n  gw: [" + "a" * 256 + "]\n", "trap of gw"),
+])
+def test_a_file_name_part_over_255_bytes_is_refused_before_opening(tmp_path: Path, spec: str,
+                                                                   where: str) -> None:
+    message = _message(_folder(tmp_path, spec))
+    assert f": {where}: file name '" in message
+    assert message.endswith("has a part longer than 255 bytes, more than a file name can be "
+                            "(shorten it)")
+    assert len(message) < 400  # the name is shortened in the middle
+
+
+@pytest.mark.parametrize("jail", ["/dev/zero", "/dev/urandom", "fifo", "folder"])
+def test_a_jail_that_is_not_a_regular_file_is_refused_unread(tmp_path: Path, jail: str) -> None:
+    # /dev/zero and /dev/urandom were read until MemoryError; a FIFO blocked forever
+    folder = _trap(tmp_path, jail)
+    os.mkfifo(folder / "fifo")
+    (folder / "folder").mkdir()
+    assert _message(folder) == (f"{folder / 'scenario.yaml'}: trap of gw: cannot read {jail}: "
+                                "not a regular file (give a text file of at most 1 MiB)")
+
+
+def test_a_jail_over_the_size_limit_is_refused(tmp_path: Path) -> None:
+    folder = _trap(tmp_path, "jail.local")
+    (folder / "jail.local").write_text("[x]\n" + "#" * scenario.MAX_BYTES)
+    assert _message(folder) == (f"{folder / 'scenario.yaml'}: trap of gw: cannot read "
+                                "jail.local: larger than 1 MiB, the most a scenario's file may be")
+    (folder / "jail.local").write_text("[x]\n")
+    assert scenario.load(str(folder)).traps == {"gw": (folder / "jail.local",)}
+
+
+def test_a_jail_that_is_not_utf8_names_the_byte(tmp_path: Path) -> None:
+    folder = _trap(tmp_path, "jail.local")
+    (folder / "jail.local").write_bytes(b"[x]\nenabled = \xff\n")
+    assert _message(folder).endswith("trap of gw: cannot read jail.local: not UTF-8 text "
+                                     "(byte 15)")
+
+
+# --- found by fuzzing the values of every key (issue 10) ----------------------------------
+
+@pytest.mark.parametrize(("spec", "line"), [
+    (GOOD + 'summary: "x\\ud800"\n', 6),                       # print() raised it later
+    (GOOD.replace("[rules.sh]", '["r\\udfffules.sh"]'), 3),     # open() raised it
+])
+def test_a_lone_surrogate_is_one_line_naming_its_line(tmp_path: Path, spec: str,
+                                                      line: int) -> None:
+    folder = _folder(tmp_path, spec)
+    message = _message(folder)
+    assert message.startswith(f"{folder / 'scenario.yaml'}:{line}: '\\")
+    assert message.endswith("' is half a character (a lone surrogate): remove it")
+
+
+@pytest.mark.parametrize("spec", [
+    GOOD.replace("verdict: blocked}", "verdict: blocked, after: '" + "y" * 5000 + "'}"),
+    TEREDO.replace("families:", "variants: ['" + "y" * 5000 + "'], families:"),
+])
+def test_a_long_value_is_quoted_shortened(tmp_path: Path, spec: str) -> None:
+    assert len(_message(_folder(tmp_path, spec))) < 500
+
+
+def test_repeated_names_in_an_expectation_do_not_multiply(tmp_path: Path) -> None:
+    # every source x every probe x every variant: 200 repeats of each took 19 s
+    many = 200
+    spec = GOOD.replace("from: client1", f"from: [{', '.join(['clients'] * many)}]").replace(
+        "[smtp]", f"[{', '.join(['teredo'] * many)}], variants: [{', '.join(['plain'] * many)}]")
+    started = time.monotonic()
+    s = _load(tmp_path, spec)
+    assert time.monotonic() - started < 5
+    assert [(e.source, e.probe, e.variant) for e in s.expectations] == [
+        ("client1", "teredo", "plain"), ("client2", "teredo", "plain")]
+
+
+def test_suspects_named_twice_are_one_suspect(tmp_path: Path) -> None:
+    # the logs' suspects are a set: (client1, client1) never equalled it, the scenario never passed
+    s = _load(tmp_path, GOOD + "suspects: [client2, client1, client2]\n")
+    assert s.suspects == ("client1", "client2")
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    ("trap:\n  gw: []\n", "trap of gw: name at least one fail2ban jail file"),
+    ("trap:\n  gw: [jail.local, ./jail.local]\n",
+     "trap of gw: './jail.local' is named twice (name it once)"),
+    ("summary: \"one\\ntwo\"\n", "summary: must be one line of text, not 'one\\ntwo' "
+                                 "(remove the line break or control character)"),
+    ("summary: \"\\e[2Jcleared\"\n", "summary: must be one line of text, not '\\x1b[2Jcleared' "
+                                     "(remove the line break or control character)"),
+])
+def test_accepted_though_wrong_found_by_fuzzing(tmp_path: Path, extra: str,
+                                                expected: str) -> None:
+    folder = _folder(tmp_path, GOOD + extra)
+    (folder / "jail.local").write_text("[x]\n")
+    assert _message(folder) == f"{folder / 'scenario.yaml'}: {expected}"
+
+
+def test_a_policy_file_named_twice_is_refused(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, GOOD.replace("[rules.sh]", "[rules.sh, rules.sh]"))
+    assert _message(folder) == (f"{folder / 'scenario.yaml'}: policy of gw: 'rules.sh' is named "
+                                "twice (its rules would be added twice: name it once)")
+    # the same file for each family is two entries
+    save = "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -j DROP\nCOMMIT\n"
+    (folder / "both.save").write_text(save)
+    (folder / "scenario.yaml").write_text(GOOD.replace(
+        "[rules.sh]", "[{file: both.save, family: 4}, {file: both.save, family: 6}]"))
+    assert [p.family for p in scenario.load(str(folder)).policies["gw"]] == [4, 6]
+
+
+@pytest.mark.parametrize("key", ["policy", "trap"])
+def test_more_files_than_a_node_may_have_are_refused_unread(tmp_path: Path, key: str) -> None:
+    # each is read before the lab boots: 100,000 names of one big file read it as often
+    names = ", ".join(f"f{n}" for n in range(scenario.MAX_FILES + 1))
+    spec = (GOOD.replace("[rules.sh]", f"[{names}]") if key == "policy"
+            else GOOD + f"trap:\n  gw: [{names}]\n")
+    folder = _folder(tmp_path, spec)
+    assert _message(folder) == (f"{folder / 'scenario.yaml'}: {key} of gw: 65 files, more than "
+                                "the 64 a node may have (join them)")
