@@ -309,13 +309,13 @@ def cmd_shell(args: argparse.Namespace) -> int:
     lifecycle.remove_stale()
     run = lifecycle.new_run()
     try:
-        with Lab(s.topology, run) as lab:
+        with Lab(s.site, run) as lab:
             for note in notes:
                 print(f"note: {note}", file=sys.stderr)
             for error in load_policies(lab, s) + start_traps(lab, s, lambda _: None):
                 print(f"load error: {error}", file=sys.stderr)
             print(f"{s.name} is up (namespaces {run.prefix}-ROLE); roles: "
-                  f"{', '.join(lab.plan.role_names)}. Leave with `exit`.", file=sys.stderr)
+                  f"{', '.join(lab.site.role_names)}. Leave with `exit`.", file=sys.stderr)
             setLogLevel("output")  # the CLI prints what commands print at this level
 
             class LabCLI(CLI):  # type: ignore[misc]

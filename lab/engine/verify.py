@@ -119,7 +119,7 @@ def syn_probe(lab: Lab, source: str, role: str, port: int, family: int,
 
     With `udp`, a DNS query instead of the SYN: nobody has to answer it.
     """
-    address = lab.plan.role(role).address(family)
+    address = lab.site.role(role).address(family)
     agent = lab.agent(source)
     assert lab.far_side is not None
     before = lab.rules(family)
@@ -185,8 +185,8 @@ def tunnel_probe(lab: Lab, expectation: Expectation, sport: int) -> Result:
     variant = VARIANTS[expectation.probe][expectation.variant]
     if variant.real:
         return real_teredo_probe(lab, expectation, sport)
-    relay = lab.plan.role("relay").address(4)
-    target6 = lab.plan.role(expectation.target).address(6)
+    relay = lab.site.role("relay").address(4)
+    target6 = lab.site.role(expectation.target).address(6)
     assert lab.far_side is not None
     before = lab.rules(4)
     seen = lab.agent(expectation.source).ask(
@@ -212,8 +212,8 @@ def guess_probe(lab: Lab, expectation: Expectation, watcher: BanWatcher | None) 
     """Password guessing on the target's submission port (probes.guessing)."""
     probe = PROBES[expectation.probe]
     family = expectation.family
-    address = lab.plan.role(expectation.target).address(family)
-    source = lab.plan.role(expectation.source).address(family)
+    address = lab.site.role(expectation.target).address(family)
+    source = lab.site.role(expectation.source).address(family)
 
     def result(verdict: Verdict, rule: str | None, detail: str, elapsed: float = 0.0,
                weak: str = "") -> Result:
@@ -342,7 +342,7 @@ def verify(scenario: Scenario, run: Run, progress: Progress) -> ScenarioResult:
                       expected_suspects=scenario.suspects)
     try:
         progress(f"{scenario.name}: booting {scenario.topology} as {run.prefix}")
-        with Lab(scenario.topology, run) as lab:
+        with Lab(scenario.site, run) as lab:
             boot_ms = (time.monotonic() - started) * 1000
             load_errors = load_policies(lab, scenario) + start_traps(lab, scenario, progress)
             for error in load_errors:
@@ -398,7 +398,7 @@ def wait_for_ban(lab: Lab, name: str, watcher: BanWatcher | None, expectation: E
     """
     if not expectation.after:
         return ""
-    address = lab.plan.role(expectation.source).address(expectation.family)
+    address = lab.site.role(expectation.source).address(expectation.family)
     if watcher is None:
         return "no trap runs: nothing to wait for"
     if expectation.after == "ban":
@@ -428,10 +428,10 @@ def wait_for_ban(lab: Lab, name: str, watcher: BanWatcher | None, expectation: E
 
 
 def owners_of(scenario: Scenario, bans: tuple[Ban, ...]) -> dict[str, str]:
-    return {b.address: scenario.plan.owner_of(b.address) or "?" for b in bans}
+    return {b.address: scenario.site.owner_of(b.address) or "?" for b in bans}
 
 
 def suspects_of(lab: Lab) -> list[Suspect]:
     """The internal hosts the routers' firewall logs caught on 25/465."""
-    inside = [r.name for r in lab.plan.roles if r.kind in ("client", "server")]
-    return suspects(lab.firewall_logs.values(), lab.plan.owner_of, inside)
+    inside = [r.name for r in lab.site.nodes if r.kind in ("client", "server")]
+    return suspects(lab.firewall_logs.values(), lab.site.owner_of, inside)

@@ -12,14 +12,14 @@ from typing import Any
 
 import yaml
 
+import topologies
 from lab.errors import BadInput
-from lab.model.site import Plan
+from lab.model.site import Site
 from lab.model.verdict import Verdict
 from lab.netfilter.policy import PolicyFile, read_policy
 from lab.services.firewall_log import as_nflog
 from probes.tcp import PROBES
 from probes.tunnel import VARIANTS
-from topologies import TOPOLOGIES
 
 BUILTIN = Path(__file__).resolve().parents[2] / "scenarios"
 SPEC = "scenario.yaml"
@@ -57,8 +57,8 @@ class Scenario:
     traps: dict[str, tuple[Path, ...]] = field(default_factory=dict)
 
     @property
-    def plan(self) -> Plan:
-        return TOPOLOGIES[self.topology].PLAN
+    def site(self) -> Site:
+        return topologies.load(self.topology)
 
     def with_nflog(self) -> tuple[Scenario, list[str]]:
         """This scenario with its LOG rules run as NFLOG, and a note per translated line."""
@@ -75,7 +75,7 @@ class Scenario:
 
     def with_rules(self, family: int, policy: PolicyFile) -> Scenario:
         """This scenario with the policy router's rules of one family replaced."""
-        router = self.plan.policy_router
+        router = self.site.policy_router
         other = 10 - family  # 4 <-> 6
         kept = tuple(p.only(other) for p in self.policies.get(router, ()))
         kept = tuple(p for p in kept if not p.empty)
@@ -127,9 +127,10 @@ def _build(folder: Path, spec: Path, data: Any) -> Scenario:
     if unknown:
         raise _fail(spec, f"unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(_KEYS))})")
     topology = data.get("topology")
-    if not isinstance(topology, str) or topology not in TOPOLOGIES:
-        raise _fail(spec, f"topology '{topology}' is not one of: {', '.join(TOPOLOGIES)}")
-    plan = TOPOLOGIES[topology].PLAN
+    if not isinstance(topology, str) or topology not in topologies.builtin_names():
+        raise _fail(spec, f"topology '{topology}' is not one of: "
+                          f"{', '.join(topologies.builtin_names())}")
+    plan = topologies.load(topology)
     policies = _policies(folder, spec, plan, data.get("policy") or {})
     traps = _traps(folder, spec, plan, data.get("trap") or {})
     expectations = _expectations(spec, plan, data.get("expect"))
@@ -145,14 +146,14 @@ def _build(folder: Path, spec: Path, data: Any) -> Scenario:
                     policies, expectations, suspects, traps)
 
 
-def _role(spec: Path, plan: Plan, role: Any, what: str) -> str:
+def _role(spec: Path, plan: Site, role: Any, what: str) -> str:
     if role not in plan.role_names:
         raise _fail(spec, f"{what}: unknown role '{role}' in topology {plan.name} "
                           f"(roles: {', '.join(plan.role_names)})")
     return str(role)
 
 
-def _policies(folder: Path, spec: Path, plan: Plan, data: Any) -> dict[str, tuple[PolicyFile, ...]]:
+def _policies(folder: Path, spec: Path, plan: Site, data: Any) -> dict[str, tuple[PolicyFile, ...]]:
     if not isinstance(data, dict):
         raise _fail(spec, "policy: must map a router role to a list of rules files")
     policies: dict[str, tuple[PolicyFile, ...]] = {}
@@ -179,7 +180,7 @@ def _policies(folder: Path, spec: Path, plan: Plan, data: Any) -> dict[str, tupl
     return policies
 
 
-def _traps(folder: Path, spec: Path, plan: Plan, data: Any) -> dict[str, tuple[Path, ...]]:
+def _traps(folder: Path, spec: Path, plan: Site, data: Any) -> dict[str, tuple[Path, ...]]:
     if not isinstance(data, dict):
         raise _fail(spec, "trap: must map a node to a list of fail2ban jail files")
     traps: dict[str, tuple[Path, ...]] = {}
@@ -224,7 +225,7 @@ def _listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _expectations(spec: Path, plan: Plan, data: Any) -> tuple[Expectation, ...]:
+def _expectations(spec: Path, plan: Site, data: Any) -> tuple[Expectation, ...]:
     if not isinstance(data, list) or not data:
         raise _fail(spec, "expect: must be a non-empty list of expectations")
     found: dict[tuple[str, str, str, int, str, str], Expectation] = {}

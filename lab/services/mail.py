@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import LabFailure
-from lab.model.site import Plan
+from lab.model.site import Site
 
 # A runner executes argv inside the node and returns (status, stdout, stderr);
 # a spawner starts a long-running process inside the node and leaves it running.
@@ -345,14 +345,14 @@ FOREIGN = "example.net"
 FOREIGN_V6 = "v6.example.net"  # mail for it travels over IPv6
 
 
-def servers_for(plan: Plan) -> dict[str, MailServer]:
+def servers_for(plan: Site) -> dict[str, MailServer]:
     """The lab's mail servers: every `server` role (the organisation's) and `remote-mx`."""
     servers: dict[str, MailServer] = {}
     remote = plan.role("remote-mx") if "remote-mx" in plan.role_names else None
     if remote is not None:
         servers[remote.name] = MailServer(remote.name, f"mx.{FOREIGN}", (FOREIGN, FOREIGN_V6),
                                           submission=False)
-    for role in plan.roles:
+    for role in plan.nodes:
         if role.kind != "server":
             continue
         routes = () if remote is None else (

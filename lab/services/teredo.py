@@ -40,7 +40,7 @@ def _address(lab: Lab, role: str) -> str | None:
 
 
 def _server_addresses(lab: Lab) -> tuple[str, str]:
-    first = ipaddress.IPv4Address(lab.plan.role("relay").address(4))
+    first = ipaddress.IPv4Address(lab.site.role("relay").address(4))
     return str(first), str(first + 1)
 
 
