@@ -12,6 +12,7 @@ from functools import partial
 from lab.engine.mailflow import Reached, await_delivery, describe, dialogue_for, refused
 from lab.errors import LabFailure
 from lab.model.scenario import Expectation, Scenario
+from lab.model.site import TEREDO_SERVER, TUNNEL_END
 from lab.model.verdict import Decision, Observation, Verdict, decide
 from lab.netfilter.counters import hits
 from lab.netfilter.policy import LoadError, apply_policy, shown
@@ -181,11 +182,12 @@ def real_teredo_probe(lab: Lab, expectation: Expectation, sport: int) -> Result:
 
 
 def tunnel_probe(lab: Lab, expectation: Expectation, sport: int) -> Result:
-    """A SYN for the target's IPv6 address, tunnelled in IPv4 to the `relay` role."""
+    """A SYN for the target's IPv6 address, tunnelled in IPv4 to the site's tunnel end."""
     variant = VARIANTS[expectation.probe][expectation.variant]
     if variant.real:
         return real_teredo_probe(lab, expectation, sport)
-    relay = lab.site.role("relay").address(4)
+    end = lab.site.one(TUNNEL_END if expectation.probe == "tunnel6in4" else TEREDO_SERVER)
+    relay = end.address(4)
     target6 = lab.site.role(expectation.target).address(6)
     assert lab.far_side is not None
     before = lab.rules(4)
@@ -200,7 +202,7 @@ def tunnel_probe(lab: Lab, expectation: Expectation, sport: int) -> Result:
                               ttl=seen.get("ttl"), icmp=seen.get("icmp"),
                               elapsed_ms=seen["elapsed_ms"])
     port = 0 if expectation.probe == "tunnel6in4" else variant.udp_port
-    decision = decide("relay", relay, port, observation, sightings, rule_hits,
+    decision = decide(end.name, relay, port, observation, sightings, rule_hits,
                       expects_answer=False)
     return Result(expectation.source, expectation.target, expectation.probe, 4,
                   expectation.verdict, decision.verdict, decision.rule,

@@ -322,10 +322,10 @@ class Lab:
 
     def submission_server(self) -> str:
         """The organisation's mail server role (where clients submit)."""
-        for role, inst in self.mail.items():
-            if inst.server.submission:
-                return role
-        raise LabFailure(f"{self.site.name} has no submission server")
+        try:
+            return self.site.submission_server.name
+        except LookupError as exc:
+            raise LabFailure(str(exc)) from None
 
     # -- running things in nodes ---------------------------------------------------
     def node(self, role: str) -> Any:
