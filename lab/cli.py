@@ -98,7 +98,11 @@ def _audit_parser(commands: Any) -> None:
 
 
 def _require_mininet() -> None:
-    if importlib.util.find_spec("mininet") is None:
+    try:
+        found = importlib.util.find_spec("mininet")
+    except ImportError:  # an import hook that refuses it
+        found = None
+    if found is None:
         raise BadInput("Mininet is not importable: run `make setup` (Debian package mininet) "
                        "and use .venv/bin/port25lab")
 
@@ -352,9 +356,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                            "(see `port25lab --help`)")
         if args.command == "audit":  # reading a gateway needs no Mininet; its twin does
             return cmd_audit(args)
-        _require_mininet()
-        if args.command == "list":
+        if args.command == "list":  # scenarios and sites are data
             return cmd_list(args.probes)
+        _require_mininet()
         if args.command == "verify":
             return cmd_verify(args)
         if args.command == "suspects":
