@@ -101,7 +101,7 @@ def time_lab_cycles(s: Scenario, rounds: int, say: Say) -> LabCycle:
     for number in range(1, rounds + 1):
         run = lifecycle.new_run()
         try:
-            lab = Lab(s.topology, run)
+            lab = Lab(s.site, run)
             started = time.perf_counter()
             with lab:
                 up = time.perf_counter()

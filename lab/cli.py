@@ -141,7 +141,11 @@ def _audit_parser(commands: Any) -> None:
 
 
 def _require_mininet() -> None:
-    if importlib.util.find_spec("mininet") is None:
+    try:
+        found = importlib.util.find_spec("mininet")
+    except ImportError:  # an import hook that refuses it
+        found = None
+    if found is None:
         raise BadInput("Mininet is not importable: run `make setup` (Debian package mininet) "
                        "and use .venv/bin/port25lab")
 
@@ -409,13 +413,13 @@ def cmd_shell(args: argparse.Namespace) -> int:
     lifecycle.remove_stale()
     run = lifecycle.new_run()
     try:
-        with Lab(s.topology, run) as lab:
+        with Lab(s.site, run) as lab:
             for note in notes:
                 print(f"note: {note}", file=sys.stderr)
             for error in load_policies(lab, s) + start_traps(lab, s, lambda _: None):
                 print(f"load error: {error}", file=sys.stderr)
             print(f"{s.name} is up (namespaces {run.prefix}-ROLE); roles: "
-                  f"{', '.join(lab.plan.role_names)}. Leave with `exit`.", file=sys.stderr)
+                  f"{', '.join(lab.site.role_names)}. Leave with `exit`.", file=sys.stderr)
             setLogLevel("output")  # the CLI prints what commands print at this level
 
             class LabCLI(CLI):  # type: ignore[misc]
@@ -452,9 +456,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                            "(see `port25lab --help`)")
         if args.command == "audit":  # reading a gateway needs no Mininet; its twin does
             return cmd_audit(args)
-        _require_mininet()
-        if args.command == "list":
+        if args.command == "list":  # scenarios and sites are data
             return cmd_list(args.probes)
+        _require_mininet()
         if args.command == "verify":
             return cmd_verify(args)
         if args.command == "suspects":

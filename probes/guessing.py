@@ -26,6 +26,8 @@ TRIVIAL_PASSWORDS = ("123456", "password", "12345678", "qwerty", "letmein", "111
                      "admin", "welcome", "123123", "iloveyou")
 LIMIT = 40  # guesses per probe, at most
 RATE = 20.0  # guesses per second, at most
+# The documentation prefixes (RFC 5737, RFC 3849): a fence that holds whatever a site
+# says, not a site's addressing.
 LAB_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
     "203.0.113.0/24", "198.51.100.0/24", "192.0.2.0/24", "2001:db8::/32"))
 

@@ -7,12 +7,34 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from lab.runtime import lifecycle
 
 PROJECT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).parent / "port25lab")
 PREFIX = re.compile(r"\bp25-[0-9a-f]{6}\b")
+
+
+# Python code to run first in a child interpreter: Mininet cannot be imported there
+# (an import hook refuses it, as a machine without Debian's mininet package would).
+HIDE_MININET = """
+import sys
+
+class _NoMininet:
+    def find_spec(self, name, path=None, target=None):
+        if name == "mininet" or name.startswith("mininet."):
+            raise ModuleNotFoundError(f"No module named {name!r} (hidden)", name=name)
+        return None
+
+sys.meta_path.insert(0, _NoMininet())
+"""
+
+
+def without_mininet(code: str, **options: Any) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a child interpreter that cannot import Mininet."""
+    return subprocess.run([sys.executable, "-c", HIDE_MININET + code], capture_output=True,
+                          text=True, timeout=120, cwd=PROJECT, check=False, **options)
 
 
 def leftovers(prefix: str) -> list[str]:

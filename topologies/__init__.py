@@ -1,9 +1,28 @@
-"""Built-in topologies, by name (importing them needs Mininet)."""
+"""The built-in sites: data files next to this module (`screened-host.yaml`, `dmz.yaml`).
+
+Reading them needs no Mininet; `lab.runtime.builder` draws a site as a lab.
+"""
 
 from __future__ import annotations
 
-from lab.runtime.builder import PlannedTopo
-from topologies.dmz import Dmz
-from topologies.screened_host import ScreenedHost
+from functools import cache
+from pathlib import Path
 
-TOPOLOGIES: dict[str, type[PlannedTopo]] = {t.PLAN.name: t for t in (ScreenedHost, Dmz)}
+from lab.errors import BadInput
+from lab.model import site_file
+from lab.model.site import Site
+
+FOLDER = Path(__file__).resolve().parent
+SUFFIX = ".yaml"
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.name.removesuffix(SUFFIX) for p in FOLDER.glob(f"*{SUFFIX}"))
+
+
+@cache  # a site is an immutable value, and the built-in files do not change under a run
+def load(name: str) -> Site:
+    """The built-in site of that name; BadInput for a name that is none."""
+    if name not in builtin_names():
+        raise BadInput(f"unknown site {name!r} (built-in sites: {', '.join(builtin_names())})")
+    return site_file.load(FOLDER / f"{name}{SUFFIX}")

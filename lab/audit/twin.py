@@ -85,8 +85,8 @@ def interfaces_named(policy: PolicyFile) -> set[str]:
 
 def replay(facts: Facts, scenario: Scenario, mapping: dict[str, str]) -> Replay:
     """The gateway's rules of both families as policies for the scenario's policy router."""
-    router = scenario.plan.policy_router
-    lab_interfaces = {p.name for p in scenario.plan.role(router).ports}
+    router = scenario.site.policy_router
+    lab_interfaces = {i.name for i in scenario.site.role(router).interfaces}
     unknown = set(mapping) - set(facts.interfaces)
     if unknown and facts.interfaces:
         raise BadInput(f"--map-interface {sorted(unknown)[0]}=…: the gateway has no such "

@@ -1,18 +1,44 @@
-"""What the compliance checks assume about the network: by default, the published addressing."""
+"""What the compliance checks assume about the network: by default, the published addressing.
+
+The defaults are read from the built-in screened-host site (the talk's network):
+its clients' prefixes, its submission server's addresses and the policy router's
+interface towards the clients.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
 from ipaddress import ip_address, ip_network
+
+import topologies
+from lab.model.site import Site
+
+PUBLISHED_SITE = "screened-host"
+
+
+@cache
+def published() -> Addressing:
+    """The addressing of the talk's network (the built-in screened-host site)."""
+    return Addressing.of(topologies.load(PUBLISHED_SITE))
 
 
 @dataclass(frozen=True)
 class Addressing:
     """The networks the checks speak of (defaults: the published addressing)."""
 
-    clients: tuple[str, ...] = ("203.0.113.0/24", "2001:db8:b01a:70da::/64")
-    mail_server: tuple[str, ...] = ("203.0.113.25", "2001:db8:b01a:70da::25")
-    inside: str = "eth0"
+    clients: tuple[str, ...] = field(default_factory=lambda: published().clients)
+    mail_server: tuple[str, ...] = field(default_factory=lambda: published().mail_server)
+    inside: str = field(default_factory=lambda: published().inside)
+
+    @classmethod
+    def of(cls, site: Site) -> Addressing:
+        """A site's addressing: its clients' segments, its mail server, the way in."""
+        segments = list(dict.fromkeys(s for c in site.clients for s in site.role(c).segments))
+        router = site.role(site.policy_router)
+        inside = next((i.name for i in router.interfaces if i.segment in segments), "")
+        return cls(tuple(p for s in segments for p in site.segment(s).prefixes),
+                   site.submission_server.addresses(), inside)
 
     def client_networks(self, family: int) -> list[str]:
         return [n for n in self.clients if ip_network(n, strict=False).version == family]

@@ -13,6 +13,7 @@ from lab.engine.mailflow import Reached, await_delivery, describe, dialogue_for,
 from lab.errors import LabFailure
 from lab.evidence.firewall_log import Suspect, logged_at, suspects
 from lab.model.scenario import Expectation, Scenario
+from lab.model.site import TEREDO_SERVER, TUNNEL_END
 from lab.model.verdict import Decision, Observation, Verdict, decide
 from lab.netfilter.counters import Hit, hits
 from lab.netfilter.policy import LoadError, apply_policy, shown
@@ -120,7 +121,7 @@ def syn_probe(lab: Lab, source: str, role: str, port: int, family: int,
 
     With `udp`, a DNS query instead of the SYN: nobody has to answer it.
     """
-    address = lab.plan.role(role).address(family)
+    address = lab.site.role(role).address(family)
     agent = lab.agent(source)
     assert lab.far_side is not None
     before = lab.rules(family)
@@ -209,12 +210,13 @@ def _over_tunnel(lab: Lab, expectation: Expectation, variant: Variant, address: 
 
 
 def tunnel_probe(lab: Lab, expectation: Expectation, sport: int) -> Result:
-    """A SYN for the target's IPv6 address, tunnelled in IPv4 to the `relay` role."""
+    """A SYN for the target's IPv6 address, tunnelled in IPv4 to the site's tunnel end."""
     variant = VARIANTS[expectation.probe][expectation.variant]
     if variant.real:
         return real_teredo_probe(lab, expectation, sport)
-    relay = lab.plan.role("relay").address(4)
-    target6 = lab.plan.role(expectation.target).address(6)
+    end = lab.site.one(TUNNEL_END if expectation.probe == "tunnel6in4" else TEREDO_SERVER)
+    relay = end.address(4)
+    target6 = lab.site.role(expectation.target).address(6)
     assert lab.far_side is not None
     before = lab.rules(4)
     seen = lab.agent(expectation.source).ask(
@@ -228,7 +230,7 @@ def tunnel_probe(lab: Lab, expectation: Expectation, sport: int) -> Result:
                               ttl=seen.get("ttl"), icmp=seen.get("icmp"),
                               elapsed_ms=seen["elapsed_ms"])
     port = 0 if expectation.probe == "tunnel6in4" else variant.udp_port
-    decision = decide("relay", relay, port, observation, sightings, rule_hits,
+    decision = decide(end.name, relay, port, observation, sightings, rule_hits,
                       expects_answer=False)
     return Result(expectation.source, expectation.target, expectation.probe, 4,
                   expectation.verdict, decision.verdict, decision.rule,
@@ -240,8 +242,8 @@ def guess_probe(lab: Lab, expectation: Expectation, watcher: BanWatcher | None) 
     """Password guessing on the target's submission port (probes.guessing)."""
     probe = PROBES[expectation.probe]
     family = expectation.family
-    address = lab.plan.role(expectation.target).address(family)
-    source = lab.plan.role(expectation.source).address(family)
+    address = lab.site.role(expectation.target).address(family)
+    source = lab.site.role(expectation.source).address(family)
 
     def result(verdict: Verdict, rule: str | None, detail: str, elapsed: float = 0.0,
                weak: str = "") -> Result:
@@ -370,7 +372,7 @@ def verify(scenario: Scenario, run: Run, progress: Progress) -> ScenarioResult:
                       expected_suspects=scenario.suspects)
     try:
         progress(f"{scenario.name}: booting {scenario.topology} as {run.prefix}")
-        with Lab(scenario.topology, run) as lab:
+        with Lab(scenario.site, run) as lab:
             boot_ms = (time.monotonic() - started) * 1000
             load_errors = load_policies(lab, scenario) + start_traps(lab, scenario, progress)
             for error in load_errors:
@@ -426,7 +428,7 @@ def wait_for_ban(lab: Lab, name: str, watcher: BanWatcher | None, expectation: E
     """
     if not expectation.after:
         return ""
-    address = lab.plan.role(expectation.source).address(expectation.family)
+    address = lab.site.role(expectation.source).address(expectation.family)
     if watcher is None:
         return "no trap runs: nothing to wait for"
     if expectation.after == "ban":
@@ -456,10 +458,10 @@ def wait_for_ban(lab: Lab, name: str, watcher: BanWatcher | None, expectation: E
 
 
 def owners_of(scenario: Scenario, bans: tuple[Ban, ...]) -> dict[str, str]:
-    return {b.address: scenario.plan.owner_of(b.address) or "?" for b in bans}
+    return {b.address: scenario.site.owner_of(b.address) or "?" for b in bans}
 
 
 def suspects_of(lab: Lab) -> list[Suspect]:
     """The internal hosts the routers' firewall logs caught on 25/465."""
-    inside = [r.name for r in lab.plan.roles if r.kind in ("client", "server")]
-    return suspects(lab.firewall_logs.values(), lab.plan.owner_of, inside)
+    inside = [r.name for r in lab.site.nodes if r.kind in ("client", "server")]
+    return suspects(lab.firewall_logs.values(), lab.site.owner_of, inside)

@@ -20,14 +20,14 @@ import yaml
 from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
 
+import topologies
 from lab.errors import BadInput
-from lab.model.site import Plan
+from lab.model.site import Site
 from lab.model.verdict import Verdict
 from lab.netfilter.nflog import as_nflog
 from lab.netfilter.policy import PolicyFile, read_policy
 from probes.tcp import PROBES
 from probes.tunnel import VARIANTS
-from topologies import TOPOLOGIES
 
 _T = TypeVar("_T")
 # the built-in scenarios are package data: found where the package is installed
@@ -153,8 +153,8 @@ class Scenario:
     traps: dict[str, tuple[Path, ...]] = field(default_factory=dict)
 
     @property
-    def plan(self) -> Plan:
-        return TOPOLOGIES[self.topology].PLAN
+    def site(self) -> Site:
+        return topologies.load(self.topology)
 
     def with_nflog(self) -> tuple[Scenario, list[str]]:
         """This scenario with its LOG rules run as NFLOG, and a note per translated line."""
@@ -171,7 +171,7 @@ class Scenario:
 
     def with_rules(self, family: int, policy: PolicyFile) -> Scenario:
         """This scenario with the policy router's rules of one family replaced."""
-        router = self.plan.policy_router
+        router = self.site.policy_router
         other = 10 - family  # 4 <-> 6
         kept = tuple(p.only(other) for p in self.policies.get(router, ()))
         kept = tuple(p for p in kept if not p.empty)
@@ -263,9 +263,10 @@ def _build(folder: Path, spec: Path, data: Any) -> Scenario:
     if unknown:
         raise _fail(spec, f"unknown key {unknown} (known: {', '.join(sorted(_KEYS))})")
     topology = data.get("topology")
-    if not isinstance(topology, str) or topology not in TOPOLOGIES:
-        raise _fail(spec, f"topology {_shown(topology)} is not one of: {', '.join(TOPOLOGIES)}")
-    plan = TOPOLOGIES[topology].PLAN
+    if not isinstance(topology, str) or topology not in topologies.builtin_names():
+        raise _fail(spec, f"topology {_shown(topology)} is not one of: "
+                          f"{', '.join(topologies.builtin_names())}")
+    plan = topologies.load(topology)
     # an empty value (`policy:`) is none; `[]`, `0` or `false` are mistakes, not "none"
     policies = _policies(folder, spec, plan, _or_empty(data.get("policy")))
     traps = _traps(folder, spec, plan, _or_empty(data.get("trap")))
@@ -305,14 +306,14 @@ def _is_family(value: Any) -> bool:
     return type(value) is int and value in (4, 6)
 
 
-def _role(spec: Path, plan: Plan, role: Any, what: str) -> str:
+def _role(spec: Path, plan: Site, role: Any, what: str) -> str:
     if role not in plan.role_names:
         raise _fail(spec, f"{what}: unknown role {_shown(role)} in topology {plan.name} "
                           f"(roles: {', '.join(plan.role_names)})")
     return str(role)
 
 
-def _policies(folder: Path, spec: Path, plan: Plan, data: Any) -> dict[str, tuple[PolicyFile, ...]]:
+def _policies(folder: Path, spec: Path, plan: Site, data: Any) -> dict[str, tuple[PolicyFile, ...]]:
     if not isinstance(data, dict):
         raise _fail(spec, "policy: must map a router role to a list of rules files")
     policies: dict[str, tuple[PolicyFile, ...]] = {}
@@ -351,7 +352,7 @@ def _policies(folder: Path, spec: Path, plan: Plan, data: Any) -> dict[str, tupl
     return policies
 
 
-def _traps(folder: Path, spec: Path, plan: Plan, data: Any) -> dict[str, tuple[Path, ...]]:
+def _traps(folder: Path, spec: Path, plan: Site, data: Any) -> dict[str, tuple[Path, ...]]:
     if not isinstance(data, dict):
         raise _fail(spec, "trap: must map a node to a list of fail2ban jail files")
     traps: dict[str, tuple[Path, ...]] = {}
@@ -424,7 +425,7 @@ def _listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _expectations(spec: Path, plan: Plan, data: Any) -> tuple[Expectation, ...]:
+def _expectations(spec: Path, plan: Site, data: Any) -> tuple[Expectation, ...]:
     if not isinstance(data, list) or not data:
         raise _fail(spec, "expect: must be a non-empty list of expectations")
     found: dict[tuple[str, str, str, int, str, str], Expectation] = {}

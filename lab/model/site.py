@@ -1,18 +1,63 @@
-"""Addressing plans: which roles a topology has, their addresses and routes."""
+"""Sites: a network as data — segments, routers and hosts by role, and what each can do.
+
+Plain values: nothing here knows how a lab is made (`lab.runtime.builder` draws a
+site). The engine asks a site for a capability (`site.one(TEREDO_SERVER)`,
+`site.submission_server`), never for a node by a name of its own choosing; node
+names are what scenarios speak of (`mx`, `remote-mx`, `client1`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from ipaddress import ip_interface
+from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network, ip_interface, ip_network
+
+# What a node can do.
+CLIENT = "client"  # plays a PC of the organisation (one plays the infected one)
+SUBMISSION = "submission"  # the organisation's mail server: 587 and 465 with AUTH, and 25
+MTA = "mta"  # a mail server receiving on 25 (and 465)
+TEREDO_SERVER = "teredo-server"  # a Teredo server / relay (UDP 3544)
+TUNNEL_END = "tunnel-end"  # the far end of 6in4 (IPv4 protocol 41)
+SINK = "sink"  # an outside host that only records what arrives (every host records)
+ROUTER = "router"  # forwards between its segments
+POLICY = "policy"  # a router whose rules the scenario checks
+
+# A site file's roles: where the node sits (its kind) and what it can do.
+ROLES: dict[str, tuple[str, frozenset[str]]] = {
+    "client": ("client", frozenset({CLIENT})),
+    "mx": ("server", frozenset({SUBMISSION, MTA})),
+    "remote-mx": ("outside", frozenset({MTA})),
+    "sink": ("outside", frozenset({SINK})),
+    "relay": ("outside", frozenset({TEREDO_SERVER, TUNNEL_END})),
+    "router": ("router", frozenset({ROUTER})),
+}
+HOST_ROLES = tuple(r for r in ROLES if r != "router")
+
+Network = IPv4Network | IPv6Network
 
 
 @dataclass(frozen=True)
-class Port:
-    """One interface of a node: its name inside the node and its addresses (CIDR)."""
+class Segment:
+    """A link layer segment (a bridge in the lab) and its prefixes; one is the outside."""
+
+    name: str
+    prefixes: tuple[str, ...]
+    outside: bool = False
+
+    def networks(self, family: int | None = None) -> tuple[Network, ...]:
+        found = tuple(ip_network(p) for p in self.prefixes)
+        return tuple(n for n in found if family is None or n.version == family)
+
+
+@dataclass(frozen=True)
+class Interface:
+    """One interface of a node: its name as on the box, its segment, its addresses (CIDR)."""
 
     name: str
     segment: str
     addresses: tuple[str, ...]
+
+    def of_family(self, family: int) -> tuple[str, ...]:
+        return tuple(a for a in self.addresses if ip_interface(a).version == family)
 
 
 @dataclass(frozen=True)
@@ -28,61 +73,134 @@ class Route:
 
 
 @dataclass(frozen=True)
-class Role:
-    """A node of the lab, named for what it plays: client, mx, gw, remote-mx, ..."""
+class Node:
+    """A host or router of a site, named for what it plays: client1, mx, gw, remote-mx, ..."""
 
     name: str
-    kind: str  # "client", "server", "router" or "outside"
-    ports: tuple[Port, ...]
+    role: str  # one of ROLES
+    interfaces: tuple[Interface, ...]
     routes: tuple[Route, ...] = ()
+    policy: bool = False  # a router carrying the policy
 
-    def address(self, family: int) -> str:
-        """The node's first address of that family (what a probe aims at)."""
-        for port in self.ports:
-            for cidr in port.addresses:
-                if ip_interface(cidr).version == family:
-                    return str(ip_interface(cidr).ip)
-        raise LookupError(f"{self.name} has no IPv{family} address")
+    @property
+    def kind(self) -> str:
+        """Where it sits: "client", "server", "router" or "outside"."""
+        return ROLES[self.role][0]
 
-    def addresses(self) -> tuple[str, ...]:
-        return tuple(str(ip_interface(c).ip) for p in self.ports for c in p.addresses)
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return ROLES[self.role][1] | ({POLICY} if self.policy else frozenset())
+
+    def can(self, capability: str) -> bool:
+        return capability in self.capabilities
 
     @property
     def is_router(self) -> bool:
-        return self.kind == "router"
+        return self.can(ROUTER)
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(i.segment for i in self.interfaces))
+
+    def address(self, family: int) -> str:
+        """The node's first address of that family (what a probe aims at)."""
+        for interface in self.interfaces:
+            for cidr in interface.of_family(family):
+                return str(ip_interface(cidr).ip)
+        raise LookupError(f"{self.name} has no IPv{family} address")
+
+    def addresses(self) -> tuple[str, ...]:
+        return tuple(str(ip_interface(c).ip) for i in self.interfaces for c in i.addresses)
+
+    def interface_holding(self, address: str) -> tuple[Interface, str]:
+        """The interface that has `address`, and the address with its prefix length."""
+        for interface in self.interfaces:
+            for cidr in interface.addresses:
+                if str(ip_interface(cidr).ip) == address:
+                    return interface, cidr
+        raise LookupError(f"{self.name} has no address {address}")
 
 
 @dataclass(frozen=True)
-class Plan:
-    """A topology's roles and the router that carries the policy."""
+class Site:
+    """A network: its segments and its nodes (routers and hosts)."""
 
     name: str
     description: str
-    policy_router: str
-    roles: tuple[Role, ...]
-    segments: tuple[str, ...] = field(default=())
+    segments: tuple[Segment, ...]
+    nodes: tuple[Node, ...]
 
-    def role(self, name: str) -> Role:
-        for role in self.roles:
-            if role.name == name:
-                return role
+    def role(self, name: str) -> Node:
+        """The node of that name (node names are the roles scenarios speak of)."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
         raise KeyError(name)
 
     @property
     def role_names(self) -> tuple[str, ...]:
-        return tuple(r.name for r in self.roles)
+        return tuple(n.name for n in self.nodes)
+
+    def segment(self, name: str) -> Segment:
+        for segment in self.segments:
+            if segment.name == name:
+                return segment
+        raise KeyError(name)
+
+    @property
+    def segment_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.segments)
+
+    @property
+    def outside(self) -> Segment:
+        return next(s for s in self.segments if s.outside)
+
+    def having(self, capability: str) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.can(capability))
+
+    def one(self, capability: str) -> Node:
+        """The one node with that capability (LookupError if the site has none or several)."""
+        found = self.having(capability)
+        if len(found) != 1:
+            raise LookupError(f"site {self.name} has {len(found) or 'no'} node(s) that can "
+                              f"be {capability}, not one")
+        return found[0]
 
     @property
     def clients(self) -> tuple[str, ...]:
-        return tuple(r.name for r in self.roles if r.kind == "client")
+        return tuple(n.name for n in self.having(CLIENT))
 
     @property
     def routers(self) -> tuple[str, ...]:
-        return tuple(r.name for r in self.roles if r.is_router)
+        return tuple(n.name for n in self.having(ROUTER))
+
+    @property
+    def policy_routers(self) -> tuple[str, ...]:
+        return tuple(n.name for n in self.having(POLICY))
+
+    @property
+    def policy_router(self) -> str:
+        """The (first) router carrying the policy: the one `--rules-v4/-v6` replace."""
+        if not self.policy_routers:
+            raise LookupError(f"site {self.name} has no policy router")
+        return self.policy_routers[0]
+
+    @property
+    def submission_server(self) -> Node:
+        """The organisation's mail server, where clients submit (the first, if several)."""
+        found = self.having(SUBMISSION)
+        if not found:
+            raise LookupError(f"site {self.name} has no submission server (an `mx`)")
+        return found[0]
+
+    @property
+    def foreign_mta(self) -> Node | None:
+        """The foreign mail server the organisation's mail goes to, if the site has one."""
+        return next((n for n in self.having(MTA) if not n.can(SUBMISSION)), None)
 
     def owner_of(self, address: str) -> str | None:
-        """The role that holds this address, if any."""
-        for role in self.roles:
-            if address in role.addresses():
-                return role.name
+        """The node that holds this address, if any."""
+        for node in self.nodes:
+            if address in node.addresses():
+                return node.name
         return None

@@ -1,4 +1,8 @@
-"""A Mininet topology drawn from an addressing plan."""
+"""The one Mininet topology: any site drawn as bridges, nodes and links.
+
+A bridge per segment, a node per host or router, and a link per interface,
+named on the node's side as the site names it (eth0, ens18, ...).
+"""
 
 from __future__ import annotations
 
@@ -6,30 +10,36 @@ from typing import Any
 
 from mininet.topo import Topo
 
-from lab.model.site import Plan
+from lab.model.site import Site
 from lab.runtime.nodes import LabBridge, LabHost, LabRouter
 
+IFNAME_MAX = 15
 
-class PlannedTopo(Topo):  # type: ignore[misc]
-    """Topo whose nodes and links come from `PLAN`; `build()` says how they connect."""
 
-    PLAN: Plan
+def bridge_port(segment: str, node: str, taken: set[str]) -> str:
+    """The bridge's side of a node's link: a unique name that contains the segment's.
 
-    def segment(self, name: str) -> str:
-        """A LAN segment: a Linux bridge in its own namespace."""
-        return str(self.addSwitch(name, cls=LabBridge))
+    (LinuxBridge enslaves the ports whose names contain the bridge's name.)
+    """
+    name = f"{segment}-{node}"
+    number = 0
+    while len(name) > IFNAME_MAX or name in taken:
+        number += 1
+        name = f"{segment}-{number}"
+    taken.add(name)
+    return name
 
-    def role(self, name: str) -> str:
-        role = self.PLAN.role(name)
-        cls = LabRouter if role.is_router else LabHost
-        return str(self.addHost(name, cls=cls, ports=role.ports, routes=role.routes))
 
-    def wire(self, role_name: str, segment: str) -> None:
-        """Plug the role's port on `segment` into that segment's bridge."""
-        port = next(p for p in self.PLAN.role(role_name).ports if p.segment == segment)
-        # LinuxBridge enslaves the ports whose names contain the bridge's name.
-        self.addLink(role_name, segment, intfName1=port.name,
-                     intfName2=f"{segment}-{role_name}"[:15])
+class SiteTopo(Topo):  # type: ignore[misc]
+    """A site as Mininet builds it: `SiteTopo(site)`."""
 
-    def build(self, *args: Any, **params: Any) -> None:
-        raise NotImplementedError
+    def build(self, site: Site, *args: Any, **params: Any) -> None:
+        for segment in site.segments:
+            self.addSwitch(segment.name, cls=LabBridge)
+        taken: set[str] = set()
+        for node in site.nodes:
+            cls = LabRouter if node.is_router else LabHost
+            self.addHost(node.name, cls=cls, interfaces=node.interfaces, routes=node.routes)
+            for interface in node.interfaces:
+                self.addLink(node.name, interface.segment, intfName1=interface.name,
+                             intfName2=bridge_port(interface.segment, node.name, taken))

@@ -1,4 +1,4 @@
-"""The running lab: a topology booted in namespaces, with its services and agents.
+"""The running lab: a site booted in namespaces, with its services and agents.
 
 This is the only module that touches Mininet. Everything it makes lives in
 namespaces named after the run's prefix (see `lab.runtime.lifecycle`); `stop()`
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import LabFailure
-from lab.model.site import Plan
+from lab.model.site import Site
 from lab.model.verdict import Sighting
 from lab.netfilter.counters import parse_save
 from lab.netfilter.family import family as ip_family
@@ -27,7 +27,6 @@ from lab.netfilter.rules import Rule
 from lab.runtime import lifecycle
 from lab.runtime.lifecycle import Run
 from lab.services import mail, trap, ulogd
-from topologies import TOPOLOGIES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -127,11 +126,10 @@ class FarSide:
 
 
 class Lab:
-    """A booted topology. Use as a context manager: teardown always runs."""
+    """A booted site. Use as a context manager: teardown always runs."""
 
-    def __init__(self, topology: str, run: Run) -> None:
-        self.topology = topology
-        self.plan: Plan = TOPOLOGIES[topology].PLAN
+    def __init__(self, site: Site, run: Run) -> None:
+        self.site = site
         self.run = run
         self.mail: dict[str, mail.Instance] = {}
         self.firewall_logs: dict[str, Path] = {}  # router → its ulogd2 JSON lines
@@ -156,7 +154,9 @@ class Lab:
 
     def boot(self) -> None:
         mininet_cls = _quiet_mininet()
-        topo = TOPOLOGIES[self.topology]()
+        from lab.runtime.builder import SiteTopo  # imports Mininet
+
+        topo = SiteTopo(self.site)
         try:
             self.net = mininet_cls(topo=topo, controller=None, build=False,
                                    autoSetMacs=False, waitConnected=False)
@@ -167,7 +167,7 @@ class Lab:
         except LabFailure:
             raise
         except Exception as exc:  # Mininet raises bare Exception for every failure
-            raise LabFailure(f"cannot boot {self.topology}: {exc}") from exc
+            raise LabFailure(f"cannot boot {self.site.name}: {exc}") from exc
         self._wait_ready()
         self._start_services()
 
@@ -182,7 +182,7 @@ class Lab:
 
     def _wait_ready(self, tries: int = 20) -> None:
         """Every host reaches its default gateway on both families (links up, caches warm)."""
-        pending = [(r.name, route.via) for r in self.plan.roles for route in r.routes
+        pending = [(r.name, route.via) for r in self.site.nodes for route in r.routes
                    if route.destination == "default"]
         for _ in range(tries):
             procs = [(role, via, self.node(role).popen(["ping", "-c1", "-W1", "-q", via]))
@@ -197,7 +197,7 @@ class Lab:
         env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
         files: dict[str, Path] = {}
         waits: list[Path] = []
-        for role in self.plan.roles:
+        for role in self.site.nodes:
             if role.is_router:
                 continue
             files[role.name] = self.run.folder / f"{role.name}.packets.jsonl"
@@ -222,7 +222,7 @@ class Lab:
             ulogd.plugins()
         except FileNotFoundError as exc:
             raise LabFailure(str(exc)) from None
-        for router in self.plan.routers:
+        for router in self.site.routers:
             folder = self.run.folder / router
             folder.mkdir(exist_ok=True)
             conf = ulogd.config(folder)
@@ -236,7 +236,7 @@ class Lab:
     def _start_mail(self) -> None:
         """Real Postfix (and Dovecot SASL) instances on the mail server roles."""
         mail.require_binaries()
-        for role, server in mail.servers_for(self.plan).items():
+        for role, server in mail.servers_for(self.site).items():
             instance = mail.prepare(server, self.run.folder / role)
             self.mail[role] = instance
 
@@ -324,10 +324,10 @@ class Lab:
 
     def submission_server(self) -> str:
         """The organisation's mail server role (where clients submit)."""
-        for role, inst in self.mail.items():
-            if inst.server.submission:
-                return role
-        raise LabFailure(f"{self.topology} has no submission server")
+        try:
+            return self.site.submission_server.name
+        except LookupError as exc:
+            raise LabFailure(str(exc)) from None
 
     # -- running things in nodes ---------------------------------------------------
     def node(self, role: str) -> Any:
@@ -399,7 +399,7 @@ class Lab:
         """Every router's (and trap node's) rules and counters for one family."""
         rules: list[Rule] = []
         # routers, and every node whose own firewall a trap writes into
-        nodes = [*self.plan.routers, *(r for r in self.traps if r not in self.plan.routers)]
+        nodes = [*self.site.routers, *(r for r in self.traps if r not in self.site.routers)]
         for router in nodes:
             tool = ip_family(family).save
             status, out, err = self.exec(router, [tool, "-c"], timeout=10)

@@ -1,4 +1,4 @@
-"""Mininet node classes for the lab: hosts and routers with dual-stack plans,
+"""Mininet node classes for the lab: hosts and routers configured from a site,
 and a Linux bridge that lives in a namespace of its own."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 from mininet.node import Host
 from mininet.nodelib import LinuxBridge
 
-from lab.model.site import Port, Route
+from lab.model.site import Interface, Route
 
 _NO_DAD = (
     "sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 "
@@ -36,7 +36,7 @@ def host_resolvers(resolv_conf: Path = Path("/etc/resolv.conf")) -> tuple[str, .
 
 
 class LabHost(Host):  # type: ignore[misc]
-    """A host whose interfaces and routes come from the addressing plan.
+    """A host whose interfaces and routes come from the site.
 
     Duplicate address detection is off before any link exists: otherwise IPv6
     addresses stay tentative for about a second after boot.
@@ -46,14 +46,14 @@ class LabHost(Host):  # type: ignore[misc]
         super().__init__(name, **params)
         self.cmd(_NO_DAD)
 
-    def config(self, ports: tuple[Port, ...] = (), routes: tuple[Route, ...] = (),
+    def config(self, interfaces: tuple[Interface, ...] = (), routes: tuple[Route, ...] = (),
                **params: Any) -> dict[str, Any]:
         params["ip"] = None
         result: dict[str, Any] = super().config(**params)
-        for port in ports:
-            for cidr in port.addresses:
-                self._ip("addr", "add", cidr, "dev", port.name)
-            self._ip("link", "set", port.name, "up")
+        for interface in interfaces:
+            for cidr in interface.addresses:
+                self._ip("addr", "add", cidr, "dev", interface.name)
+            self._ip("link", "set", interface.name, "up")
         for route in routes:
             self._ip(f"-{route.family}", "route", "replace", route.destination, "via", route.via)
         # No name service in the lab. A query for the host's resolver would

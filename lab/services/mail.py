@@ -2,15 +2,16 @@
 
 Each instance lives entirely in the run folder: configuration, queue, data,
 mailboxes and logs. Nothing under /etc is read or written, and nothing of
-the host's own mail system (if any) is touched. The lab's roles:
+the host's own mail system (if any) is touched. The site's mail servers:
 
-- a *submission server* (`mx`): Postfix on 25 (transport, mail for its own
+- a *submission server* (`mx`, capability `submission`): Postfix on 25 (transport, mail for its own
   domain), 587 (submission: STARTTLS required before AUTH, AUTH mandatory,
   MAIL before AUTH refused — RFC 6409) and 465 (submission over implicit
   TLS — RFC 8314), with Dovecot as the SASL back end and lab users in a
   passwd-file. Outbound mail goes straight to the remote MTA's address.
-- an *MTA* (`remote-mx`): Postfix on 25 and 465 accepting any recipient of
-  its domains into one Maildir that the lab reads.
+- a *foreign MTA* (`remote-mx`, capability `mta` without `submission`):
+  Postfix on 25 and 465 accepting any recipient of its domains into one
+  Maildir that the lab reads.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import LabFailure
-from lab.model.site import Plan
+from lab.model.site import SUBMISSION, Site
 
 # A runner executes argv inside the node and returns (status, stdout, stderr);
 # a spawner starts a long-running process inside the node and leaves it running.
@@ -345,16 +346,14 @@ FOREIGN = "example.net"
 FOREIGN_V6 = "v6.example.net"  # mail for it travels over IPv6
 
 
-def servers_for(plan: Plan) -> dict[str, MailServer]:
-    """The lab's mail servers: every `server` role (the organisation's) and `remote-mx`."""
+def servers_for(site: Site) -> dict[str, MailServer]:
+    """The site's mail servers: its submission servers and its foreign MTA."""
     servers: dict[str, MailServer] = {}
-    remote = plan.role("remote-mx") if "remote-mx" in plan.role_names else None
+    remote = site.foreign_mta
     if remote is not None:
         servers[remote.name] = MailServer(remote.name, f"mx.{FOREIGN}", (FOREIGN, FOREIGN_V6),
                                           submission=False)
-    for role in plan.roles:
-        if role.kind != "server":
-            continue
+    for role in site.having(SUBMISSION):
         routes = () if remote is None else (
             (FOREIGN, f"[{remote.address(4)}]"), (FOREIGN_V6, f"[ipv6:{remote.address(6)}]"))
         servers[role.name] = MailServer(role.name, f"{role.name}.{ORGANISATION}",

@@ -162,7 +162,7 @@ def serve(lab: Lab, role: str, environment: Mapping[str, str] | None = None,
           port: int = PORT, force_command: str | None = None,
           mounts: Mapping[str, Path] | None = None) -> Instance:
     """An sshd on a lab node, on each of its addresses; the lab's teardown stops it."""
-    addresses = lab.plan.role(role).addresses()
+    addresses = lab.site.role(role).addresses()
     inst = prepare(lab.run.folder / role / f"sshd-{port}", addresses, environment, port,
                    force_command)
 

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from lab.errors import LabFailure
+from lab.model.site import TEREDO_SERVER
 from lab.runtime import lifecycle
 from lab.runtime.lab import Lab
 
@@ -52,7 +53,7 @@ def _address(lab: Lab, role: str) -> str | None:
 
 
 def _server_addresses(lab: Lab) -> tuple[str, str]:
-    first = ipaddress.IPv4Address(lab.plan.role("relay").address(4))
+    first = ipaddress.IPv4Address(lab.site.one(TEREDO_SERVER).address(4))
     return str(first), str(first + 1)
 
 
@@ -74,17 +75,20 @@ def tunnel(lab: Lab, client: str, peer: str = "remote-mx",
     folder.mkdir(exist_ok=True)
     RUN_DIR.mkdir(exist_ok=True)
     server, server2 = _server_addresses(lab)
+    relay = lab.site.one(TEREDO_SERVER)
+    interface, cidr = relay.interface_holding(server)
+    length = ipaddress.ip_interface(cidr).network.prefixlen
     pidfiles: list[Path] = []
     try:
         if not (folder / "server.pid").exists():
-            status, _, err = lab.exec("relay", ["ip", "addr", "replace", f"{server2}/24",
-                                                "dev", "eth0"])
+            status, _, err = lab.exec(relay.name, ["ip", "addr", "replace",
+                                                   f"{server2}/{length}", "dev", interface.name])
             if status != 0:
-                raise LabFailure(f"relay: cannot add {server2}: {err.strip()}")
+                raise LabFailure(f"{relay.name}: cannot add {server2}: {err.strip()}")
             (folder / "server.conf").write_text(
                 f"ServerBindAddress {server}\nServerBindAddress2 {server2}\nPrefix {PREFIX}\n")
-            _start(lab, "relay", ["miredo-server", "-c", str(folder / "server.conf"),
-                                  "-p", str(folder / "server.pid")], folder)
+            _start(lab, relay.name, ["miredo-server", "-c", str(folder / "server.conf"),
+                                     "-p", str(folder / "server.pid")], folder)
         for role in (peer, client):
             conf = folder / f"{role}.conf"
             conf.write_text(f"RelayType client\nInterfaceName {INTERFACE}\n"

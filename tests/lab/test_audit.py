@@ -64,7 +64,7 @@ def gateway() -> Iterator[Gateway]:
     published = scenario.load("seed-screened-block")
     run = lifecycle.new_run()
     try:
-        with Lab(published.topology, run) as lab:
+        with Lab(published.site, run) as lab:
             errors = load_policies(lab, published)  # exactly as published: LOG stays LOG
             assert [(e.line, e.message) for e in errors] == [(14, "Bad argument `3544'")]
             trap = scenario.BUILTIN / "fixed-trap" / "jail.local"

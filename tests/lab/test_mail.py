@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import topologies
 from lab.engine.verify import load_policies
 from lab.model import scenario
 from lab.runtime import lifecycle
@@ -29,7 +30,7 @@ ALICE = mail.LAB_USERS[0]
 def lab() -> Iterator[Lab]:
     run = lifecycle.new_run()
     try:
-        with Lab("screened-host", run) as booted:
+        with Lab(topologies.load("screened-host"), run) as booted:
             assert load_policies(booted, scenario.load("fixed-screened-block")) == []
             yield booted
     finally:
@@ -39,7 +40,7 @@ def lab() -> Iterator[Lab]:
 
 def talk(lab: Lab, source: str, target: str, port: int, family: int = 4,
          **dialogue: Any) -> dict[str, Any]:
-    address = lab.plan.role(target).address(family)
+    address = lab.site.role(target).address(family)
     answer: dict[str, Any] = lab.agent(source).ask(
         {"op": "smtp", "dst": address, "dport": port,
          "dialogue": asdict(Dialogue(**dialogue)), "timeout": 5.0}, timeout=30)
@@ -104,7 +105,7 @@ def test_authenticated_mail_is_delivered_through_the_router(
     assert "from mx.example.org" in text  # remote-mx's Received: header names the relay
     status = mail.queue_status(lab.mail["mx"], said["queue_id"])
     assert status is not None and "status=sent" in status
-    relay = lab.plan.role("remote-mx").address(family)
+    relay = lab.site.role("remote-mx").address(family)
     assert f"relay={relay}[{relay}]:25" in status  # over the family the domain asks for
 
 
@@ -128,7 +129,7 @@ def test_remote_mx_takes_mail_for_its_domain_only(lab: Lab) -> None:
 def test_daemons_run_from_the_run_folder_and_stop_with_the_lab() -> None:
     run = lifecycle.new_run()
     try:
-        with Lab("dmz", run) as booted:
+        with Lab(topologies.load("dmz"), run) as booted:
             pids = [pid for inst in booted.mail.values() for pid in mail.pids(inst)]
             assert len(pids) == 3  # two Postfix masters, one Dovecot
             for pid in pids:

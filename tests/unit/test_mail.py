@@ -20,13 +20,13 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from lab.model.site import Plan, Port, Role
+import topologies
+from lab.model.site import Interface, Node, Segment, Site
 from lab.services import mail
 from lab.services.mail import Instance, MailServer
-from topologies import TOPOLOGIES
 
-PLAN = TOPOLOGIES["screened-host"].PLAN
-SERVERS = mail.servers_for(PLAN)
+SITE = topologies.load("screened-host")
+SERVERS = mail.servers_for(SITE)
 Service = tuple[list[str], list[str]]  # the service line's columns, its -o options
 
 
@@ -104,19 +104,19 @@ def test_servers_of_the_screened_host() -> None:
     assert remote.ports == (25, 465)
 
 
-def test_routes_lead_to_the_remote_mx_of_the_plan() -> None:
-    for topology in TOPOLOGIES.values():
-        plan = topology.PLAN
-        remote = plan.role("remote-mx")
-        assert dict(mail.servers_for(plan)["mx"].routes) == {
+def test_routes_lead_to_the_remote_mx_of_the_site() -> None:
+    for name in topologies.builtin_names():
+        site = topologies.load(name)
+        remote = site.role("remote-mx")
+        assert dict(mail.servers_for(site)["mx"].routes) == {
             "example.net": f"[{remote.address(4)}]",
             "v6.example.net": f"[ipv6:{remote.address(6)}]"}
 
 
-def test_a_plan_without_a_remote_mx_has_no_routes() -> None:
-    alone = Plan("alone", "one server", "gw", (
-        Role("hub", "server", (Port("eth0", "lan", ("192.0.2.25/24",)),)),
-        Role("gw", "router", (Port("eth0", "lan", ("192.0.2.1/24",)),))))
+def test_a_site_without_a_remote_mx_has_no_routes() -> None:
+    alone = Site("alone", "one server", (Segment("lan", ("192.0.2.0/24",), outside=True),), (
+        Node("hub", "mx", (Interface("eth0", "lan", ("192.0.2.25/24",)),)),
+        Node("gw", "router", (Interface("eth0", "lan", ("192.0.2.1/24",)),), policy=True)))
     servers = mail.servers_for(alone)
     assert list(servers) == ["hub"]
     assert servers["hub"].hostname == "hub.example.org"

@@ -132,7 +132,7 @@ def test_builtin_scenarios_load(name: str) -> None:
     topology, router = BUILTIN[name]
     assert s.name == name
     assert s.topology == topology
-    assert s.plan.policy_router == router
+    assert s.site.policy_router == router
     assert s.summary
     assert list(s.policies) == [router]
     (policy,) = s.policies[router]
