@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
+import os
+import shlex
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from lab.errors import BadInput
 from lab.policy import (
+    MAX_BYTES,
+    MAX_LINE,
+    QUOTED,
     LoadError,
     PolicyFile,
     apply_policy,
@@ -449,4 +457,134 @@ def test_save_whose_header_and_addresses_disagree(tmp_path: Path) -> None:
     path = _write(tmp_path, "rules.save", SAVE_V4.replace("iptables-save", "ip6tables-save"))
     assert _bad(path) == (f"{path}: its header names ip6tables-save but line 6 holds an "
                           "IPv4 address")
+
+
+# --- save files that restore would refuse, refused before any lab boots --------------------
+
+def test_save_rule_with_an_unclosed_quote(tmp_path: Path) -> None:
+    path = _write(tmp_path, "rules.save", SAVE_V4.replace("COMMIT", '-A FORWARD -j DROP "\nCOMMIT'))
+    assert _bad(path) == (f"{path}:7: cannot parse the rule: a quotation or escape is "
+                          "not closed")
+
+
+def test_the_quote_check_agrees_with_shlex() -> None:
+    # every line of up to 7 characters a quote, an escape, a space or a letter can make
+    for size in range(8):
+        for chars in itertools.product(" a'\"\\", repeat=size):
+            line = "".join(chars)
+            try:
+                shlex.split(line)
+                readable = True
+            except ValueError:
+                readable = False
+            assert bool(QUOTED.fullmatch(line)) == readable, repr(line)
+
+
+def test_save_table_without_commit(tmp_path: Path) -> None:
+    path = _write(tmp_path, "rules.save", SAVE_V4.replace("COMMIT\n", ""))
+    assert _bad(path) == f"{path}: table filter (line 2) is not committed: add COMMIT at its end"
+
+
+def test_save_table_started_before_the_last_one_is_committed(tmp_path: Path) -> None:
+    path = _write(tmp_path, "rules.save", BARE_V4.replace("COMMIT", "*nat\nCOMMIT"))
+    assert _bad(path) == f"{path}:6: table nat starts before table filter (line 1) has its COMMIT"
+
+
+@pytest.mark.parametrize(("extra", "line", "message"), [
+    ("COMMIT\n", 7, "COMMIT without a table (*filter, *nat, …) before it"),
+    ("-A FORWARD -j DROP\n", 7, "outside a table: start one with *filter (or *nat, …)")])
+def test_save_lines_outside_a_table(tmp_path: Path, extra: str, line: int, message: str) -> None:
+    path = _write(tmp_path, "rules.save", BARE_V4 + extra)
+    assert _bad(path) == f"{path}:{line}: {message}"
+
+
+# --- what is read at all: regular files, and not too much ---------------------------------
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom", "/dev/null"])
+def test_a_device_is_not_read(device: str) -> None:
+    assert _bad(Path(device)) == (f"{device}: not a regular file (a device, FIFO or socket): "
+                                  "give a rules file")
+
+
+def _within(seconds: float, work: Callable[[], object]) -> object:
+    """work()'s result or exception, or a failure should it block longer than `seconds`."""
+    outcome: list[object] = []
+    thread = threading.Thread(target=lambda: outcome.append(_caught(work)), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"still blocked after {seconds} s"
+    return outcome[0]
+
+
+def _caught(work: Callable[[], object]) -> object:
+    try:
+        return work()
+    except BadInput as exc:
+        return exc
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "rules.fifo"
+    os.mkfifo(fifo)
+    outcome = _within(10, lambda: read_policy(fifo))
+    assert isinstance(outcome, BadInput)
+    assert str(outcome) == (f"{fifo}: not a regular file (a device, FIFO or socket): "
+                            "give a rules file")
+
+
+def test_a_file_over_the_size_limit(tmp_path: Path) -> None:
+    path = tmp_path / "huge.rules"
+    with path.open("wb") as file:
+        file.truncate(MAX_BYTES + 1)  # sparse: nothing is written
+    assert _bad(path) == f"{path}: over {MAX_BYTES // 2**20} MiB, too big for a rules file"
+    rule = "iptables -A FORWARD -j DROP\n"
+    path.write_text(rule + "#" * (MAX_BYTES - len(rule) - 1) + "\n")  # just at the limit
+    assert path.stat().st_size == MAX_BYTES and len(read_policy(path).commands) == 1
+
+
+def test_a_name_with_a_nul() -> None:
+    with pytest.raises(BadInput) as exc:
+        read_policy(Path("rules\0.sh"))
+    assert str(exc.value) == "'rules\\x00.sh': a file name cannot hold a NUL character"
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    ("A" * 2**20, 1),                                  # a 1 MiB line without spaces
+    ("# a policy\niptables " + "A" * 2**20, 2),       # the same after a real program name
+    ("iptables -A FORWARD \\\n" + "-j DROP \\\n" * 2**11, 1),   # continued, 20 KiB in all
+    ("*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD " + "A" * 2**20 + "\nCOMMIT\n", 3),
+    ("*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD " + '"' * 2**20 + "\nCOMMIT\n", 3),
+])
+def test_a_line_too_long_for_a_rule_is_refused(tmp_path: Path, text: str, line: int) -> None:
+    # shlex is quadratic in a word's length: a 1 MiB word took 15-49 s before this check
+    path = _write(tmp_path, "rules", text)
+    assert _bad(path, 4) == (f"{path}:{line}: longer than {MAX_LINE} characters, "
+                             "not an iptables rule")
+
+
+def test_a_long_real_rule_still_loads(tmp_path: Path) -> None:
+    sources = ",".join(f"198.51.100.{n}" for n in range(1, 250))  # 3.4 KiB
+    path = _write(tmp_path, "rules.sh", f"iptables -A FORWARD -s {sources} -j DROP\n")
+    assert read_policy(path).commands[0].argv[4] == sources
+
+
+SHADOW = ("root:$y$j9T$Q3xVx1bqnJcEo0Xsqfb3f/$Yk3oVg0S9mXbq7mKdf8JQ1k:19700:0:99999:7:::\n"
+          "daemon:*:19700:0:99999:7:::\n"
+          'alice:$6$saltsalt$"QPm0E5JzZ3vV8h3LwM/x:19701:0:99999:7:::\n')
+
+
+@pytest.mark.parametrize(("text", "line", "expected"), [
+    (SHADOW, 1, "not an iptables/ip6tables command"),
+    ("iptables -A FORWARD -j DROP\n" + SHADOW, 2, "not an iptables/ip6tables command"),
+    ("*filter\n" + SHADOW + "COMMIT\n", 2, "not an iptables-save line"),
+])
+def test_a_file_that_is_not_a_policy_is_never_quoted(tmp_path: Path, text: str, line: int,
+                                                     expected: str) -> None:
+    # shaped like /etc/shadow (made here: the real one is never read by a test)
+    path = _write(tmp_path, "policy-file", text)
+    message = _bad(path)
+    assert message.startswith(f"{path}:{line}: {expected} (")
+    shown_part = message[len(str(path)):]
+    for secret in ("root", "daemon", "alice", "$", "19700", "QPm0", "Yk3o", ":::"):
+        assert secret not in shown_part
 
