@@ -232,6 +232,46 @@ def test_an_empty_ipv6_policy_lets_every_clients_ipv6_smtp_through(tmp_path: Pat
         assert leftovers(p) == []
 
 
+PLANTED = "#!/bin/sh\n# a program named like iptables: it must never run\ntouch {trace}\n"
+
+
+def test_a_planted_iptables_never_runs(tmp_path: Path) -> None:
+    import re
+
+    trace = tmp_path / "trace"
+    for folder in (tmp_path / "bin", tmp_path):
+        folder.mkdir(exist_ok=True)
+        (folder / "iptables").write_text(PLANTED.format(trace=f"{trace}-{folder.name}"))
+        (folder / "iptables").chmod(0o755)
+    scenario = tmp_path / "planted"
+    scenario.mkdir()
+    (scenario / "rules.sh").write_text(
+        f"{tmp_path}/bin/iptables -A FORWARD -i eth0 -p tcp -s 203.0.113.0/24 --dport 25 -j DROP\n"
+        "./iptables -A FORWARD -i eth0 -p tcp -s 203.0.113.0/24 --dport 465 -j DROP\n"
+        f"iptables -A FORWARD -p tcp --dport 26 -j DROP; touch {trace}-semicolon\n"
+        f"iptables -A FORWARD -p tcp --dport 27 -j DROP $(touch {trace}-dollar) "
+        f"`touch {trace}-backtick`\n")
+    (scenario / "scenario.yaml").write_text(
+        "topology: screened-host\npolicy: {gw: [rules.sh]}\nexpect:\n"
+        "  - {from: client1, to: remote-mx, probes: [smtp, smtps], families: [4], "
+        "verdict: blocked}\n")
+    # run from tmp_path, where ./iptables is the planted one
+    done = _cli("verify", str(scenario), cwd=tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("trace*")) == []
+    assert done.returncode == 1, done.stdout + done.stderr  # the last two lines do not load
+    load_errors = [ln.strip() for ln in done.stdout.splitlines() if "load error:" in ln]
+    assert [ln.split(":")[2] for ln in load_errors] == ["3", "4"], load_errors
+    # the first two lines loaded as the lab's iptables loads them, and decide
+    rows = _rows(done.stdout)
+    assert rows["client1", "remote-mx", "smtp"].split()[3:5] == ["blocked", "[1]"]
+    assert rows["client1", "remote-mx", "smtps"].split()[3:5] == ["blocked", "[2]"]
+    assert re.search(r"\[1\] gw: iptables -t filter FORWARD#1: .*--dport 25 -j DROP", done.stdout)
+    assert re.search(r"\[2\] gw: iptables -t filter FORWARD#2: .*--dport 465 -j DROP",
+                     done.stdout)
+    for p in prefixes(done.stderr):
+        assert leftovers(p) == []
+
+
 SHADOW_LIKE = ("root:$y$j9T$QmVyc2lvbjE$0abcDEFghiJKLmnoPQRstuVWXyz1234567890:19700:0:99999:7:::\n"
                "daemon:*:19700:0:99999:7:::\n")
 

@@ -16,9 +16,12 @@ from lab.policy import (
     MAX_BYTES,
     MAX_LINE,
     QUOTED,
+    TOOL_FOLDERS,
+    Command,
     LoadError,
     PolicyFile,
     apply_policy,
+    netfilter_tool,
     override,
     read_policy,
     shown,
@@ -587,4 +590,52 @@ def test_a_file_that_is_not_a_policy_is_never_quoted(tmp_path: Path, text: str, 
     shown_part = message[len(str(path)):]
     for secret in ("root", "daemon", "alice", "$", "19700", "QPm0", "Yk3o", ":::"):
         assert secret not in shown_part
+
+
+# --- only the lab's own netfilter tools ever run -------------------------------------------
+
+def test_the_program_a_line_names_is_the_labs_own_whatever_its_path(tmp_path: Path) -> None:
+    planted = tmp_path / "bin"
+    path = _write(tmp_path, "rules.sh",
+                  f"{planted}/iptables -A FORWARD -j DROP\n"
+                  "./iptables -A FORWARD -j DROP\n"
+                  "iptables -A FORWARD -j DROP\n"
+                  "/usr/local/sbin/ip6tables -A FORWARD -j DROP\n"
+                  "../sbin/iptables-legacy -A FORWARD -j DROP\n"
+                  "ip6tables-nft -A FORWARD -j DROP\n")
+    policy = read_policy(path)
+    assert [c.family for c in policy.commands] == [4, 4, 4, 6, 4, 6]
+    router = FakeRouter()
+    assert apply_policy(policy, router) == []
+    ran = [argv[0] for argv, _ in router.calls]
+    names = ["iptables"] * 3 + ["ip6tables", "iptables-legacy", "ip6tables-nft"]
+    assert ran == [netfilter_tool(n) for n in names]
+    for program, name in zip(ran, names, strict=True):
+        assert Path(program).name == name and str(Path(program).parent) in TOOL_FOLDERS
+        assert os.access(program, os.X_OK)
+    assert [argv[1:] for argv, _ in router.calls] == [["-w", "-A", "FORWARD", "-j", "DROP"]] * 6
+
+
+@pytest.mark.parametrize("word", ["/tmp/x/sh", "./iptables-restore", "iptables.sh", "python3"])
+def test_other_programs_are_refused_by_any_path(tmp_path: Path, word: str) -> None:
+    path = _write(tmp_path, "rules.sh", f"{word} -A FORWARD -j DROP\n")
+    assert "not an iptables/ip6tables command" in _bad(path)
+
+
+def test_a_command_made_elsewhere_with_another_program_never_runs() -> None:
+    bad = Command("twin", 3, "sh -c id", ("/bin/sh", "-c", "id"), 4)
+    router = FakeRouter()
+    errors = apply_policy(PolicyFile(Path("twin"), "script", commands=(bad,)), router)
+    assert router.calls == []
+    assert errors == [LoadError("twin", 3, "sh: not a netfilter tool of /sbin or /usr/sbin")]
+
+
+def test_a_tool_the_lab_does_not_have_is_a_load_error(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("lab.policy.TOOL_FOLDERS", (str(tmp_path),))  # holds no tools
+    path = _write(tmp_path, "rules.sh", "iptables-legacy -A FORWARD -j DROP\n")
+    router = FakeRouter()
+    assert apply_policy(read_policy(path), router) == [
+        LoadError(shown(path), 1, f"iptables-legacy: not installed in {tmp_path}")]
+    assert router.calls == []
 
