@@ -363,9 +363,64 @@ def apply_policy(policy: PolicyFile, run: Runner) -> list[LoadError]:
     if status != 0:
         # legacy: "line 5 failed"; nf_tables: "Error occurred at line: 5"
         match = re.search(r"line:? (\d+)", err)
-        errors.append(LoadError(shown(policy.path), int(match.group(1)) if match else 0,
-                                _first_line(err, status)))
+        message = _first_line(err, status)
+        line = _failed_rule(policy.save_text, policy.family, int(match.group(1)) if match else 0,
+                            message, run)
+        errors.append(LoadError(shown(policy.path), line, message))
     return errors
+
+
+def _failed_rule(text: str, family: int, line: int, message: str, run: Runner) -> int:
+    """The rule line behind a restore error reported at a table's COMMIT line.
+
+    Some errors (a jump to a chain that does not exist, with nf_tables) only show
+    when the table is committed, and the restore tool names the COMMIT line. The
+    table's rules are then restored again, in growing prefixes (bisected), where
+    they cannot change the router: in a fresh network namespace of their own that
+    ends with the restore tool (`unshare --net`; `--test` would not commit, and
+    these errors only show at commit). The first prefix that fails the same way
+    names the rule. Where that does not reproduce the error, the tool's line stays.
+    """
+    lines = text.splitlines()
+    if not 1 <= line <= len(lines) or lines[line - 1].strip() != "COMMIT":
+        return line
+    start = max((n for n in range(1, line) if lines[n - 1].strip().startswith("*")), default=0)
+    if not start:
+        return line
+    head, rules = [], []
+    for number in range(start, line):
+        stripped = lines[number - 1].strip()
+        if stripped.startswith(("*", ":")):
+            head.append(stripped)
+        elif stripped and not stripped.startswith("#"):
+            rules.append((number, stripped))
+
+    tried: dict[int, str | None] = {}
+
+    def failure(count: int) -> str | None:
+        if count not in tried:
+            trial = "\n".join([*head, *(r for _, r in rules[:count]), "COMMIT"]) + "\n"
+            status, err = run(["unshare", "--net", SAVE_TOOLS[family], "-w"], trial)
+            tried[count] = _without_line(_first_line(err, status)) if status else None
+        return tried[count]
+
+    wanted = _without_line(message)
+    if not rules or failure(len(rules)) != wanted:
+        return line
+    passes, fails = 0, len(rules)  # prefix lengths: the empty one is assumed to load
+    while fails - passes > 1:
+        middle = (passes + fails) // 2
+        if failure(middle) is None:
+            passes = middle
+        else:
+            fails = middle
+    if failure(fails) != wanted or (fails == 1 and failure(0) is not None):
+        return line
+    return rules[fails - 1][0]
+
+
+def _without_line(message: str) -> str:
+    return re.sub(r"\bline:? \d+", "line", message)
 
 
 def _first_line(err: str, status: int) -> str:

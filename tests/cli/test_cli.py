@@ -232,6 +232,43 @@ def test_an_empty_ipv6_policy_lets_every_clients_ipv6_smtp_through(tmp_path: Pat
         assert leftovers(p) == []
 
 
+@pytest.mark.parametrize(("text", "rule_line", "commit_line"), [
+    # the shape: the bad rule on line 3, COMMIT on line 4
+    ("*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -s 203.0.113.0/24 -p tcp --dport 25 -j NOPE\n"
+     "COMMIT\n", 3, 4),
+    # in a second table, after good rules, with a user chain
+    ("*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j ACCEPT\nCOMMIT\n"
+     "*filter\n:FORWARD ACCEPT [0:0]\n:mine - [0:0]\n-A FORWARD -j mine\n"
+     "-A FORWARD -p tcp --dport 25 -j DROP\n-A FORWARD -p tcp --dport 465 -j NOPE\n"
+     "-A FORWARD -j ACCEPT\n-A mine -j RETURN\nCOMMIT\n", 10, 13),
+])
+def test_a_save_files_load_error_names_the_rule_line(tmp_path: Path, text: str,
+                                                     rule_line: int, commit_line: int) -> None:
+    from lab.policy import apply_policy, shown
+
+    bad = tmp_path / "bad.v4"
+    bad.write_text(text)
+    scratch = f"p25-{secrets.token_hex(3)}-restore"
+    subprocess.run(["ip", "netns", "add", scratch], check=True)
+    try:
+        def run(argv: list[str], stdin: str | None) -> tuple[int, str]:
+            done = subprocess.run(["ip", "netns", "exec", scratch, *argv], input=stdin,
+                                  capture_output=True, text=True, timeout=30, check=False)
+            return done.returncode, done.stderr
+
+        status, err = run(["iptables-restore", "-w"], text)  # what the tool itself says
+        assert status != 0 and f"line: {commit_line}" in err
+        errors = apply_policy(read_policy(bad, 4), run)
+        left = subprocess.run(["ip", "netns", "exec", scratch, "iptables-save"],
+                              capture_output=True, text=True, check=True).stdout
+    finally:
+        subprocess.run(["ip", "netns", "delete", scratch], check=True)
+    assert [(e.file, e.line) for e in errors] == [(shown(bad), rule_line)]
+    assert errors[0].message.endswith("Chain 'NOPE' does not exist")
+    # the trials ran apart: the router's filter table holds none of their rules
+    assert "-A FORWARD" not in left
+
+
 PLANTED = "#!/bin/sh\n# a program named like iptables: it must never run\ntouch {trace}\n"
 
 

@@ -639,3 +639,66 @@ def test_a_tool_the_lab_does_not_have_is_a_load_error(tmp_path: Path,
         LoadError(shown(path), 1, f"iptables-legacy: not installed in {tmp_path}")]
     assert router.calls == []
 
+
+# --- which line of a save file failed --------------------------------------------------------
+
+class NftRestore(FakeRouter):
+    """iptables-restore as nf_tables behaves: a jump to a missing chain fails at COMMIT."""
+
+    def __call__(self, argv: list[str], stdin: str | None) -> tuple[int, str]:
+        self.calls.append((argv, stdin))
+        assert stdin is not None
+        lines = stdin.splitlines()
+        for number, line in enumerate(lines, 1):
+            if line == "COMMIT" and any("-j NOPE" in ln for ln in lines[:number]):
+                return 2, ("iptables-restore v1.8.9 (nf_tables): Chain 'NOPE' does not exist\n"
+                           f"Error occurred at line: {number}\n{TRY_HELP}")
+        return 0, ""
+
+
+BAD_JUMP = """\
+*nat
+:PREROUTING ACCEPT [0:0]
+-A PREROUTING -j ACCEPT
+COMMIT
+*filter
+:FORWARD ACCEPT [0:0]
+:mine - [0:0]
+-A FORWARD -s 203.0.113.0/24 -j mine
+-A FORWARD -p tcp --dport 25 -j DROP
+-A FORWARD -p tcp --dport 26 -j NOPE
+-A FORWARD -p tcp --dport 27 -j DROP
+-A mine -j RETURN
+COMMIT
+"""
+
+
+def test_a_failure_at_commit_names_the_rule_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, "bad.v4", BAD_JUMP)
+    router = NftRestore()
+    errors = apply_policy(read_policy(path), router)
+    assert errors == [LoadError(shown(path), 10, "iptables-restore v1.8.9 (nf_tables): "
+                                                 "Chain 'NOPE' does not exist")]
+    (first, text), *trials = router.calls
+    assert first == ["iptables-restore", "-w"] and text == BAD_JUMP
+    # the rest restored only the failing table, in a namespace of their own
+    assert trials and all(argv == ["unshare", "--net", "iptables-restore", "-w"]
+                          for argv, _ in trials)
+    for _, trial in trials:
+        assert trial is not None
+        assert trial.startswith("*filter\n:FORWARD ACCEPT [0:0]\n:mine - [0:0]\n")
+        assert trial.endswith("COMMIT\n") and "*nat" not in trial
+    assert len(trials) <= 4  # bisected: 5 rules, not one trial per rule and prefix
+
+
+def test_a_failure_the_trials_do_not_reproduce_keeps_the_tools_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, "bad.v4", BAD_JUMP)
+
+    def restore(argv: list[str], stdin: str | None) -> tuple[int, str]:
+        if argv[0] == "unshare":  # say, a set only the router has: every trial loads
+            return 0, ""
+        return 2, "iptables-restore v1.8.9 (nf_tables): Chain 'NOPE' does not exist\n" \
+                  "Error occurred at line: 13\n"
+
+    assert [e.line for e in apply_policy(read_policy(path), restore)] == [13]
+
