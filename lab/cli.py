@@ -246,7 +246,7 @@ def cmd_list(probes: bool = False) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from lab import lifecycle, report, scenario
-    from lab.policy import read_policy
+    from lab.policy import override
     from lab.verify import verify
 
     if args.all and args.scenarios:
@@ -256,18 +256,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not names:
         raise BadInput("no scenario given: name one (see `port25lab list`) or use --all")
     scenarios = [scenario.load(n) for n in names]
-    for option, family in (("rules_v4", 4), ("rules_v6", 6)):
-        path = getattr(args, option)
+    rules = {4: args.rules_v4, 6: args.rules_v6}
+    notes: list[str] = []  # said once the input is known good: bad input is one line
+    for family, path in rules.items():
         if path is None:
             continue
-        policy = read_policy(path, family)
-        if policy.only(family).empty:
-            raise BadInput(f"{path}: has no {'iptables' if family == 4 else 'ip6tables'} "
-                           f"rules for --{option.replace('_', '-')}")
+        policy, said = override(path, family, rules[10 - family])
+        notes += said
         scenarios = [s.with_rules(family, policy) for s in scenarios]
     _output(args.json, "--json")
     _output(args.junit, "--junit")
     _require_root("verify")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
 
     lifecycle.remove_stale()
     say = _progress(args.quiet)
