@@ -252,7 +252,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from lab import report
     from lab.engine.verify import verify
     from lab.model import scenario
-    from lab.netfilter.policy import read_policy
+    from lab.netfilter.policy import override
     from lab.runtime import lifecycle
 
     if args.all and args.scenarios:
@@ -262,18 +262,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not names:
         raise BadInput("no scenario given: name one (see `port25lab list`) or use --all")
     scenarios = [scenario.load(n) for n in names]
-    for option, family in (("rules_v4", 4), ("rules_v6", 6)):
-        path = getattr(args, option)
+    rules = {4: args.rules_v4, 6: args.rules_v6}
+    notes: list[str] = []  # said once the input is known good: bad input is one line
+    for family, path in rules.items():
         if path is None:
             continue
-        policy = read_policy(path, family)
-        if policy.only(family).empty:
-            raise BadInput(f"{path}: has no {'iptables' if family == 4 else 'ip6tables'} "
-                           f"rules for --{option.replace('_', '-')}")
+        policy, said = override(path, family, rules[10 - family])
+        notes += said
         scenarios = [s.with_rules(family, policy) for s in scenarios]
     _output(args.json, "--json")
     _output(args.junit, "--junit")
     _require_root("verify")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
 
     lifecycle.remove_stale()
     say = _progress(args.quiet)
