@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
+from lab.netfilter import save
 from lab.netfilter.policy import Command, PolicyFile, shown
 from lab.netfilter.rules import words_of
 
@@ -55,14 +56,14 @@ def as_nflog(policy: PolicyFile) -> tuple[PolicyFile, list[str]]:
                          f"-j NFLOG --nflog-group {GROUP} (LOG is silent in a namespace)")
             commands.append(replace(cmd, argv=tuple(argv)))
         return replace(policy, commands=tuple(commands)), notes
-    lines = []
-    for number, line in enumerate(policy.save_text.splitlines(), 1):
+    text = policy.save_text.splitlines()
+    for number, line, _ in save.lines(policy.save_text):
         argv = nflog_argv(words_of(line)) if line.startswith("-A ") else None
         if argv is None:
-            lines.append(line)
             continue
         notes.append(f"{shown(policy.path)}:{number}: -j LOG run as -j NFLOG --nflog-group "
                      f"{GROUP} (LOG is silent in a namespace)")
-        # iptables-restore reads double quotes
-        lines.append(" ".join(f'"{w}"' if " " in w or not w else w for w in argv))
-    return replace(policy, save_text="\n".join(lines) + "\n"), notes
+        # iptables-restore reads double quotes; a rule's counters go (the lab restores
+        # without -c, which alone reads them)
+        text[number - 1] = " ".join(f'"{w}"' if " " in w or not w else w for w in argv)
+    return replace(policy, save_text="\n".join(text) + "\n"), notes
