@@ -252,6 +252,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from lab import report
     from lab.engine.verify import verify
     from lab.model import scenario
+    from lab.netfilter.family import family as ip_family
     from lab.netfilter.policy import override
     from lab.runtime import lifecycle
 
@@ -267,7 +268,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for family, path in rules.items():
         if path is None:
             continue
-        policy, said = override(path, family, rules[10 - family])
+        policy, said = override(path, family, rules[ip_family(family).other.version])
         notes += said
         scenarios = [s.with_rules(family, policy) for s in scenarios]
     _output(args.json, "--json")

@@ -24,6 +24,7 @@ import topologies
 from lab.errors import BadInput
 from lab.model.site import Site
 from lab.model.verdict import Verdict
+from lab.netfilter.family import family as ip_family
 from lab.netfilter.nflog import as_nflog
 from lab.netfilter.policy import PolicyFile, read_policy
 from probes.tcp import PROBES
@@ -172,7 +173,7 @@ class Scenario:
     def with_rules(self, family: int, policy: PolicyFile) -> Scenario:
         """This scenario with the policy router's rules of one family replaced."""
         router = self.site.policy_router
-        other = 10 - family  # 4 <-> 6
+        other = ip_family(family).other.version
         kept = tuple(p.only(other) for p in self.policies.get(router, ()))
         kept = tuple(p for p in kept if not p.empty)
         return replace(self, policies={**self.policies, router: (*kept, policy.only(family))})

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
+# the xtables tools' names for their backends: iptables, iptables-legacy, iptables-nft
+_BACKENDS = ("", "-legacy", "-nft")
+
 
 class IPv4:
     """IPv4's netfilter tools (`iptables`, `iptables-save`, `iptables-restore`)."""
@@ -19,6 +22,16 @@ class IPv4:
     @property
     def restore(self) -> str:
         return f"{self.tool}-restore"
+
+    @property
+    def programs(self) -> tuple[str, ...]:
+        """The tool under each name it has: the default backend, legacy and nf_tables."""
+        return tuple(f"{self.tool}{backend}" for backend in _BACKENDS)
+
+    @property
+    def other(self) -> IPv4:
+        """The other family: IPv6 for IPv4, IPv4 for IPv6."""
+        return next(f for f in FAMILIES if f.version != self.version)
 
     def holds(self, address: str) -> bool:
         """The address (without a prefix length) belongs to this family."""
@@ -48,3 +61,8 @@ def family(version: int) -> IPv4:
         if found.version == version:
             return found
     raise ValueError(f"no IP version {version}")
+
+
+def of_program(name: str) -> IPv4 | None:
+    """The family whose netfilter tool `name` is (`ip6tables-nft`: IPv6), or None."""
+    return next((f for f in FAMILIES if name in f.programs), None)

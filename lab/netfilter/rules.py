@@ -10,6 +10,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from lab.netfilter.family import family as ip_family
+
 TERMINAL_DROPS = frozenset({"DROP", "REJECT"})
 LOGGING = frozenset({"LOG", "NFLOG", "ULOG"})
 REWRITES = frozenset({"DNAT", "REDIRECT", "NETMAP"})
@@ -103,7 +105,7 @@ class Rule:
         """
         if not self.router:
             return self.in_chain()
-        tool = "iptables" if self.family == 4 else "ip6tables"
+        tool = ip_family(self.family).tool
         if self.is_policy:
             return f"{self.router}: {tool} -t {self.table} -P {self.chain} {self.target} (policy)"
         return (f"{self.router}: {tool} -t {self.table} {self.chain}#{self.position}: "

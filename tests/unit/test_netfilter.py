@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lab.netfilter import save
-from lab.netfilter.family import FAMILIES, IPv4, IPv6, family
+from lab.netfilter.family import FAMILIES, IPv4, IPv6, family, of_program
 from lab.netfilter.rules import Rule, target_of, words_of
 
 SAVED = """\
@@ -74,3 +74,12 @@ def test_the_families_and_their_tools() -> None:
     assert IPv4().holds("192.0.2.0/24") and not IPv4().holds("[2001:db8::1]")
     with pytest.raises(ValueError):
         family(5)
+
+
+def test_each_family_knows_the_other_and_its_tools_names() -> None:
+    assert (family(4).other.version, family(6).other.version) == (6, 4)
+    assert IPv6().programs == ("ip6tables", "ip6tables-legacy", "ip6tables-nft")
+    assert [of_program(n) for n in ("iptables-legacy", "ip6tables-nft", "ip6tables")] == [
+        family(4), family(6), family(6)]
+    for name in ("iptables-save", "nft", "arptables", "ip6tables-restore", ""):
+        assert of_program(name) is None
