@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import os
 import reprlib
-import stat
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -21,6 +20,7 @@ from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
 
 import topologies
+from lab import userfiles
 from lab.errors import BadInput
 from lab.model.site import Site
 from lab.model.verdict import Verdict
@@ -46,6 +46,13 @@ AFTER = ("ban", "unban")
 MAX_DEPTH = 16
 # the most of any one file a scenario reads: a built-in scenario.yaml is 2 KB, a jail less
 MAX_BYTES = 1 << 20
+# the words of a scenario's refusals to read a file (its callers name the file)
+_WORDS = userfiles.Words(
+    missing="{reason}", unreadable="{reason}",
+    folder="not a regular file (give a text file of at most {limit})",
+    special="not a regular file (give a text file of at most {limit})",
+    too_big="larger than {limit}, the most a scenario's file may be",
+    not_utf8="not UTF-8 text (byte {byte})")
 MAX_FILES = 64  # policy or jail files of one node: the built-in scenarios have one
 NAME_MAX = 255  # bytes in one part of a path (Linux): longer, and open() fails
 
@@ -230,27 +237,14 @@ def load(name_or_path: str) -> Scenario:
 
 
 def _read_text(path: Path) -> str:
-    """A regular file's text, of at most MAX_BYTES; BadInput saying why not (path unnamed).
+    """A file the scenario names, read as lab.userfiles reads; BadInput saying why not.
 
-    Devices and pipes are never opened: /dev/zero read until MemoryError, a FIFO blocked.
+    The path is left unnamed: the caller names the file as the scenario does.
     """
-    refused = f"not a regular file (give a text file of at most {MAX_BYTES >> 20} MiB)"
     try:
-        if not stat.S_ISREG(path.stat().st_mode):
-            raise BadInput(refused)
-        # non-blocking: should it have become a FIFO since, open would wait for a writer
-        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as file:
-            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-                raise BadInput(refused)
-            data = file.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise BadInput(exc.strerror or str(exc)) from None
-    if len(data) > MAX_BYTES:
-        raise BadInput(f"larger than {MAX_BYTES >> 20} MiB, the most a scenario's file may be")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadInput(f"not UTF-8 text (byte {exc.start + 1})") from None
+        return userfiles.read_text(path, "scenario file", MAX_BYTES, _WORDS)
+    except userfiles.Unreadable as exc:
+        raise BadInput(exc.problem) from None
 
 
 def _fail(spec: Path, message: str) -> BadInput:

@@ -1,6 +1,7 @@
 """Reading a YAML file a user gives: safely, with line numbers kept for the messages.
 
-`load(path, what)` reads a regular file of at most `MAX_BYTES`, refuses anchors
+`load(path, what)` reads the file as lab.userfiles does (a regular file of at
+most `MAX_BYTES`, UTF-8), refuses anchors
 and aliases (an alias repeats a value without its bytes: "billion laughs") and
 repeated keys (the second silently replaced the first), and returns plain data
 whose mappings and lists also know their lines (`line_of`). Every problem is
@@ -9,8 +10,6 @@ one `BadInput` line: `path:line: message`.
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import yaml
 from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
 
+from lab import userfiles
 from lab.errors import BadInput
 
 MAX_BYTES = 4 << 20  # a site file is a few KB; this is room, not a target
@@ -144,25 +144,7 @@ _Loader.add_constructor("tag:yaml.org,2002:seq", _located_sequence)
 
 def load(path: Path, what: str, max_bytes: int = MAX_BYTES) -> Any:
     """The data of the YAML file at `path` (a `what`, for the messages), or BadInput."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read the {what}: {exc.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise BadInput(f"{path}: not a regular file (give the {what} as a text file)")
-    with os.fdopen(fd, "rb") as file:
-        try:
-            raw = file.read(max_bytes + 1)
-        except OSError as exc:
-            raise BadInput(f"{path}: cannot read the {what}: {exc.strerror}") from None
-    if len(raw) > max_bytes:
-        raise BadInput(f"{path}: larger than {max_bytes} bytes: not a {what}")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise BadInput(f"{path}:{line}: not UTF-8 text (save the {what} as UTF-8)") from None
+    text = userfiles.read_text(path, what, max_bytes)
     loader = _Loader(text)
     loader.what = what
     try:

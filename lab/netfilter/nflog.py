@@ -13,8 +13,9 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from lab.netfilter import save
-from lab.netfilter.policy import Command, PolicyFile, shown
+from lab.netfilter.policy import Command, PolicyFile
 from lab.netfilter.rules import words_of
+from lab.userfiles import shown
 
 GROUP = 25
 _LOG_FLAGS = {"--log-tcp-sequence", "--log-tcp-options", "--log-ip-options", "--log-uid",

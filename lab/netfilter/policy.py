@@ -18,14 +18,15 @@ import os
 import re
 import shlex
 import shutil
-import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
+from lab import userfiles
 from lab.errors import BadInput
 from lab.netfilter.family import FAMILIES, of_program
 from lab.netfilter.family import family as ip_family
+from lab.userfiles import shown as shown  # re-exported: reports cite policy files with it
 
 # The programs a policy line may name (by any path), and the family each one sets.
 PROGRAMS = {program: f.version for f in FAMILIES for program in f.programs}
@@ -43,6 +44,8 @@ _ADDRESS = re.compile(r"(?:^|\s)(?:-s|--source|-d|--destination)\s+(?:!\s+)?([^\
 # make reading (or shlex, which is quadratic in the length of a word) take long.
 MAX_BYTES = 8 * 1024 * 1024
 MAX_LINE = 16 * 1024
+_WORDS = userfiles.Words(missing="no such {what}", too_big="over {limit}, too big for a {what}",
+                         binary="binary file, not an iptables script or iptables-save file")
 
 
 @dataclass(frozen=True)
@@ -104,13 +107,7 @@ def read_policy(path: Path, family: int | None = None) -> PolicyFile:
     An empty or comment-only file (what `ip6tables-save` prints on a gateway without
     IPv6 rules) is an empty policy: the chains' policies decide.
     """
-    data = _read_bytes(path)
-    if b"\0" in data:
-        raise BadInput(f"{path}: binary file, not an iptables script or iptables-save file")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadInput(f"{path}: not UTF-8 text, not an iptables policy") from None
+    text = userfiles.read_text(path, "rules file", MAX_BYTES, _WORDS)
     lines = [ln.strip() for ln in text.splitlines()]
     meaningful = [ln for ln in lines if ln and not ln.startswith("#")]
     if not meaningful:
@@ -167,14 +164,6 @@ def parse_script(path: Path, text: str) -> Iterable[Command]:
         yield _command(path, start, " ".join(p.strip() for p in pending))
 
 
-def shown(path: Path) -> str:
-    """A path as reports show it: relative to the working folder where it is inside it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 def netfilter_tool(word: str) -> str | None:
     """The lab's own program for the one a policy line names (by any path), or None.
 
@@ -186,38 +175,6 @@ def netfilter_tool(word: str) -> str | None:
     if name not in PROGRAMS:
         return None
     return shutil.which(name, path=os.pathsep.join(TOOL_FOLDERS))
-
-
-def _read_bytes(path: Path) -> bytes:
-    """The file's bytes: a regular file only, and at most MAX_BYTES of it."""
-    try:
-        # stat before open: opening a device or FIFO can block or have side effects
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise BadInput(_not_regular(path))
-        # O_NONBLOCK: should a FIFO take the file's place after the stat, open does not hang
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such rules file") from None
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
-    except ValueError:  # a NUL in the name
-        raise BadInput(f"{str(path)!r}: a file name cannot hold a NUL character") from None
-    with open(fd, "rb") as file:
-        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-            raise BadInput(_not_regular(path))
-        try:
-            data = file.read(MAX_BYTES + 1)
-        except OSError as exc:
-            raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
-    if len(data) > MAX_BYTES:
-        raise BadInput(f"{path}: over {MAX_BYTES // 2**20} MiB, too big for a rules file")
-    return data
-
-
-def _not_regular(path: Path) -> str:
-    if path.is_dir():
-        return f"{path}: is a folder, not a rules file"
-    return f"{path}: not a regular file (a device, FIFO or socket): give a rules file"
 
 
 def _too_long(path: Path, line: int) -> BadInput:

@@ -75,3 +75,9 @@ def test_regular_files_only(tmp_path: Path) -> None:
     assert _refused(Path("/dev/zero")).startswith("/dev/zero: not a regular file")
     assert _refused(tmp_path / "missing.yaml").endswith(
         "cannot read the site file: No such file or directory")
+
+
+def test_a_name_with_a_nul_is_one_line() -> None:
+    # os.open raised ValueError ("embedded null byte"): a traceback
+    assert _refused(Path("site\0.yaml")) == ("'site\\x00.yaml': a file name cannot hold a NUL "
+                                             "character")
