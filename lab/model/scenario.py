@@ -8,22 +8,19 @@ from __future__ import annotations
 
 import itertools
 import os
-import reprlib
-from collections.abc import Hashable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-from yaml.composer import ComposerError
-from yaml.constructor import ConstructorError
-
 import topologies
 from lab import userfiles
 from lab.errors import BadInput
+from lab.model import yamlfile
 from lab.model.site import Site
 from lab.model.verdict import Verdict
+from lab.model.yamlfile import shown
 from lab.netfilter.family import family as ip_family
 from lab.netfilter.nflog import as_nflog
 from lab.netfilter.policy import PolicyFile, read_policy
@@ -41,9 +38,6 @@ _POLICY_ENTRY_KEYS = {"file", "family"}
 _POLICY_ENTRY = "an entry is a file name or {file: NAME, family: 4 or 6}"
 # `after:` — wait before probing: until the source is banned, or banned no more
 AFTER = ("ban", "unban")
-# a scenario nests five levels (the file, expect, an item, probes, a name);
-# 500 overflowed the stack
-MAX_DEPTH = 16
 # the most of any one file a scenario reads: a built-in scenario.yaml is 2 KB, a jail less
 MAX_BYTES = 1 << 20
 # the words of a scenario's refusals to read a file (its callers name the file)
@@ -55,83 +49,6 @@ _WORDS = userfiles.Words(
     not_utf8="not UTF-8 text (byte {byte})")
 MAX_FILES = 64  # policy or jail files of one node: the built-in scenarios have one
 NAME_MAX = 255  # bytes in one part of a path (Linux): longer, and open() fails
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML as a scenario needs it: no anchors or aliases, no repeated keys, shallow.
-
-    An alias repeats a value without its bytes ("billion laughs": 457 bytes took 5.9 GB),
-    and a repeated key silently replaced the first.
-    """
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-        self._anchor: tuple[str, Any] | None = None  # the first anchor: its name and place
-
-    def compose_document(self) -> yaml.Node | None:
-        node: yaml.Node | None = super().compose_document()
-        if self._anchor is not None:  # an anchor no alias used: refused all the same
-            name, mark = self._anchor
-            raise _refused(_NO_ALIASES.format(f"anchor &{name}"), mark)
-        return node
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        event: yaml.NodeEvent = self.peek_event()  # type: ignore[no-untyped-call]  # stubs
-        if isinstance(event, yaml.AliasEvent):
-            raise _refused(_NO_ALIASES.format(f"alias *{event.anchor}"), event.start_mark)
-        if event.anchor is not None and self._anchor is None:
-            self._anchor = (event.anchor, event.start_mark)
-        if self._depth >= MAX_DEPTH:
-            raise _refused(f"nested deeper than {MAX_DEPTH} levels (a scenario needs five)",
-                           event.start_mark)
-        self._depth += 1
-        try:
-            node: yaml.Node | None = super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-        return node
-
-    def construct_scalar(self, node: yaml.ScalarNode | yaml.MappingNode) -> str:
-        value = super().construct_scalar(node)
-        try:
-            value.encode()
-        except UnicodeEncodeError as exc:  # "\ud800": open() and print() raised it later
-            raise ConstructorError(None, None, f"{_shown(value[exc.start])} is half a character "
-                                   "(a lone surrogate): remove it", node.start_mark) from None
-        return value
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        self.flatten_mapping(node)
-        first: dict[Any, yaml.Node] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, Hashable):
-                break  # PyYAML's own check says so
-            if key in first:
-                raise ConstructorError(None, None, f"duplicate key {_shown(key)} (first on line "
-                                       f"{first[key].start_mark.line + 1}): give each key once",
-                                       key_node.start_mark)
-            first[key] = key_node
-        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
-        return mapping
-
-
-_NO_ALIASES = "{}: scenario.yaml takes no anchors or aliases (write the value out)"
-
-
-def _refused(problem: str, mark: Any) -> ComposerError:
-    """A YAML error at `mark` (Any: the stubs know two Mark classes, PyYAML's and libyaml's)."""
-    return ComposerError(None, None, problem, mark)
-
-
-def _shown(value: Any) -> str:
-    """A value as an error message quotes it: on one line, and not too long."""
-    if value is None or isinstance(value, bool):
-        return {None: "null", True: "true", False: "false"}[value]  # as YAML writes them
-    shorter = reprlib.Repr()
-    shorter.maxstring = shorter.maxother = 160
-    return shorter.repr(value)
 
 
 @dataclass(frozen=True)
@@ -194,7 +111,7 @@ def find(name_or_path: str) -> Path:
     """The folder of a built-in scenario name or a path to a scenario folder."""
     path = Path(name_or_path)
     if any(len(os.fsencode(part)) > NAME_MAX for part in path.parts):
-        raise BadInput(f"scenario {_shown(name_or_path)}: a part of the path is longer than "
+        raise BadInput(f"scenario {shown(name_or_path)}: a part of the path is longer than "
                        f"{NAME_MAX} bytes, more than a file name can be (shorten it)")
     try:
         if (BUILTIN / name_or_path / SPEC).is_file() and "/" not in name_or_path:
@@ -209,9 +126,9 @@ def find(name_or_path: str) -> Path:
         if path.is_file() and path.name == SPEC:
             return path.parent
     except OSError as exc:  # EACCES, ENAMETOOLONG of the whole path: pathlib says only ENOENT
-        raise BadInput(f"scenario {_shown(name_or_path)}: cannot look at it: "
+        raise BadInput(f"scenario {shown(name_or_path)}: cannot look at it: "
                        f"{exc.strerror}") from None
-    raise BadInput(f"unknown scenario {_shown(name_or_path)} "
+    raise BadInput(f"unknown scenario {shown(name_or_path)} "
                    "(`port25lab list` shows the built-in ones; or give a scenario folder)")
 
 
@@ -222,17 +139,7 @@ def load(name_or_path: str) -> Scenario:
         text = _read_text(spec_path)
     except BadInput as exc:
         raise _fail(spec_path, f"cannot read: {exc}") from None
-    try:
-        data = yaml.load(text, Loader=_Loader)  # a SafeLoader
-    except yaml.reader.ReaderError as exc:  # a character YAML forbids, such as NUL
-        line = text.count("\n", 0, exc.position) + 1
-        raise BadInput(f"{spec_path}:{line}: character #x{exc.character:04x} is not allowed "
-                       "in YAML (remove it)") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "malformed YAML"
-        raise BadInput(f"{spec_path}{where}: {problem}") from None
+    data = yamlfile.parse(spec_path, text, SPEC, needs="a scenario needs five")
     return _build(folder, spec_path, data)
 
 
@@ -259,7 +166,7 @@ def _build(folder: Path, spec: Path, data: Any) -> Scenario:
         raise _fail(spec, f"unknown key {unknown} (known: {', '.join(sorted(_KEYS))})")
     topology = data.get("topology")
     if not isinstance(topology, str) or topology not in topologies.builtin_names():
-        raise _fail(spec, f"topology {_shown(topology)} is not one of: "
+        raise _fail(spec, f"topology {shown(topology)} is not one of: "
                           f"{', '.join(topologies.builtin_names())}")
     plan = topologies.load(topology)
     # an empty value (`policy:`) is none; `[]`, `0` or `false` are mistakes, not "none"
@@ -267,10 +174,10 @@ def _build(folder: Path, spec: Path, data: Any) -> Scenario:
     traps = _traps(folder, spec, plan, _or_empty(data.get("trap")))
     summary = data.get("summary")
     if summary is not None and not isinstance(summary, str):
-        raise _fail(spec, f"summary: must be a line of text, not {_shown(summary)} "
+        raise _fail(spec, f"summary: must be a line of text, not {shown(summary)} "
                           "(quote it if it looks like a list or a number)")
     if summary is not None and _has_control(summary.strip()):
-        raise _fail(spec, f"summary: must be one line of text, not {_shown(summary.strip())} "
+        raise _fail(spec, f"summary: must be one line of text, not {shown(summary.strip())} "
                           "(remove the line break or control character)")
     expectations = _expectations(spec, plan, data.get("expect"))
     if not traps and any(e.after for e in expectations):
@@ -293,7 +200,7 @@ def _or_empty(value: Any) -> Any:
 def _unknown(data: dict[Any, Any], known: set[str]) -> str:
     """The first key of data (in the file's order) that is not known, quoted; or ''."""
     # keys may be of any type (1, null): sorting them raised TypeError
-    return next((_shown(key) for key in data if key not in known), "")
+    return next((shown(key) for key in data if key not in known), "")
 
 
 def _is_family(value: Any) -> bool:
@@ -303,7 +210,7 @@ def _is_family(value: Any) -> bool:
 
 def _role(spec: Path, plan: Site, role: Any, what: str) -> str:
     if role not in plan.role_names:
-        raise _fail(spec, f"{what}: unknown role {_shown(role)} in topology {plan.name} "
+        raise _fail(spec, f"{what}: unknown role {shown(role)} in topology {plan.name} "
                           f"(roles: {', '.join(plan.role_names)})")
     return str(role)
 
@@ -315,7 +222,7 @@ def _policies(folder: Path, spec: Path, plan: Site, data: Any) -> dict[str, tupl
     for router, files in data.items():
         _role(spec, plan, router, "policy")
         if router not in plan.routers:
-            raise _fail(spec, f"policy: {_shown(router)} is not a router")
+            raise _fail(spec, f"policy: {shown(router)} is not a router")
         entries = _listed(files)
         _at_most(spec, f"policy of {router}", entries)
         loaded, seen = [], set()
@@ -325,18 +232,18 @@ def _policies(folder: Path, spec: Path, plan: Site, data: Any) -> dict[str, tupl
                 unknown = _unknown(entry, _POLICY_ENTRY_KEYS)
                 if unknown:
                     raise _fail(spec, f"policy of {router}: unknown key {unknown} in "
-                                      f"{_shown(entry)} ({_POLICY_ENTRY})")
+                                      f"{shown(entry)} ({_POLICY_ENTRY})")
                 family = entry.get("family")
                 if not _is_family(family):
-                    raise _fail(spec, f"policy: family of {_shown(entry.get('file'))} must be "
-                                      f"4 or 6, not {_shown(family)}")
+                    raise _fail(spec, f"policy: family of {shown(entry.get('file'))} must be "
+                                      f"4 or 6, not {shown(family)}")
                 if "file" not in entry:
-                    raise _fail(spec, f"policy of {router}: {_shown(entry)} names no file "
+                    raise _fail(spec, f"policy of {router}: {shown(entry)} names no file "
                                       f"({_POLICY_ENTRY})")
                 entry = entry["file"]
             name = _file_name(spec, f"policy of {router}", entry)
             if (name, family) in seen:
-                raise _fail(spec, f"policy of {router}: {_shown(name)} is named twice (its rules "
+                raise _fail(spec, f"policy of {router}: {shown(name)} is named twice (its rules "
                                   "would be added twice: name it once)")
             seen.add((name, family))
             try:
@@ -354,7 +261,7 @@ def _traps(folder: Path, spec: Path, plan: Site, data: Any) -> dict[str, tuple[P
     for role, files in data.items():
         _role(spec, plan, role, "trap")
         if plan.role(role).kind not in ("router", "server"):
-            raise _fail(spec, f"trap: {_shown(role)} is not a router or a server")
+            raise _fail(spec, f"trap: {shown(role)} is not a router or a server")
         entries = _listed(files)
         if not entries:
             raise _fail(spec, f"trap of {role}: name at least one fail2ban jail file")
@@ -363,7 +270,7 @@ def _traps(folder: Path, spec: Path, plan: Site, data: Any) -> dict[str, tuple[P
         for entry in entries:
             path = folder / _file_name(spec, f"trap of {role}", entry)
             if path in paths:
-                raise _fail(spec, f"trap of {role}: {_shown(entry)} is named twice (name it once)")
+                raise _fail(spec, f"trap of {role}: {shown(entry)} is named twice (name it once)")
             try:
                 _read_text(path)  # before any lab boots; lab.services.trap copies it
             except BadInput as exc:
@@ -388,12 +295,12 @@ def _has_control(text: str) -> bool:
 def _file_name(spec: Path, where: str, entry: Any) -> str:
     """A file name as the scenario gives it, checked before the file system sees it."""
     if not isinstance(entry, str) or not entry:
-        raise _fail(spec, f"{where}: {_shown(entry)} is not a file name")
+        raise _fail(spec, f"{where}: {shown(entry)} is not a file name")
     if _has_control(entry):  # a NUL: open() raised ValueError
-        raise _fail(spec, f"{where}: file name {_shown(entry)} holds a control character "
+        raise _fail(spec, f"{where}: file name {shown(entry)} holds a control character "
                           "(remove it)")
     if any(len(part.encode()) > NAME_MAX for part in Path(entry).parts):
-        raise _fail(spec, f"{where}: file name {_shown(entry)} has a part longer than "
+        raise _fail(spec, f"{where}: file name {shown(entry)} has a part longer than "
                           f"{NAME_MAX} bytes, more than a file name can be (shorten it)")
     return entry
 
@@ -411,7 +318,7 @@ def _variants(spec: Path, where: str, probe: str, data: Any) -> list[str]:
         raise _fail(spec, f"{where}: variants: name at least one (or leave the key out)")
     for variant in _listed(data):
         if not isinstance(variant, str) or variant not in known:
-            raise _fail(spec, f"{where}: unknown {probe} variant {_shown(variant)} "
+            raise _fail(spec, f"{where}: unknown {probe} variant {shown(variant)} "
                               f"(variants: {', '.join(known)})")
     return _unique(str(v) for v in _listed(data))
 
@@ -437,7 +344,7 @@ def _expectations(spec: Path, plan: Site, data: Any) -> tuple[Expectation, ...]:
         try:
             verdict = Verdict(item["verdict"])
         except ValueError:
-            raise _fail(spec, f"{where}: verdict {_shown(item['verdict'])} is not one of "
+            raise _fail(spec, f"{where}: verdict {shown(item['verdict'])} is not one of "
                               f"{', '.join(v.value for v in Verdict)} "
                               "(a scenario may expect all but error)") from None
         if verdict == Verdict.ERROR:
@@ -449,7 +356,7 @@ def _expectations(spec: Path, plan: Site, data: Any) -> tuple[Expectation, ...]:
                 raise _fail(spec, f"{where}: {listed}: name at least one")
         after = item.get("after", "")
         if after not in ("", *AFTER):
-            raise _fail(spec, f"{where}: after: {_shown(after)} is not one of {', '.join(AFTER)}")
+            raise _fail(spec, f"{where}: after: {shown(after)} is not one of {', '.join(AFTER)}")
         # each list checked, then each name once: [clients, clients, …] x [teredo, teredo, …]
         # multiplied (300 of each, 5 KB, took 2.3 s; 1 MiB would take hours)
         sources = _unique(_role(spec, plan, s, where) for group in _listed(item["from"])
@@ -480,11 +387,11 @@ def _unique(values: Iterable[_T]) -> list[_T]:
 
 def _probe(spec: Path, where: str, probe: Any) -> str:
     if not isinstance(probe, str) or probe not in PROBES:
-        raise _fail(spec, f"{where}: unknown probe {_shown(probe)} (probes: {', '.join(PROBES)})")
+        raise _fail(spec, f"{where}: unknown probe {shown(probe)} (probes: {', '.join(PROBES)})")
     return probe
 
 
 def _family(spec: Path, where: str, family: Any) -> int:
     if not _is_family(family):
-        raise _fail(spec, f"{where}: family {_shown(family)} must be 4 or 6")
+        raise _fail(spec, f"{where}: family {shown(family)} must be 4 or 6")
     return int(family)

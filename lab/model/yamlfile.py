@@ -1,15 +1,17 @@
 """Reading a YAML file a user gives: safely, with line numbers kept for the messages.
 
 `load(path, what)` reads the file as lab.userfiles does (a regular file of at
-most `MAX_BYTES`, UTF-8), refuses anchors
-and aliases (an alias repeats a value without its bytes: "billion laughs") and
-repeated keys (the second silently replaced the first), and returns plain data
-whose mappings and lists also know their lines (`line_of`). Every problem is
-one `BadInput` line: `path:line: message`.
+most `MAX_BYTES`, UTF-8), refuses anchors and aliases (an alias repeats a value
+without its bytes: "billion laughs"), repeated keys (the second silently
+replaced the first), nesting deeper than `MAX_DEPTH` and lone surrogates, and
+returns plain data whose mappings and lists also know their lines (`line_of`).
+Every problem is one `BadInput` line: `path:line: message`. The site files and
+scenario.yaml are read with it.
 """
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,9 @@ from lab import userfiles
 from lab.errors import BadInput
 
 MAX_BYTES = 4 << 20  # a site file is a few KB; this is room, not a target
-MAX_DEPTH = 16  # a site nests seven levels deep (routers, gw, interfaces, eth0, ...)
+# a site nests seven levels deep (routers, gw, interfaces, eth0, ...), a scenario five;
+# 500 overflowed the stack
+MAX_DEPTH = 16
 
 
 class LocatedDict(dict[Any, Any]):
@@ -63,14 +67,18 @@ def subset(mapping: dict[Any, Any], keys: tuple[Any, ...]) -> dict[Any, Any]:
 
 
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader without anchors, aliases or repeated keys, and shallow."""
+    """PyYAML's safe loader without anchors, aliases or repeated keys, shallow, whole characters.
 
-    what = "YAML file"
+    An alias repeats a value without its bytes ("billion laughs": 457 bytes took 5.9 GB),
+    and a repeated key silently replaced the first.
+    """
 
-    def __init__(self, stream: str) -> None:
+    def __init__(self, stream: str, called: str, needs: str) -> None:
         super().__init__(stream)
+        self._called = called
+        self._needs = f" ({needs})" if needs else ""
         self._depth = 0
-        self._anchor: tuple[str, Any] | None = None
+        self._anchor: tuple[str, Any] | None = None  # the first anchor: its name and place
 
     def compose_document(self) -> yaml.Node | None:
         node: yaml.Node | None = super().compose_document()
@@ -86,7 +94,8 @@ class _Loader(yaml.SafeLoader):
         if event.anchor is not None and self._anchor is None:
             self._anchor = (event.anchor, event.start_mark)
         if self._depth >= MAX_DEPTH:
-            raise _refused(f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
+            raise _refused(f"nested deeper than {MAX_DEPTH} levels{self._needs}",
+                           event.start_mark)
         self._depth += 1
         try:
             node: yaml.Node | None = super().compose_node(parent, index)
@@ -95,7 +104,16 @@ class _Loader(yaml.SafeLoader):
         return node
 
     def _no_aliases(self, what: str) -> str:
-        return f"{what}: a {self.what} takes no anchors or aliases (write the value out)"
+        return f"{what}: {self._called} takes no anchors or aliases (write the value out)"
+
+    def construct_scalar(self, node: yaml.ScalarNode | yaml.MappingNode) -> str:
+        value = super().construct_scalar(node)
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:  # "\ud800": open() and print() raised it later
+            raise ConstructorError(None, None, f"{shown(value[exc.start])} is half a character "
+                                   "(a lone surrogate): remove it", node.start_mark) from None
+        return value
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         self.flatten_mapping(node)
@@ -105,7 +123,7 @@ class _Loader(yaml.SafeLoader):
             if not isinstance(key, Hashable):
                 break  # PyYAML's own check says so
             if key in first:
-                raise ConstructorError(None, None, f"duplicate key {key!r} (first on line "
+                raise ConstructorError(None, None, f"duplicate key {shown(key)} (first on line "
                                        f"{first[key].start_mark.line + 1}): give each key once",
                                        key_node.start_mark)
             first[key] = key_node
@@ -116,6 +134,27 @@ class _Loader(yaml.SafeLoader):
 def _refused(problem: str, mark: Any) -> ComposerError:
     """A YAML error at `mark` (Any: the stubs know two Mark classes, PyYAML's and libyaml's)."""
     return ComposerError(None, None, problem, mark)
+
+
+def shown(value: Any) -> str:
+    """A value as an error message quotes it: on one line, and not too long."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]  # as YAML writes them
+    return _Shorter().repr(value)
+
+
+class _Shorter(reprlib.Repr):
+    """reprlib's shortening, for the located containers too (it picks a method by type name)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = 160
+
+    def repr_LocatedDict(self, value: LocatedDict, level: int) -> str:
+        return self.repr_dict(value, level)
+
+    def repr_LocatedList(self, value: LocatedList, level: int) -> str:
+        return self.repr_list(value, level)
 
 
 def _located_mapping(loader: _Loader, node: yaml.MappingNode) -> Any:
@@ -144,9 +183,21 @@ _Loader.add_constructor("tag:yaml.org,2002:seq", _located_sequence)
 
 def load(path: Path, what: str, max_bytes: int = MAX_BYTES) -> Any:
     """The data of the YAML file at `path` (a `what`, for the messages), or BadInput."""
-    text = userfiles.read_text(path, what, max_bytes)
-    loader = _Loader(text)
-    loader.what = what
+    return parse(path, userfiles.read_text(path, what, max_bytes), f"a {what}")
+
+
+def parse(path: Path, text: str, called: str, needs: str = "") -> Any:
+    """The data of YAML text read from `path`, or BadInput `path:line: problem`.
+
+    `called` names the file as a sentence's subject ("a site file takes no anchors"),
+    `needs` says how deep its kind nests ("a scenario needs five").
+    """
+    try:
+        loader = _Loader(text, called, needs)  # reads the characters: ReaderError
+    except yaml.reader.ReaderError as exc:  # a character YAML forbids, such as NUL
+        line = text.count("\n", 0, exc.position) + 1
+        raise BadInput(f"{path}:{line}: character #x{exc.character:04x} is not allowed "
+                       "in YAML (remove it)") from None
     try:
         return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab.errors import BadInput
-from lab.model import scenario
+from lab.model import scenario, yamlfile
 from lab.model.verdict import Verdict
 from lab.netfilter.policy import read_policy
 from probes.tunnel import SIX_IN_FOUR_VARIANTS, TEREDO_VARIANTS, VARIANTS
@@ -582,7 +582,7 @@ def test_deep_nesting_is_one_line_not_a_recursion_error(tmp_path: Path, where: s
     folder = _folder(tmp_path, spec)
     line = 6 if where == "summary" else 4
     assert _message(folder) == (f"{folder / 'scenario.yaml'}:{line}: nested deeper than "
-                                f"{scenario.MAX_DEPTH} levels (a scenario needs five)")
+                                f"{yamlfile.MAX_DEPTH} levels (a scenario needs five)")
 
 
 def test_a_nul_in_scenario_yaml_names_its_line(tmp_path: Path) -> None:

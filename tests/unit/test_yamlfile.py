@@ -81,3 +81,54 @@ def test_a_name_with_a_nul_is_one_line() -> None:
     # os.open raised ValueError ("embedded null byte"): a traceback
     assert _refused(Path("site\0.yaml")) == ("'site\\x00.yaml': a file name cannot hold a NUL "
                                              "character")
+
+
+@pytest.mark.parametrize("text, line, said", [
+    # a lone surrogate: open() and print() raised UnicodeEncodeError later
+    ('name: x\ndescription: "a\\ud800b"\n', 2,
+     "'\\ud800' is half a character (a lone surrogate): remove it"),
+    ('name: x\n"\\udfff": 1\n', 2, "'\\udfff' is half a character (a lone surrogate)"),
+    # a character YAML forbids: PyYAML's ReaderError has no mark, and was several lines
+    ('name: x\ndescription: "a\0b"\n', 2,
+     "character #x0000 is not allowed in YAML (remove it)"),
+    ("name: x\ndescription: a\x07b\n", 2, "character #x0007 is not allowed in YAML"),
+    # keys as YAML writes them, and a long one shortened
+    ("1: a\ntrue: b\n", 2, "duplicate key true (first on line 1): give each key once"),
+    ("a: 1\nnull: 2\n~: 3\n", 3, "duplicate key null (first on line 2)"),
+])
+def test_what_python_would_raise_later_is_refused_now(tmp_path: Path, text: str, line: int,
+                                                      said: str) -> None:
+    path = _write(tmp_path, text)
+    message = _refused(path)
+    assert message.startswith(f"{path}:{line}: "), message
+    assert said in message
+
+
+def test_a_long_key_is_quoted_shortened(tmp_path: Path) -> None:
+    key = "k" * 1000  # YAML allows 1024 characters in a plain key
+    message = _refused(_write(tmp_path, f"{key}: 1\n{key}: 2\n"))
+    assert "duplicate key 'kkk" in message and "k...k" in message and len(message) < 500
+
+
+def test_shown_quotes_loaded_data_like_plain_data(tmp_path: Path) -> None:
+    data = yamlfile.load(_write(tmp_path, "b: [1, 'x']\na: {c: " + "y" * 500 + "}\n"),
+                         "site file")
+    assert isinstance(data, yamlfile.LocatedDict)
+    plain = {"b": [1, "x"], "a": {"c": "y" * 500}}
+    assert yamlfile.shown(data) == yamlfile.shown(plain)
+    assert yamlfile.shown(data).startswith("{'a': {'c': 'yyy") and len(yamlfile.shown(data)) < 200
+    assert [yamlfile.shown(v) for v in (None, True, False, 4)] == ["null", "true", "false", "4"]
+
+
+def test_parse_names_the_file_as_its_kind_does(tmp_path: Path) -> None:
+    path = tmp_path / "scenario.yaml"
+    with pytest.raises(BadInput) as caught:
+        yamlfile.parse(path, "a: &x 1\n", "scenario.yaml")
+    assert str(caught.value) == (f"{path}:1: anchor &x: scenario.yaml takes no anchors or "
+                                 "aliases (write the value out)")
+    with pytest.raises(BadInput) as caught:
+        yamlfile.parse(path, "a: " + "[" * 20 + "]" * 20 + "\n", "scenario.yaml",
+                       needs="a scenario needs five")
+    assert str(caught.value) == (f"{path}:1: nested deeper than {yamlfile.MAX_DEPTH} levels "
+                                 "(a scenario needs five)")
+    assert yamlfile.parse(path, "a: [1, {b: c}]\n", "scenario.yaml") == {"a": [1, {"b": "c"}]}
