@@ -18,7 +18,8 @@ from lab.errors import BadInput
 from lab.model.scenario import Scenario
 from lab.netfilter import save
 from lab.netfilter.family import family as ip_family
-from lab.netfilter.policy import Command, PolicyFile
+from lab.netfilter.policy import PolicyFile
+from lab.netfilter.script import Command
 
 _INTERFACE_FLAGS = ("-i", "--in-interface", "-o", "--out-interface")
 

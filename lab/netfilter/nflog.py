@@ -13,8 +13,9 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from lab.netfilter import save
-from lab.netfilter.policy import Command, PolicyFile
+from lab.netfilter.policy import PolicyFile
 from lab.netfilter.rules import words_of
+from lab.netfilter.script import Command
 from lab.userfiles import shown
 
 GROUP = 25

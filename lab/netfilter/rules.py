@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 
+from lab.errors import BadInput
 from lab.netfilter.family import family as ip_family
 
 TERMINAL_DROPS = frozenset({"DROP", "REJECT"})
@@ -20,6 +22,14 @@ NON_TERMINAL = frozenset({"MARK", "CONNMARK", "TCPMSS", "CLASSIFY", "DSCP", "TOS
                           "NOTRACK", "TTL", "HL", "AUDIT", "SET", "TRACE", "CHECKSUM"})
 JUMP_FLAGS = ("-j", "--jump", "-g", "--goto")
 BAN_CHAIN = "f2b-"  # fail2ban's stock iptables actions put a jail's bans in f2b-<jail>
+# The longest line a dialect reader takes as a rule: far above any real rule (3 KiB for
+# 250 sources), far below what makes shlex, quadratic in a word's length, take long.
+MAX_LINE = 16 * 1024
+
+
+def too_long(path: Path, line: int) -> BadInput:
+    """The error for a line over MAX_LINE (checked before it is split into words)."""
+    return BadInput(f"{path}:{line}: longer than {MAX_LINE} characters, not an iptables rule")
 
 
 def words_of(text: str) -> tuple[str, ...]:

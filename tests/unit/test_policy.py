@@ -14,18 +14,16 @@ import pytest
 from lab.errors import BadInput
 from lab.netfilter.policy import (
     MAX_BYTES,
-    MAX_LINE,
-    QUOTED,
-    TOOL_FOLDERS,
-    Command,
     LoadError,
     PolicyFile,
     apply_policy,
-    netfilter_tool,
     override,
     read_policy,
     shown,
 )
+from lab.netfilter.rules import MAX_LINE
+from lab.netfilter.save import QUOTED
+from lab.netfilter.script import TOOL_FOLDERS, Command, netfilter_tool
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 BUILTIN = ("seed-screened-block", "seed-dmz-block", "fixed-screened-block", "fixed-dmz-block")
@@ -632,7 +630,7 @@ def test_a_command_made_elsewhere_with_another_program_never_runs() -> None:
 
 def test_a_tool_the_lab_does_not_have_is_a_load_error(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("lab.netfilter.policy.TOOL_FOLDERS", (str(tmp_path),))  # holds no tools
+    monkeypatch.setattr("lab.netfilter.script.TOOL_FOLDERS", (str(tmp_path),))  # holds no tools
     path = _write(tmp_path, "rules.sh", "iptables-legacy -A FORWARD -j DROP\n")
     router = FakeRouter()
     assert apply_policy(read_policy(path), router) == [
