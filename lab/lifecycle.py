@@ -20,9 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from lab.errors import LabFailure
+
 RUN_ROOT = Path("/run/port25lab")
 NETNS_ROOT = Path("/run/netns")
 PREFIX_HEAD = "p25-"
+TEARDOWN_DEADLINE = 10.0  # s: a process still there after this is reported, not waited for
 
 
 @dataclass(frozen=True)
@@ -143,8 +146,46 @@ def is_running(pid: int) -> bool:
         return False
 
 
-def destroy(run: Run, extra_inodes: set[int] | None = None) -> None:
-    """Kill every process in the run's namespaces, delete them and the run folder."""
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def _kill_until_empty(inodes: set[int], deadline: float, what: str) -> None:
+    """Kill until no process is left in these namespaces; LabFailure after `deadline` s.
+
+    One listing is not enough: a process may start while the listed ones die (a
+    Dovecot or Postfix master's child, an orphan's late fork). The listed ones
+    get SIGTERM (then SIGKILL); whatever is still found after that started
+    during the teardown, or is dying, and gets SIGKILL.
+    """
+    give_up = time.monotonic() + deadline
+    polite = True
+    while pids := processes_in(inodes):
+        if polite:
+            kill_all(pids)
+            polite = False
+            continue
+        if time.monotonic() > give_up:
+            shown = ", ".join(f"{pid} {_comm(pid)}" for pid in pids[:8])
+            raise LabFailure(f"teardown of {what}: {len(pids)} processes still in its "
+                             f"namespaces after {deadline:g} s ({shown})")
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.01)
+
+
+def destroy(run: Run, extra_inodes: set[int] | None = None,
+            deadline: float = TEARDOWN_DEADLINE) -> None:
+    """Kill every process in the run's namespaces, delete them and the run folder.
+
+    It returns only when no process of the run is left in any of its namespaces.
+    If processes survive `deadline` s it raises LabFailure and keeps the
+    namespaces and the folder: `remove_stale` retries.
+    """
     names = namespaces_of(run)
     inodes = set(extra_inodes or set())
     for name in names:
@@ -152,8 +193,8 @@ def destroy(run: Run, extra_inodes: set[int] | None = None) -> None:
             inodes.add(os.stat(NETNS_ROOT / name).st_ino)
     # Never our own (the host's) namespace, whatever went wrong before.
     inodes.discard(os.stat("/proc/self/ns/net").st_ino)
-    if inodes:
-        kill_all(processes_in(inodes))
+    # The named namespaces stay (their inodes cannot be reused) until it is empty.
+    _kill_until_empty(inodes, deadline, run.prefix)
     for name in names:
         subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
     shutil.rmtree(run.folder, ignore_errors=True)
