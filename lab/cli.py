@@ -331,7 +331,10 @@ def reported(prog: str, work: Callable[[], int]) -> int:
         print(f"{prog}: lab failed: {exc}", file=sys.stderr)
         return LAB_FAILED
     except Interrupted as exc:
-        print(f"{prog}: interrupted by signal {exc.signum}; lab torn down", file=sys.stderr)
+        import contextlib
+
+        with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone; the status tells
+            print(f"{prog}: interrupted by signal {exc.signum}; lab torn down", file=sys.stderr)
         return 128 + exc.signum
 
 

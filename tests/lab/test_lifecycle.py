@@ -1,5 +1,5 @@
 """Lifecycle: stale runs are removed (only those), the host is left as it was, no process
-of a run outlives its teardown."""
+of a run outlives its teardown, and signals wait for the steps they must not cut short."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import secrets
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from lab import lifecycle, scenario
 from lab.errors import LabFailure
+from lab.network import Lab
 from lab.verify import verify
 from tests.support import leftovers
 
@@ -171,3 +173,47 @@ def test_teardown_past_its_deadline_says_what_is_left_and_keeps_the_run() -> Non
     finally:
         lifecycle.destroy(run)
         os.close(held)
+
+
+def test_a_signal_waits_for_a_deferred_block_then_interrupts() -> None:
+    previous = {s: signal.getsignal(s) for s in lifecycle.SIGNALS}
+    lifecycle.interrupt_on_signals()
+    finished = False
+    try:
+        with pytest.raises(lifecycle.Interrupted) as caught, lifecycle.signals_deferred():
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(0.05)  # time enough for a handler to run, if one did
+            finished = True
+        assert finished and caught.value.signum == signal.SIGHUP
+        # the first signal started the teardown: later ones are ignored
+        assert all(signal.getsignal(s) == signal.SIG_IGN for s in lifecycle.SIGNALS)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _left_waiting(lab: Lab) -> None:
+    """A node command left running, as a signal leaves one: Mininet's stop asserts on it."""
+    lab.node("client1").sendCmd("sleep 30")
+
+
+def test_a_lab_mininet_cannot_stop_is_still_removed_and_says_so() -> None:
+    run = lifecycle.new_run()
+    try:
+        stopped = r"Mininet could not stop screened-host: AssertionError\(\) \(its namespaces"
+        with pytest.raises(LabFailure, match=stopped), Lab("screened-host", run) as lab:
+            _left_waiting(lab)
+        assert leftovers(run.prefix) == []
+    finally:
+        lifecycle.destroy(run)
+
+
+def test_an_error_unwinding_through_a_lab_mininet_cannot_stop_stays_the_error() -> None:
+    run = lifecycle.new_run()
+    try:
+        with pytest.raises(ValueError, match="the story"), Lab("screened-host", run) as lab:
+            _left_waiting(lab)
+            raise ValueError("the story")
+        assert leftovers(run.prefix) == []
+    finally:
+        lifecycle.destroy(run)
