@@ -19,6 +19,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -50,11 +51,15 @@ class Run:
 
 
 class Interrupted(BaseException):
-    """SIGINT, SIGTERM or SIGHUP arrived: unwind so that every lab is torn down."""
+    """SIGINT, SIGTERM or SIGHUP arrived: unwind so that every lab is torn down.
+
+    `torn_down` names the runs whose labs were torn down while it unwound.
+    """
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+        self.torn_down: list[str] = []
 
 
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
@@ -243,16 +248,34 @@ def destroy(run: Run, extra_inodes: set[int] | None = None,
     Signals wait until it is done. If processes survive `deadline` s it raises
     LabFailure and keeps the namespaces and the folder: `remove_stale` retries.
     """
-    with signals_deferred():
-        names = namespaces_of(run)
-        inodes = set(extra_inodes or set())
-        for name in names:
-            with contextlib.suppress(OSError):
-                inodes.add(os.stat(NETNS_ROOT / name).st_ino)
-        # Never our own (the host's) namespace, whatever went wrong before.
-        inodes.discard(os.stat("/proc/self/ns/net").st_ino)
-        # The named namespaces stay (their inodes cannot be reused) until it is empty.
-        _kill_until_empty(inodes, deadline, run.prefix)
-        for name in names:
-            subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
-        shutil.rmtree(run.folder, ignore_errors=True)
+    removed = had_lab = False
+    try:
+        with signals_deferred():
+            names = namespaces_of(run)
+            inodes = set(extra_inodes or set())
+            for name in names:
+                with contextlib.suppress(OSError):
+                    inodes.add(os.stat(NETNS_ROOT / name).st_ino)
+            # Never our own (the host's) namespace, whatever went wrong before.
+            inodes.discard(os.stat("/proc/self/ns/net").st_ino)
+            had_lab = bool(names or inodes)
+            # The named namespaces stay (their inodes cannot be reused) until it is empty.
+            _kill_until_empty(inodes, deadline, run.prefix)
+            for name in names:
+                subprocess.run(["ip", "netns", "delete", name], capture_output=True,
+                               check=False)
+            shutil.rmtree(run.folder, ignore_errors=True)
+            removed = True
+    finally:
+        if removed and had_lab:
+            note_torn_down(run)
+
+
+def note_torn_down(run: Run) -> None:
+    """Tell an `Interrupted` being unwound (or just delivered) that this run's lab is gone.
+
+    So that its message says "lab torn down" only when a lab was.
+    """
+    unwinding = sys.exc_info()[1]
+    if isinstance(unwinding, Interrupted) and run.prefix not in unwinding.torn_down:
+        unwinding.torn_down.append(run.prefix)
