@@ -445,7 +445,13 @@ def reported(prog: str, work: Callable[[], int]) -> int:
         print(f"{prog}: lab failed: {exc}", file=sys.stderr)
         return LAB_FAILED
     except Interrupted as exc:
-        print(f"{prog}: interrupted by signal {exc.signum}; lab torn down", file=sys.stderr)
+        # "torn down" only when a lab was: a signal may come before any boots
+        done = (f"; lab torn down ({', '.join(exc.torn_down)})" if exc.torn_down
+                else " while no lab was up")
+        import contextlib
+
+        with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone; the status tells
+            print(f"{prog}: interrupted by signal {exc.signum}{done}", file=sys.stderr)
         return 128 + exc.signum
 
 
