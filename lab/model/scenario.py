@@ -18,7 +18,7 @@ from lab.model.site import Plan
 from lab.model.verdict import Verdict
 from lab.netfilter.policy import PolicyFile, read_policy
 from lab.services.firewall_log import as_nflog
-from probes.tcp import PROBES
+from probes.registry import PROBES
 from probes.tunnel import VARIANTS
 from topologies import TOPOLOGIES
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from lab.model.evidence import Suspect
 from lab.netfilter.policy import Command, PolicyFile, shown
 
 GROUP = 25
@@ -125,19 +126,6 @@ sync=1
 file="{text_log_file(folder)}"
 """)
     return conf
-
-
-@dataclass(frozen=True)
-class Suspect:
-    """An internal host the firewall logged trying mail ports of the world."""
-
-    role: str
-    address: str
-    count: int
-    ports: tuple[int, ...]
-    destinations: tuple[str, ...]
-    first: str
-    last: str
 
 
 def read_records(log_files: Iterable[Path]) -> Iterator[dict[str, Any]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lab import cli
-from probes.tcp import PROBES
+from probes.registry import PROBES
 
 BUILTIN = {"false-alarm": "screened-host", "fixed-dmz-block": "dmz",
            "fixed-proxy": "screened-host", "fixed-proxy-dmz": "dmz",

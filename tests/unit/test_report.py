@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from lab import report
-from lab.engine.verify import Result, ScenarioResult
+from lab.model.results import Result, ScenarioResult
 from lab.model.verdict import Verdict
 from lab.netfilter.policy import LoadError
 

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from lab.engine.verify import Result, ScenarioResult
-from lab.model.verdict import Observation, Sighting, Verdict, decide
+from lab.model.evidence import Ban, Observation, Sighting
+from lab.model.results import Result, ScenarioResult
+from lab.model.verdict import Verdict, decide
 from lab.netfilter.counters import Hit, Rule, parse_save
 from lab.report import as_json, matrix
 from lab.services.firewall_log import logged_at
-from lab.services.trap import ETC, Ban, BanWatcher, bans_in, prepare
+from lab.services.trap import ETC, BanWatcher, bans_in, prepare
 from probes.guessing import TRIVIAL_PASSWORDS, NotAuthorised, check_target
 
 SAVE = """\
