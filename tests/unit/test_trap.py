@@ -75,6 +75,21 @@ def test_the_watcher_records_a_ban_and_its_end() -> None:
     assert only.reaction_ms == 250.0 and only.fired_by == "its firewall log line"
 
 
+def test_what_fired_a_ban_is_kept_in_words_and_as_fields() -> None:
+    def run(node: str, argv: list[str]) -> tuple[int, str, str]:
+        return 0, SAVE if argv[0] == "iptables-save" else "", ""
+
+    with BanWatcher(["gw"], run) as watcher:
+        ban = watcher.wait_banned("203.0.113.11", 1.0)
+        assert ban is not None
+        watcher.explain("203.0.113.11", ban.seen_at - 0.5, "refused guess", 3)
+        watcher.explain("203.0.113.11", ban.seen_at - 0.1, "a later event")  # the first counts
+    (only,) = watcher.bans()
+    assert (only.fired_by, only.fired_event, only.fired_no) == (
+        "refused guess no. 3", "refused guess", 3)
+    assert only.reaction_ms == 500.0
+
+
 def test_private_configuration_without_debians_jails(tmp_path: Path) -> None:
     jail = tmp_path / "scenario" / "jail.local"
     jail.parent.mkdir()
