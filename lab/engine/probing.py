@@ -64,8 +64,8 @@ def path_probe(lab: LabView, source: str, role: str, probe: Probe, family: int,
                sport: int) -> Network:
     """The probe's first packet from `source` to `role`, with evidence from all sides."""
     address = lab.plan.role(role).address(family)
-    if probe.far_side is None:
-        raise LabFailure(f"{probe.name}: its kind {probe.kind.name} has no path to probe")
+    if probe.far_side is None:  # a registry entry that cannot be: a bug, not the lab's
+        raise ValueError(f"{probe.name}: its kind {probe.kind.name} has no path to probe")
     got = evidence_round(lab, source, first_packet(probe, family, address, sport), family,
                          FarSideKey(probe.far_side, sport), FIRST_WAIT,
                          SECOND_WAIT if probe.kind.waits_out_silence else None)
@@ -137,8 +137,8 @@ def tunnel_probe(lab: LabView, expectation: Expectation, sport: int) -> Result:
     variant = probe.variants[expectation.variant]
     if variant.real:
         return real_teredo_probe(lab, expectation, variant, sport)
-    if probe.far_side is None:
-        raise LabFailure(f"{probe.name}: a tunnel probe without its encapsulation")
+    if probe.far_side is None:  # as above
+        raise ValueError(f"{probe.name}: a tunnel probe without its encapsulation")
     relay = lab.plan.role("relay").address(4)
     target6 = lab.plan.role(expectation.target).address(6)
     got = evidence_round(lab, expectation.source,
