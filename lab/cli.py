@@ -229,15 +229,14 @@ def cmd_list(probes: bool = False) -> int:
     from lab.model import scenario
 
     if probes:
-        from probes.tcp import PROBES
-        from probes.tunnel import VARIANTS
+        from probes.registry import PROBES
 
         width = max(map(len, PROBES))
         for name, probe in PROBES.items():
             port = f"{probe.port}" if probe.port else "-"
             print(f"{name.ljust(width)}  {port:>5}  {probe.summary}")
-            if name in VARIANTS:
-                print(f"{'':{width}}         variants: {', '.join(VARIANTS[name])}")
+            if probe.variants:
+                print(f"{'':{width}}         variants: {', '.join(probe.variants)}")
         return OK
 
     names = scenario.builtin_names()
@@ -446,7 +445,13 @@ def reported(prog: str, work: Callable[[], int]) -> int:
         print(f"{prog}: lab failed: {exc}", file=sys.stderr)
         return LAB_FAILED
     except Interrupted as exc:
-        print(f"{prog}: interrupted by signal {exc.signum}; lab torn down", file=sys.stderr)
+        # "torn down" only when a lab was: a signal may come before any boots
+        done = (f"; lab torn down ({', '.join(exc.torn_down)})" if exc.torn_down
+                else " while no lab was up")
+        import contextlib
+
+        with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone; the status tells
+            print(f"{prog}: interrupted by signal {exc.signum}{done}", file=sys.stderr)
         return 128 + exc.signum
 
 

@@ -24,7 +24,7 @@ from lab.model.yamlfile import shown
 from lab.netfilter.family import family as ip_family
 from lab.netfilter.nflog import as_nflog
 from lab.netfilter.policy import PolicyFile, read_policy
-from probes.tcp import PROBES
+from probes.registry import PROBES
 from probes.tunnel import VARIANTS
 
 _T = TypeVar("_T")

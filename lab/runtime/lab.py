@@ -16,19 +16,21 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lab.errors import LabFailure
+from lab.model.evidence import Sighting
 from lab.model.site import Site
-from lab.model.verdict import Sighting
 from lab.netfilter.counters import parse_save
 from lab.netfilter.family import family as ip_family
 from lab.netfilter.rules import Rule
 from lab.runtime import lifecycle
 from lab.runtime.lifecycle import Run
 from lab.services import mail, trap, ulogd
+from probes.requests import AgentError, Request, parse_answer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+A = TypeVar("A")
 
 
 def _quiet_mininet() -> Any:
@@ -48,28 +50,35 @@ def _quiet_mininet() -> Any:
 
 @dataclass
 class AgentProcess:
-    """A probe agent inside one node, spoken to in JSON lines."""
+    """A probe agent inside one node, spoken to in JSON lines (probes.requests)."""
 
     role: str
     process: subprocess.Popen[str]
     log: Path
 
-    def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(json.dumps(request) + "\n")
+    def ask(self, request: Request[A], timeout: float) -> A:
+        """Send `request`; its typed answer within `timeout` seconds (else LabFailure)."""
+        if self.process.stdin is None:
+            raise LabFailure(f"probe agent on {self.role} has no input")
+        self.process.stdin.write(request.line() + "\n")
         self.process.stdin.flush()
-        return self.read(timeout)
+        line = self.read(timeout)
+        try:
+            return parse_answer(request, line)
+        except AgentError as exc:
+            raise LabFailure(f"probe agent on {self.role}: {exc}") from None
 
-    def read(self, timeout: float) -> dict[str, Any]:
-        assert self.process.stdout is not None
+    def read(self, timeout: float) -> str:
+        """The agent's next line (its ready line, or an answer)."""
+        if self.process.stdout is None:
+            raise LabFailure(f"probe agent on {self.role} has no output")
         ready, _, _ = select.select([self.process.stdout], [], [], timeout)
         line = self.process.stdout.readline() if ready else ""
         if not line:
             last = self.log.read_text().strip().splitlines()[-1:] if self.log.exists() else []
             raise LabFailure(f"probe agent on {self.role} did not answer"
                              + (f": {last[0]}" if last else ""))
-        answer: dict[str, Any] = json.loads(line)
-        return answer
+        return line
 
 
 class FarSide:
@@ -158,12 +167,17 @@ class Lab:
 
         topo = SiteTopo(self.site)
         try:
-            self.net = mininet_cls(topo=topo, controller=None, build=False,
-                                   autoSetMacs=False, waitConnected=False)
-            self.net.build()
-            for node in (*self.net.hosts, *self.net.switches):
-                self._name_namespace(node)
-            self.net.start()
+            # Mininet's steps must not be cut short: a command interrupted half-way
+            # leaves its node "waiting", and every later command on it (its stop)
+            # asserts. A signal waits for them (about a second). The steps below
+            # stay interruptible: teardown finds their processes by namespace.
+            with lifecycle.signals_deferred():
+                self.net = mininet_cls(topo=topo, controller=None, build=False,
+                                       autoSetMacs=False, waitConnected=False)
+                self.net.build()
+                for node in (*self.net.hosts, *self.net.switches):
+                    self._name_namespace(node)
+                self.net.start()
         except LabFailure:
             raise
         except Exception as exc:  # Mininet raises bare Exception for every failure
@@ -254,37 +268,66 @@ class Lab:
             mail.start(instance, run, spawn, listening)
 
     def stop(self) -> None:
-        for agent in self.agents.values():
-            if agent.process.stdin:
-                agent.process.stdin.close()
-        processes: list[subprocess.Popen[Any]] = [a.process for a in self.agents.values()]
-        processes += self.daemons
-        for proc in processes:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in processes:
-            try:
-                proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        self.agents, self.daemons = {}, []
-        # Mail daemons detach from us: stop them by pidfile while their namespace exists.
-        # (Dovecot takes about a second to stop on SIGTERM; a lab has no state to keep.)
-        pids = [pid for inst in self.mail.values() for pid in mail.pids(inst)]
-        pidfiles = [log.parent / "ulogd.pid" for log in self.firewall_logs.values()]
-        pidfiles += [inst.pidfile for inst in self.traps.values()]
-        for pidfile in pidfiles:
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                pids.append(int(pidfile.read_text().split()[0]))
-        lifecycle.kill_all(pids, grace=0.2)
-        self.firewall_logs, self.traps = {}, {}
-        self.mail = {}
-        if self.net is not None:
-            try:
-                self.net.stop()
-            finally:
-                self.net = None
-        lifecycle.destroy(self.run, self.inodes)
+        """Stop everything the lab started and remove its namespaces; safe to call again.
+
+        A signal waits until it is done: `Interrupted` is raised at the end.
+        """
+        was_up = self.net is not None
+        torn_down = False
+        mininet_failed: Exception | None = None
+        try:
+            with lifecycle.signals_deferred():
+                try:
+                    for agent in self.agents.values():
+                        if agent.process.stdin:
+                            # an agent that died has a broken pipe: nothing more to tell it
+                            with contextlib.suppress(BrokenPipeError):
+                                agent.process.stdin.close()
+                    processes: list[subprocess.Popen[Any]] = [
+                        a.process for a in self.agents.values()]
+                    processes += self.daemons
+                    for proc in processes:
+                        if proc.poll() is None:
+                            proc.terminate()
+                    for proc in processes:
+                        try:
+                            proc.wait(timeout=2)
+                        except subprocess.TimeoutExpired:
+                            proc.kill()
+                    self.agents, self.daemons = {}, []
+                    # Mail daemons detach from us: stop them by pidfile while their
+                    # namespace exists. (Dovecot takes about a second to stop on SIGTERM;
+                    # a lab has no state to keep.)
+                    pids = [pid for inst in self.mail.values() for pid in mail.pids(inst)]
+                    pidfiles = [log.parent / "ulogd.pid" for log in self.firewall_logs.values()]
+                    pidfiles += [inst.pidfile for inst in self.traps.values()]
+                    for pidfile in pidfiles:
+                        with contextlib.suppress(OSError, ValueError, IndexError):
+                            pids.append(int(pidfile.read_text().split()[0]))
+                    lifecycle.kill_all(pids, grace=0.2)
+                    self.firewall_logs, self.traps = {}, {}
+                    self.mail = {}
+                    if self.net is not None:
+                        try:
+                            self.net.stop()
+                        except Exception as exc:  # decided below, once the lab is gone
+                            mininet_failed = exc
+                        finally:
+                            self.net = None
+                finally:
+                    # Everything the lab made lives in the run's namespaces: this removes
+                    # it all, also when a step above (or Mininet's own stop) failed.
+                    lifecycle.destroy(self.run, self.inodes)
+                torn_down = True
+        except lifecycle.Interrupted:  # it came while stopping, and is delivered now
+            if torn_down and was_up:
+                lifecycle.note_torn_down(self.run)
+            raise
+        # An error being unwound (a signal mid-command leaves a node "waiting", and
+        # Mininet's stop asserts on it) is the story; otherwise Mininet's failure is.
+        if mininet_failed is not None and sys.exc_info()[1] is None:
+            raise LabFailure(f"Mininet could not stop {self.site.name}: {mininet_failed!r} "
+                             "(its namespaces are removed)") from mininet_failed
 
     def start_traps(self, jails: dict[str, tuple[Path, ...]]) -> dict[str, list[str]]:
         """A private fail2ban in each node with jail files (see lab.services.trap).

@@ -4,6 +4,10 @@ Everything a run makes carries its prefix: the run folder /run/port25lab/PREFIX,
 the named namespaces PREFIX-ROLE (so `ip netns exec PREFIX-gw ...` works while
 it is up) and the processes inside them. A run whose owner process is gone is
 stale; `remove_stale` removes exactly such runs and nothing else.
+
+SIGINT, SIGTERM and SIGHUP become `Interrupted`, so that `finally` teardowns run;
+steps that must not stop half-way (teardown itself, Mininet's commands) hold
+the signal back with `signals_deferred` and deliver it when they are done.
 """
 
 from __future__ import annotations
@@ -15,14 +19,24 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
+
+from lab.errors import LabFailure
 
 RUN_ROOT = Path("/run/port25lab")
 NETNS_ROOT = Path("/run/netns")
 PREFIX_HEAD = "p25-"
+# A closed terminal (SIGHUP) ends a run like SIGTERM and Ctrl-C do.
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+Handler = Callable[[int, FrameType | None], Any] | int | None  # as signal.signal takes it
+TEARDOWN_DEADLINE = 10.0  # s: a process still there after this is reported, not waited for
 
 
 @dataclass(frozen=True)
@@ -37,24 +51,68 @@ class Run:
 
 
 class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived: unwind so that every lab is torn down."""
+    """SIGINT, SIGTERM or SIGHUP arrived: unwind so that every lab is torn down.
+
+    `torn_down` names the runs whose labs were torn down while it unwound.
+    """
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+        self.torn_down: list[str] = []
 
 
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
     # Later signals must not interrupt the teardown the first one started.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for other in SIGNALS:
+        signal.signal(other, signal.SIG_IGN)
     raise Interrupted(signum)
 
 
 def interrupt_on_signals() -> None:
-    """Turn SIGINT and SIGTERM into `Interrupted`, so that `finally` teardowns run."""
-    signal.signal(signal.SIGTERM, _raise_interrupted)
-    signal.signal(signal.SIGINT, _raise_interrupted)
+    """Turn SIGINT, SIGTERM and SIGHUP into `Interrupted`, so that `finally` teardowns run."""
+    for signum in SIGNALS:
+        signal.signal(signum, _raise_interrupted)
+
+
+@contextlib.contextmanager
+def _blocked() -> Iterator[None]:
+    """The signals wait in the kernel (while handlers are swapped: no signal in between)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP back until the block is done, then deliver them.
+
+    The signal still takes effect (with `interrupt_on_signals`: `Interrupted` is
+    raised at the end of the block), only not half-way through it.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Python runs signal handlers in the main thread only
+        return
+    arrived: list[int] = []
+
+    def record(signum: int, frame: FrameType | None) -> None:
+        arrived.append(signum)
+
+    previous: dict[signal.Signals, Handler] = {}
+    try:
+        with _blocked():
+            for held in SIGNALS:
+                if signal.getsignal(held) is not None:  # None: not set from Python; kept
+                    previous[held] = signal.signal(held, record)
+        yield
+    finally:
+        with _blocked():
+            for held, handler in previous.items():
+                signal.signal(held, handler)
+        for signum in dict.fromkeys(arrived):
+            signal.raise_signal(signum)
 
 
 def _start_time(pid: int) -> str | None:
@@ -70,11 +128,18 @@ def new_run() -> Run:
     """Claim a fresh prefix and folder, recording this process as the owner."""
     prefix = PREFIX_HEAD + secrets.token_hex(3)
     folder = RUN_ROOT / prefix
-    # 0o711: daemons that drop to their own users (postfix, nobody) must traverse it
-    folder.mkdir(parents=True, mode=0o711)
-    folder.chmod(0o711)
-    owner = {"pid": os.getpid(), "start": _start_time(os.getpid())}
-    (folder / "owner.json").write_text(json.dumps(owner))
+    RUN_ROOT.mkdir(parents=True, exist_ok=True)
+    try:
+        # 0o711: daemons that drop to their own users (postfix, nobody) must traverse it
+        folder.mkdir(mode=0o711)
+        folder.chmod(0o711)
+        owner = {"pid": os.getpid(), "start": _start_time(os.getpid())}
+        (folder / "owner.json").write_text(json.dumps(owner))
+    except FileExistsError:
+        raise  # another run's folder: not ours to remove
+    except BaseException:  # a signal too: the caller never gets the run to remove
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     return Run(prefix, folder)
 
 
@@ -143,17 +208,74 @@ def is_running(pid: int) -> bool:
         return False
 
 
-def destroy(run: Run, extra_inodes: set[int] | None = None) -> None:
-    """Kill every process in the run's namespaces, delete them and the run folder."""
-    names = namespaces_of(run)
-    inodes = set(extra_inodes or set())
-    for name in names:
-        with contextlib.suppress(OSError):
-            inodes.add(os.stat(NETNS_ROOT / name).st_ino)
-    # Never our own (the host's) namespace, whatever went wrong before.
-    inodes.discard(os.stat("/proc/self/ns/net").st_ino)
-    if inodes:
-        kill_all(processes_in(inodes))
-    for name in names:
-        subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
-    shutil.rmtree(run.folder, ignore_errors=True)
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def _kill_until_empty(inodes: set[int], deadline: float, what: str) -> None:
+    """Kill until no process is left in these namespaces; LabFailure after `deadline` s.
+
+    One listing is not enough: a process may start while the listed ones die (a
+    Dovecot or Postfix master's child, an orphan's late fork). The listed ones
+    get SIGTERM (then SIGKILL); whatever is still found after that started
+    during the teardown, or is dying, and gets SIGKILL.
+    """
+    give_up = time.monotonic() + deadline
+    polite = True
+    while pids := processes_in(inodes):
+        if polite:
+            kill_all(pids)
+            polite = False
+            continue
+        if time.monotonic() > give_up:
+            shown = ", ".join(f"{pid} {_comm(pid)}" for pid in pids[:8])
+            raise LabFailure(f"teardown of {what}: {len(pids)} processes still in its "
+                             f"namespaces after {deadline:g} s ({shown})")
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.01)
+
+
+def destroy(run: Run, extra_inodes: set[int] | None = None,
+            deadline: float = TEARDOWN_DEADLINE) -> None:
+    """Kill every process in the run's namespaces, delete them and the run folder.
+
+    It returns only when no process of the run is left in any of its namespaces.
+    Signals wait until it is done. If processes survive `deadline` s it raises
+    LabFailure and keeps the namespaces and the folder: `remove_stale` retries.
+    """
+    removed = had_lab = False
+    try:
+        with signals_deferred():
+            names = namespaces_of(run)
+            inodes = set(extra_inodes or set())
+            for name in names:
+                with contextlib.suppress(OSError):
+                    inodes.add(os.stat(NETNS_ROOT / name).st_ino)
+            # Never our own (the host's) namespace, whatever went wrong before.
+            inodes.discard(os.stat("/proc/self/ns/net").st_ino)
+            had_lab = bool(names or inodes)
+            # The named namespaces stay (their inodes cannot be reused) until it is empty.
+            _kill_until_empty(inodes, deadline, run.prefix)
+            for name in names:
+                subprocess.run(["ip", "netns", "delete", name], capture_output=True,
+                               check=False)
+            shutil.rmtree(run.folder, ignore_errors=True)
+            removed = True
+    finally:
+        if removed and had_lab:
+            note_torn_down(run)
+
+
+def note_torn_down(run: Run) -> None:
+    """Tell an `Interrupted` being unwound (or just delivered) that this run's lab is gone.
+
+    So that its message says "lab torn down" only when a lab was.
+    """
+    unwinding = sys.exc_info()[1]
+    if isinstance(unwinding, Interrupted) and run.prefix not in unwinding.torn_down:
+        unwinding.torn_down.append(run.prefix)

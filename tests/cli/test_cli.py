@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+import pty
 import secrets
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from lab.netfilter.policy import read_policy
+from lab.runtime import lifecycle
 from tests.support import CLI, PROJECT, leftovers, prefixes, without_mininet
 
 pytestmark = pytest.mark.lab
@@ -518,3 +526,166 @@ def test_bad_rules_are_one_line_before_any_lab(tmp_path: Path, case: str) -> Non
     assert not prefixes(done.stderr)
     for secret in ("root", "daemon", "$y$", "19700", "99999"):  # nothing of the file is quoted
         assert secret not in lines[0].replace(str(tmp_path), "")
+
+
+# -- signals at any point of a run, and what their message says (issue 10) ----------------
+
+def _run_folder_of(pid: int) -> Path | None:
+    """The run folder that process `pid` made (its owner.json names it), if any yet."""
+    for folder in lifecycle.RUN_ROOT.glob(lifecycle.PREFIX_HEAD + "*"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if json.loads((folder / "owner.json").read_text())["pid"] == pid:
+                return folder
+    return None
+
+
+def _node_shells(pid: int) -> int:
+    """How many Mininet node shells (`mininet:NAME`) process `pid` has started."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, IndexError):
+            if (entry.name.isdigit()
+                    and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid
+                    and b"mininet:" in (entry / "cmdline").read_bytes()):
+                count += 1
+    return count
+
+
+def _named(folder: Path) -> int:
+    return sum(1 for n in os.listdir(lifecycle.NETNS_ROOT) if n.startswith(folder.name + "-"))
+
+
+# Points of a screened-host run (9 nodes), in order, as seen from outside.
+RUN_EVENTS: dict[str, Callable[[Path, int], bool]] = {
+    "run folder made": lambda folder, pid: True,
+    "first node shell": lambda folder, pid: _node_shells(pid) >= 1,
+    "half the node shells": lambda folder, pid: _node_shells(pid) >= 5,
+    "all node shells (links next)": lambda folder, pid: _node_shells(pid) >= 9,
+    "first namespace named": lambda folder, pid: _named(folder) >= 1,
+    "all namespaces named (bridges start)": lambda folder, pid: _named(folder) >= 9,
+    "recorders started": lambda folder, pid: any(folder.glob("*.packets.jsonl")),
+    "Dovecot started": lambda folder, pid: (folder / "mx/dovecot/run/master.pid").exists(),
+    # the probes are done and the teardown deletes the namespaces
+    "a namespace deleted": lambda folder, pid: (any(folder.glob("*.packets.jsonl"))
+                                                and _named(folder) < 9),
+}
+
+
+def _signal_at(event: str, signum: int) -> tuple[int, str, str]:
+    """`verify fixed-proxy`, sent `signum` at a RUN_EVENTS event: (status, stderr, prefix)."""
+    proc = subprocess.Popen([CLI, "verify", "fixed-proxy"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=PROJECT)
+    folder = None
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        folder = folder or _run_folder_of(proc.pid)
+        if folder is not None and RUN_EVENTS[event](folder, proc.pid):
+            break
+        time.sleep(0.002)
+    reached = proc.poll() is None and folder is not None
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert reached and folder is not None, f"{event} never came: {err}"
+    return proc.returncode, err, folder.name
+
+
+@pytest.mark.parametrize("event", list(RUN_EVENTS))
+def test_sigterm_at_any_point_of_a_run_tears_everything_down(event: str) -> None:
+    status, err, prefix = _signal_at(event, signal.SIGTERM)
+    assert status == 128 + signal.SIGTERM, err
+    assert err.splitlines()[-1] in (
+        f"port25lab: interrupted by signal 15; lab torn down ({prefix})",
+        "port25lab: interrupted by signal 15 while no lab was up"), err
+    if any(word in event for word in ("named", "started", "deleted")):  # a lab was up
+        assert err.splitlines()[-1].endswith(f"torn down ({prefix})")
+    assert leftovers(prefix) == []
+
+
+@pytest.mark.parametrize("event", ["all namespaces named (bridges start)", "Dovecot started"])
+def test_sighup_tears_everything_down(event: str) -> None:
+    status, err, prefix = _signal_at(event, signal.SIGHUP)
+    assert status == 128 + signal.SIGHUP, err
+    assert err.splitlines()[-1] == f"port25lab: interrupted by signal 1; lab torn down ({prefix})"
+    assert leftovers(prefix) == []
+
+
+def test_a_closed_terminal_tears_everything_down() -> None:
+    # The CLI's own terminal: closing its master side hangs it up (SIGHUP to the session,
+    # and every later write to it fails), as when a terminal window is closed.
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [CLI, "verify", "fixed-proxy"], stdin=slave, stdout=slave, stderr=slave, cwd=PROJECT,
+        start_new_session=True,
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+    os.close(slave)
+    shown = b""
+    deadline = time.monotonic() + 120
+    with contextlib.suppress(OSError):  # EIO: the CLI ended (too early; asserted below)
+        while b"[3/" not in shown and time.monotonic() < deadline:  # probes under way
+            if select.select([master], [], [], 1)[0]:
+                shown += os.read(master, 4096)
+    os.close(master)
+    assert proc.wait(timeout=60) == 128 + signal.SIGHUP, shown.decode()
+    found = prefixes(shown.decode())
+    assert len(found) == 1
+    assert leftovers(found.pop()) == []
+
+
+def test_a_signal_before_any_lab_says_none_was_torn_down() -> None:
+    # A twin audit waiting for its password: no lab can boot before it has one.
+    proc = subprocess.Popen([CLI, "audit", "ssh://root@192.0.2.1", "--password-prompt",
+                             "--twin", "fixed-proxy"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=PROJECT)
+    deadline = time.monotonic() + 30
+    caught = 0
+    while not caught & (1 << (signal.SIGTERM - 1)) and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the CLI's handler is installed (SigCgt: caught signals)
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        caught = int(status.split("SigCgt:")[1].split()[0], 16)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert err == "port25lab: interrupted by signal 15 while no lab was up\n"
+    assert _run_folder_of(proc.pid) is None
+
+
+def test_sigterm_during_a_shell_command_tears_everything_down() -> None:
+    # Mininet's CLI waits on the node's shell; cut short, the node stays "waiting" and
+    # Mininet's own stop asserts on it. The lab's teardown must not depend on it.
+    proc = subprocess.Popen([CLI, "shell", "fixed-proxy"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=PROJECT)
+    assert proc.stdin is not None and proc.stderr is not None
+    proc.stdin.write("client1 sleep 30\n")
+    proc.stdin.flush()
+    seen = ""
+    deadline = time.monotonic() + 60
+    while " is up " not in seen and time.monotonic() < deadline:
+        seen += proc.stderr.readline()
+    prefix = prefixes(seen).pop()
+    client1 = os.stat(lifecycle.NETNS_ROOT / f"{prefix}-client1").st_ino
+    while time.monotonic() < deadline and not any(  # until the command runs in client1
+            p != os.getpid() and b"sleep\x0030" in _cmdline(p) for p in _pids_in(client1)):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, rest = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, rest
+    assert rest.splitlines()[-1] == f"port25lab: interrupted by signal 15; lab torn down ({prefix})"
+    assert leftovers(prefix) == []
+
+
+def _pids_in(inode: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and os.stat(entry / "ns/net").st_ino == inode:
+                pids.append(int(entry.name))
+    return pids
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
