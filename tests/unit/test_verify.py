@@ -10,7 +10,7 @@ from lab.model import scenario
 from lab.model.evidence import Sighting
 from lab.model.scenario import Scenario
 from lab.model.verdict import Verdict
-from lab.netfilter.policy import netfilter_tool
+from lab.netfilter.script import netfilter_tool
 from lab.runtime.lifecycle import Run
 from probes.requests import PacketAnswer
 from tests.unit.fake_lab import FakeLab, Reply, rule, wire
