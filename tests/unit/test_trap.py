@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from lab.engine.verify import Result, ScenarioResult
+from lab.evidence.bans import Ban, BanWatcher, bans_in
 from lab.evidence.firewall_log import logged_at
 from lab.model.verdict import Observation, Sighting, Verdict, decide
 from lab.netfilter.counters import Hit, parse_save
 from lab.netfilter.rules import Rule
 from lab.report import as_json, matrix
-from lab.services.trap import ETC, Ban, BanWatcher, bans_in, prepare
+from lab.services.trap import ETC, prepare
 from probes.guessing import TRIVIAL_PASSWORDS, NotAuthorised, check_target
 
 SAVE = """\
