@@ -20,20 +20,21 @@ The bans such a trap makes are evidence: lab.evidence.bans watches for them.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from lab.errors import LabFailure
 
 # The engine imports the bans from here until its rewrite (branch `evidence`) lands.
 from lab.evidence.bans import Ban as Ban
 from lab.evidence.bans import BanWatcher as BanWatcher
+from lab.runtime.handle import NodeHandle
+from lab.services.service import Refused, Service
 
 ETC = Path("/etc/fail2ban")
 # the lab's own filters (for its firewall log), beside fail2ban's stock ones
 FILTERS = Path(__file__).resolve().parent / "fail2ban" / "filter.d"
-
-# A runner executes argv in a node: (status, stdout, stderr)
-Runner = Callable[[list[str]], tuple[int, str, str]]
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class Instance:
 
 def require_binaries() -> None:
     if shutil.which("fail2ban-server") is None or not (ETC / "jail.conf").is_file():
-        raise FileNotFoundError("fail2ban is not installed: run `make setup`")
+        raise LabFailure("fail2ban is not installed: run `make setup`")
 
 
 def prepare(role: str, root: Path, jails: Iterable[Path], variables: dict[str, str]) -> Instance:
@@ -103,15 +104,47 @@ def prepare(role: str, root: Path, jails: Iterable[Path], variables: dict[str, s
     return inst
 
 
-def config_errors(inst: Instance, run: Runner) -> list[str]:
-    """What fail2ban's own configuration test says is wrong (nothing: an empty list)."""
-    status, out, err = run(inst.client_argv("--test"))
+def dry_run_errors(status: int, said: str) -> list[str]:
+    """What `fail2ban-client --test` said is wrong (its status and output; nothing: [])."""
     if status == 0:
         return []
     # "2026-… fail2ban.jailreader [123]: ERROR   Unable to read the filter 'x'": the message
-    said = [ln.split("ERROR", 1)[1].strip(" :") for ln in (out + err).splitlines()
-            if "ERROR" in ln and "test configuration failed" not in ln]
-    if said:
-        return ["; ".join(dict.fromkeys(said))]
-    return [(out + err).strip().splitlines()[-1] if (out + err).strip()
+    errors = [ln.split("ERROR", 1)[1].strip(" :") for ln in said.splitlines()
+              if "ERROR" in ln and "test configuration failed" not in ln]
+    if errors:
+        return ["; ".join(dict.fromkeys(errors))]
+    return [said.strip().splitlines()[-1] if said.strip()
             else f"fail2ban-client --test exited {status}"]
+
+
+class Fail2ban(Service):
+    """A private fail2ban in one node, for the jail files a scenario's `trap:` names.
+
+    `variables` are the node's logs (`firewall_log`, `mail_log`) for the jails.
+    """
+
+    name = "fail2ban"
+
+    def __init__(self, node: NodeHandle, jails: Iterable[Path],
+                 variables: Mapping[str, str]) -> None:
+        super().__init__(node)
+        self.instance = Instance(node.name, node.folder / "fail2ban", tuple(jails))
+        self.variables = dict(variables)
+
+    def prepare(self) -> None:
+        require_binaries()
+        prepare(self.node.name, self.instance.root, self.instance.jails, self.variables)
+
+    def dry_run(self) -> list[str]:
+        status, out, err = self.node.exec(self.instance.client_argv("--test"), timeout=30)
+        return dry_run_errors(status, out + err)
+
+    def start(self) -> None:
+        status, out = self.node.start_daemon(self.instance.server_argv(),
+                                             self.instance.root / "start.log")
+        if status != 0:
+            raise Refused(out.strip().splitlines()[-1] if out.strip()
+                          else f"fail2ban-server exited {status}")
+
+    def pidfiles(self) -> list[Path]:
+        return [self.instance.pidfile]
