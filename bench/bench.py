@@ -148,8 +148,7 @@ def time_traps(repeat: int, say: Say) -> list[BanTiming]:
                 outcome = verify(scenario.load(name), run, say)
             if outcome.lab_error:
                 raise LabFailure(outcome.lab_error)
-            found = [BanTiming(name, b.fired_by.split(" no.")[0], b.reaction_ms,
-                               b.lifted_after_s)
+            found = [BanTiming(name, b.fired_event, b.reaction_ms, b.lifted_after_s)
                      for b in outcome.bans if b.reaction_ms is not None]
             say(f"{name}: {len(found)} bans, reactions "
                 + ", ".join(f"{b.reaction_ms:.0f} ms" for b in found))

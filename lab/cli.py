@@ -229,15 +229,14 @@ def cmd_list(probes: bool = False) -> int:
     from lab.model import scenario
 
     if probes:
-        from probes.tcp import PROBES
-        from probes.tunnel import VARIANTS
+        from probes.registry import PROBES
 
         width = max(map(len, PROBES))
         for name, probe in PROBES.items():
             port = f"{probe.port}" if probe.port else "-"
             print(f"{name.ljust(width)}  {port:>5}  {probe.summary}")
-            if name in VARIANTS:
-                print(f"{'':{width}}         variants: {', '.join(VARIANTS[name])}")
+            if probe.variants:
+                print(f"{'':{width}}         variants: {', '.join(probe.variants)}")
         return OK
 
     names = scenario.builtin_names()

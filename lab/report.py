@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lab.engine.verify import Result, ScenarioResult
+from lab.model.evidence import Evidence
+from lab.model.results import Result, ScenarioResult
 from lab.model.verdict import Verdict
-from probes.tcp import PROBES
+from probes.registry import GUESS, PROBES
 
 
 def matrix(scenario: ScenarioResult) -> str:
@@ -58,12 +59,9 @@ def matrix(scenario: ScenarioResult) -> str:
                 if r.passed and r.observed in (Verdict.DIVERTED, Verdict.REFUSED)]
     if rerouted:
         lines.append("   diverted and refused:")
-        for r in rerouted:
-            what = r.detail.split("; ")[0]
-            why = [p for p in r.detail.split("; ") if p.startswith(("refused:", "delivered"))]
-            lines.append(f"     {r.source} → {r.target} {r.probe}/v{r.family}: "
-                         + "; ".join([what, *why]))
-    guessed = [r for r in scenario.results if PROBES[r.probe].kind == "guess"]
+        lines += [f"     {r.source} → {r.target} {r.probe}/v{r.family}: {rerouted_to(r)}"
+                  for r in rerouted]
+    guessed = [r for r in scenario.results if PROBES[r.probe].kind is GUESS]
     if guessed:
         lines.append("   password guessing:")
         lines += [f"     {r.source} → {r.target} {label(r)}/v{r.family}: {r.detail}"
@@ -76,6 +74,25 @@ def matrix(scenario: ScenarioResult) -> str:
         lines += [f"     {r.source} → {r.target} {label(r)}/v{r.family}: {r.detail}"
                   for r in wrong]
     return "\n".join(lines)
+
+
+def rerouted_to(r: Result) -> str:
+    """Where a diverted or refused probe went: who answered, what it refused, where the
+    mail went."""
+    e = r.evidence
+    if PROBES[r.probe].kind is GUESS or e.addressed is None:
+        return r.detail  # the guessing ladder's own sentence says it all
+    elsewhere = e.elsewhere
+    if e.arrived or not elsewhere:
+        parts = [f"{e.addressed} saw the SYN"]
+    else:
+        parts = [f"answered by {elsewhere[0].role}:{elsewhere[0].dport} instead of "
+                 f"{e.addressed}"]
+    if r.observed == Verdict.REFUSED and e.smtp is not None and e.smtp.refusal is not None:
+        parts.append(f"refused: {e.smtp.refusal}")
+    if e.delivery is not None and e.delivery.delivered:
+        parts.append(e.delivery.describe())
+    return "; ".join(parts)
 
 
 def label(r: Result) -> str:
@@ -151,9 +168,42 @@ def as_json(scenarios: Sequence[ScenarioResult]) -> dict[str, Any]:
             "variant": r.variant or None, "after": r.after or None, "family": r.family,
             "expected": str(r.expected), "observed": str(r.observed), "rule": r.rule,
             "detail": r.detail, "passed": r.passed, "elapsed_ms": r.elapsed_ms,
-            "wall_ms": r.wall_ms,
+            "wall_ms": r.wall_ms, "evidence": evidence_json(r.evidence),
         } for r in s.results],
     } for s in scenarios]}
+
+
+def evidence_json(e: Evidence) -> dict[str, Any]:
+    """One result's evidence, field by field (what `detail` says in words)."""
+    return {
+        "addressed": None if e.addressed is None else {
+            "role": e.addressed.role, "address": e.addressed.address, "port": e.addressed.port},
+        "sender": None if e.sender is None else {
+            "reply": e.sender.reply, "source": e.sender.source,
+            "source_port": e.sender.source_port, "ttl": e.sender.ttl, "icmp": e.sender.icmp,
+            "banner": e.sender.banner, "elapsed_ms": e.sender.elapsed_ms},
+        "far_side": [{"role": s.role, "address": s.dst, "port": s.dport,
+                      "carried": s.inner or None} for s in e.far_side],
+        "rule_hits": [{"rule": h.rule.cite(), "target": h.rule.target, "packets": h.packets}
+                      for h in e.rule_hits],
+        "smtp": None if e.smtp is None else {
+            "banner": e.smtp.banner, "ehlo_name": e.smtp.ehlo_name,
+            "tls_subject": e.smtp.tls_subject, "auth_before_tls": e.smtp.auth_before_tls,
+            "starttls_offered": e.smtp.starttls_offered,
+            "steps": [{"command": c, "code": code, "text": text}
+                      for c, code, text in e.smtp.steps],
+            "refusal": e.smtp.refusal, "queue_id": e.smtp.queue_id, "error": e.smtp.error},
+        "delivery": None if e.delivery is None else {
+            "delivered": e.delivery.delivered, "queue_id": e.delivery.queue_id,
+            "relay": e.delivery.relay if e.delivery.via_relay else None,
+            "mailbox": e.delivery.mailbox, "status": e.delivery.status,
+            "stopped_by": (None if e.delivery.stopped_by is None
+                           else e.delivery.stopped_by.cite())},
+        "guesses": [{"user": g.user, "index": g.index, "code": g.code, "error": g.error or None}
+                    for g in e.guesses],
+        "ban": None if e.ban is None else {
+            "address": e.ban.address, "node": e.ban.node, "rule": e.ban.rule},
+    }
 
 
 def write_json(path: Path, scenarios: Sequence[ScenarioResult]) -> None:

@@ -1,8 +1,9 @@
 """The probe agent: runs inside one lab node and sends probes on request.
 
 Started once per source role (`python -m probes.agent`), so that scapy is
-imported once, not per probe. It reads one JSON request per line on standard
-input and writes one JSON observation per line on standard output.
+imported once, not per probe. It reads one request per line on standard input
+and writes one answer per line on standard output (probes.requests: the same
+typed requests and answers the lab sends and reads).
 """
 
 from __future__ import annotations
@@ -13,14 +14,29 @@ import select
 import socket
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, TCPerror, UDPerror
 from scapy.layers.inet6 import ICMPv6DestUnreach, IPv6, IPv6ExtHdrFragment
 from scapy.layers.l2 import Ether
 
-from probes.dialogue import Dialogue, run
+from probes.dialogue import Transcript, run
 from probes.guessing import NotAuthorised, guess
+from probes.requests import (
+    AgentError,
+    ConnectRequest,
+    GuessAnswer,
+    GuessRequest,
+    PacketAnswer,
+    Request,
+    SmtpRequest,
+    SynRequest,
+    TunnelRequest,
+    UdpRequest,
+    failure_line,
+    parse_request,
+)
 from probes.tcp import dns_query, syn
 from probes.tunnel import VARIANTS, build
 
@@ -43,24 +59,25 @@ class Agent:
             except BlockingIOError:
                 return
 
-    def syn(self, family: int, dst: str, dport: int, sport: int, wait: float) -> dict[str, Any]:
-        """Send one SYN and report the first answer to `sport` within `wait` seconds."""
+    def syn(self, request: SynRequest) -> PacketAnswer:
+        """Send one SYN and report the first answer to its source port within its wait."""
         self.drain()
-        packet = syn(family, dst, dport, sport, random.randrange(1 << 32))
+        packet = syn(request.family, request.dst, request.dport, request.sport,
+                     random.randrange(1 << 32))
         start = time.monotonic()
-        self.raw[family].sendto(bytes(packet), (dst, 0))
-        return self.await_answer(sport, start, wait)
+        self.raw[request.family].sendto(bytes(packet), (request.dst, 0))
+        return self.await_answer(request.sport, start, request.wait)
 
-    def udp(self, family: int, dst: str, sport: int, wait: float) -> dict[str, Any]:
-        """Send one DNS query; report the first answer (or ICMP error) within `wait` s."""
+    def udp(self, request: UdpRequest) -> PacketAnswer:
+        """Send one DNS query; report the first answer (or ICMP error) within its wait."""
         self.drain()
-        packet = dns_query(family, dst, sport)
+        packet = dns_query(request.family, request.dst, request.sport)
         start = time.monotonic()
-        self.raw[family].sendto(bytes(packet), (dst, 0))
-        return self.await_answer(sport, start, wait)
+        self.raw[request.family].sendto(bytes(packet), (request.dst, 0))
+        return self.await_answer(request.sport, start, request.wait)
 
     def await_answer(self, sport: int, start: float, wait: float,
-                     relay: str | None = None) -> dict[str, Any]:
+                     relay: str | None = None) -> PacketAnswer:
         deadline = time.monotonic() + wait
         while (left := deadline - time.monotonic()) > 0:
             ready, _, _ = select.select([self.listen], [], [], left)
@@ -74,13 +91,11 @@ class Agent:
                 continue
             answer = self.match(Ether(frame), sport, relay)
             if answer is not None:
-                answer["elapsed_ms"] = round((time.monotonic() - start) * 1000, 2)
-                return answer
-        return {"reply": "none", "sport": sport,
-                "elapsed_ms": round((time.monotonic() - start) * 1000, 2)}
+                return replace(answer, elapsed_ms=_since(start))
+        return PacketAnswer("none", sport, _since(start))
 
     @staticmethod
-    def match(frame: Any, sport: int, relay: str | None = None) -> dict[str, Any] | None:
+    def match(frame: Any, sport: int, relay: str | None = None) -> PacketAnswer | None:
         """An answer to our source port: a TCP segment to it, or an ICMP error quoting it
         (for a tunnel: an ICMP error about a datagram to the relay)."""
         net = frame.getlayer(IP) or frame.getlayer(IPv6)
@@ -92,12 +107,11 @@ class Agent:
             flags = int(tcp.flags)
             reply = "synack" if flags & 0x12 == 0x12 else "rst" if flags & 0x04 else None
             if reply:
-                return {"reply": reply, "sport": sport, "source": net.src,
-                        "source_port": tcp.sport, "ttl": ttl}
+                return PacketAnswer(reply, sport, source=net.src, source_port=tcp.sport,
+                                    ttl=ttl)
         udp = net.getlayer(UDP)
         if udp is not None and not isinstance(udp, UDPerror) and udp.dport == sport:
-            return {"reply": "udp", "sport": sport, "source": net.src,
-                    "source_port": udp.sport, "ttl": ttl}
+            return PacketAnswer("udp", sport, source=net.src, source_port=udp.sport, ttl=ttl)
         quoted = frame.getlayer(TCPerror) or frame.getlayer(UDPerror)
         about_tunnel = relay is not None and frame.haslayer(IPerror) and (
             frame[IPerror].dst == relay)
@@ -109,79 +123,88 @@ class Agent:
                 what = f"unreachable/code {frame[ICMPv6DestUnreach].code}"
             else:
                 what = "error"
-            src = net.src
-            return {"reply": "icmp", "sport": sport, "source": src, "icmp": what, "ttl": ttl}
+            return PacketAnswer("icmp", sport, source=net.src, icmp=what, ttl=ttl)
         return None
 
-    def tunnel(self, kind: str, variant: str, relay: str, target6: str, sport: int,
-               wait: float) -> dict[str, Any]:
+    def tunnel(self, request: TunnelRequest) -> PacketAnswer:
         """Send one tunnelled SYN to the relay; report an ICMP error about it, if any."""
         self.drain()
-        datagrams = build(kind, VARIANTS[kind][variant], relay, target6, sport,
-                          random.randrange(1 << 32))
+        datagrams = build(request.kind, VARIANTS[request.kind][request.variant], request.relay,
+                          request.target6, request.sport, random.randrange(1 << 32))
         start = time.monotonic()
         for datagram in datagrams:
-            self.raw[4].sendto(datagram, (relay, 0))
-        return self.await_answer(sport, start, wait, relay=relay)
+            self.raw[4].sendto(datagram, (request.relay, 0))
+        return self.await_answer(request.sport, start, request.wait, relay=request.relay)
 
     @staticmethod
-    def connect(family: int, dst: str, dport: int, sport: int,
-                timeout: float) -> dict[str, Any]:
+    def connect(request: ConnectRequest) -> PacketAnswer:
         """A kernel TCP connection from a chosen source port (e.g. over a tunnel
         interface); the greeting line is read when it opens."""
+        family, dst, dport, sport = request.family, request.dst, request.dport, request.sport
         af = socket.AF_INET if family == 4 else socket.AF_INET6
         start = time.monotonic()
         with socket.socket(af, socket.SOCK_STREAM) as conn:
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             conn.bind(("0.0.0.0" if family == 4 else "::", sport))
-            conn.settimeout(timeout)
+            conn.settimeout(request.timeout)
             try:
                 conn.connect((dst, dport))
             except ConnectionRefusedError:
-                return {"reply": "rst", "sport": sport, "source": dst, "source_port": dport,
-                        "elapsed_ms": round((time.monotonic() - start) * 1000, 2)}
+                return PacketAnswer("rst", sport, _since(start), source=dst, source_port=dport)
             except OSError:
-                return {"reply": "none", "sport": sport,
-                        "elapsed_ms": round((time.monotonic() - start) * 1000, 2)}
-            elapsed = round((time.monotonic() - start) * 1000, 2)
+                return PacketAnswer("none", sport, _since(start))
+            elapsed = _since(start)
             try:
                 banner = conn.recv(512).decode(errors="replace").strip()
             except OSError as exc:
                 banner = f"(no banner: {exc})"
-            return {"reply": "synack", "sport": sport, "source": dst, "source_port": dport,
-                    "banner": banner, "elapsed_ms": elapsed}
+            return PacketAnswer("synack", sport, elapsed, source=dst, source_port=dport,
+                                banner=banner)
 
     @staticmethod
-    def smtp(dst: str, dport: int, dialogue: dict[str, Any], timeout: float) -> dict[str, Any]:
+    def smtp(request: SmtpRequest) -> Transcript:
         """Hold an SMTP dialogue with the kernel's TCP (after the SYN showed the way is open)."""
-        talk = Dialogue(**{**dialogue, "rcpts": tuple(dialogue.get("rcpts", ()))})
-        return run(dst, dport, talk, timeout).as_dict()
+        return run(request.dst, request.dport, request.dialogue, request.timeout)
+
+    @staticmethod
+    def guess(request: GuessRequest) -> GuessAnswer:
+        try:
+            return GuessAnswer(guess(request.dst, request.port, request.users,
+                                     timeout=request.timeout))
+        except NotAuthorised as exc:
+            return GuessAnswer(error=str(exc))
+
+    def answer(self, request: Request[Any]) -> str:
+        """The answer line to one request."""
+        match request:
+            case SynRequest():
+                return request.answer_line(self.syn(request))
+            case UdpRequest():
+                return request.answer_line(self.udp(request))
+            case TunnelRequest():
+                return request.answer_line(self.tunnel(request))
+            case ConnectRequest():
+                return request.answer_line(self.connect(request))
+            case SmtpRequest():
+                return request.answer_line(self.smtp(request))
+            case GuessRequest():
+                return request.answer_line(self.guess(request))
+        raise AgentError(f"no handler for {request.op}")
+
+
+def _since(start: float) -> float:
+    return round((time.monotonic() - start) * 1000, 2)
 
 
 def main() -> int:
     agent = Agent()
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
-        request = json.loads(line)
-        op = request.pop("op")
-        if op == "syn":
-            result = agent.syn(**request)
-        elif op == "connect":
-            result = agent.connect(**request)
-        elif op == "tunnel":
-            result = agent.tunnel(**request)
-        elif op == "smtp":
-            result = agent.smtp(**request)
-        elif op == "udp":
-            result = agent.udp(**request)
-        elif op == "guess":
-            try:
-                result = guess(**request)
-            except NotAuthorised as exc:
-                result = {"error": str(exc)}
-        else:
-            result = {"error": f"unknown op {op}"}
-        print(json.dumps(result), flush=True)
+        try:
+            said = agent.answer(parse_request(line))
+        except AgentError as exc:
+            said = failure_line(str(exc))
+        print(said, flush=True)
     return 0
 
 

@@ -13,8 +13,6 @@ import ssl
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cryptography import x509
-
 EHLO_NAME = "client.port25lab.test"
 
 
@@ -63,7 +61,10 @@ def _subject(conn: smtplib.SMTP) -> str | None:
     der = sock.getpeercert(binary_form=True)
     if der is None:
         return None
-    # Without verification getpeercert() is empty: decode the subject from DER.
+    # Without verification getpeercert() is empty: decode the subject from DER
+    # (cryptography imported here: only the agent inside a node reads certificates).
+    from cryptography import x509
+
     return str(x509.load_der_x509_certificate(der).subject.rfc4514_string())
 
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Sequence
 
 from probes.dialogue import Dialogue, run
+from probes.requests import Guess
 
 # The top of every leaked-password list. The order is the guesser's: each
 # password is tried for every account before the next (password spraying).
@@ -45,19 +45,8 @@ def check_target(address: str, authorised: tuple[str, ...] = ()) -> None:
                         "this very address)")
 
 
-@dataclass(frozen=True)
-class Guess:
-    """One attempt: the account, the password's position in the list and what came back."""
-
-    user: str
-    index: int  # position in TRIVIAL_PASSWORDS (the password itself is not reported)
-    code: int  # 235 accepted, 535 refused, 0: no SMTP answer (see `error`)
-    at: float  # wall clock when the answer (or the failure) came
-    error: str = ""
-
-
-def guess(dst: str, port: int, users: list[str], limit: int = LIMIT, rate: float = RATE,
-          timeout: float = 3.0, authorised: tuple[str, ...] = ()) -> dict[str, Any]:
+def guess(dst: str, port: int, users: Sequence[str], limit: int = LIMIT, rate: float = RATE,
+          timeout: float = 3.0, authorised: tuple[str, ...] = ()) -> tuple[Guess, ...]:
     """Guess until a password is accepted, the server stops answering, or `limit`."""
     check_target(dst, authorised)
     limit = max(0, min(limit, LIMIT, len(users) * len(TRIVIAL_PASSWORDS)))
@@ -78,4 +67,4 @@ def guess(dst: str, port: int, users: list[str], limit: int = LIMIT, rate: float
                              "" if auth else (out.error or "no AUTH step")))
         if code == 235 or not auth:
             break
-    return {"guesses": [asdict(g) for g in guesses]}
+    return tuple(guesses)

@@ -13,8 +13,9 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
+from lab.model.evidence import Ban
 from lab.netfilter.counters import parse_save
 from lab.netfilter.family import FAMILIES
 from lab.netfilter.rules import BAN_CHAIN, Rule
@@ -27,40 +28,6 @@ def _source(words: tuple[str, ...]) -> str | None:
         if flag in ("-s", "--source"):
             return value.split("/")[0]
     return None
-
-
-@dataclass(frozen=True)
-class Ban:
-    """A fail2ban rule for one address, as seen in a node's ruleset."""
-
-    node: str
-    family: int
-    address: str
-    chain: str  # fail2ban's chain, f2b-<jail>
-    rule: str  # the rule, cited like every other rule
-    hooked: tuple[str, ...]  # the rules that jump to the ban chain (where it applies)
-    seen_at: float  # wall clock: when the lab first saw the rule in the kernel
-    lifted_at: float | None = None
-    fired_at: float | None = None  # wall clock: the event that fired it, when known
-    fired_by: str = ""  # what that event was
-
-    @property
-    def jail(self) -> str:
-        return self.chain.removeprefix(BAN_CHAIN)
-
-    @property
-    def reaction_ms(self) -> float | None:
-        if self.fired_at is None:
-            return None
-        return round((self.seen_at - self.fired_at) * 1000, 1)
-
-    @property
-    def lifted_after_s(self) -> float | None:
-        return None if self.lifted_at is None else round(self.lifted_at - self.seen_at, 1)
-
-    def describe(self) -> str:
-        where = "; ".join(self.hooked) if self.hooked else "no built-in chain jumps to it"
-        return f"fail2ban's rule {self.rule} (reached from: {where})"
 
 
 def bans_in(rules: list[Rule]) -> dict[str, tuple[Rule, tuple[str, ...]]]:
@@ -161,12 +128,18 @@ class BanWatcher:
         lifted = [b for b in self.bans() if b.address == address]
         return lifted[-1] if lifted else None
 
-    def explain(self, address: str, fired_at: float | None, fired_by: str) -> None:
-        """Record what fired the address's latest ban (for its reaction time)."""
+    def explain(self, address: str, fired_at: float | None, event: str,
+                number: int | None = None) -> None:
+        """Record what fired the address's latest ban (for its reaction time).
+
+        `number`: which one of such events it was (a jail bans at its maxretry-th).
+        """
+        fired_by = event + (f" no. {number}" if number is not None else "")
         with self._lock:
             for i in range(len(self._bans) - 1, -1, -1):
                 if self._bans[i].address == address:
                     if self._bans[i].fired_at is None and not self._bans[i].fired_by:
                         self._bans[i] = replace(self._bans[i], fired_at=fired_at,
-                                                fired_by=fired_by)
+                                                fired_by=fired_by, fired_event=event,
+                                                fired_no=number)
                     return

@@ -7,22 +7,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
-@dataclass(frozen=True)
-class Suspect:
-    """An internal host the firewall logged trying mail ports of the world."""
-
-    role: str
-    address: str
-    count: int
-    ports: tuple[int, ...]
-    destinations: tuple[str, ...]
-    first: str
-    last: str
+from lab.model.evidence import Suspect
 
 
 def read_records(log_files: Iterable[Path]) -> Iterator[dict[str, Any]]:

@@ -26,7 +26,7 @@ from lab.model.site import Site
 from lab.model.verdict import Verdict
 from lab.netfilter.nflog import as_nflog
 from lab.netfilter.policy import PolicyFile, read_policy
-from probes.tcp import PROBES
+from probes.registry import PROBES
 from probes.tunnel import VARIANTS
 
 _T = TypeVar("_T")

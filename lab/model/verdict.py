@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from lab.model.evidence import Observation, Sighting
 from lab.netfilter.counters import Hit
 from lab.netfilter.rules import Rule
 
@@ -23,38 +25,6 @@ class Verdict(StrEnum):
 
 
 @dataclass(frozen=True)
-class Observation:
-    """What the sender saw after its SYN: the first answer to its source port, if any."""
-
-    sport: int
-    reply: str  # "synack", "rst", "icmp", "udp" (a datagram back) or "none"
-    source: str | None = None  # address the answer came from
-    source_port: int | None = None
-    ttl: int | None = None
-    icmp: str | None = None
-    banner: str | None = None
-    elapsed_ms: float = 0.0
-
-    def describe(self) -> str:
-        if self.reply == "none":
-            return "no answer"
-        where = f"{self.source}" + (f" port {self.source_port}" if self.source_port else "")
-        what = {"synack": "SYN-ACK", "rst": "RST", "icmp": f"ICMP {self.icmp}",
-                "udp": "an answer"}[self.reply]
-        return f"{what} from {where}" + (f" ttl {self.ttl}" if self.ttl is not None else "")
-
-
-@dataclass(frozen=True)
-class Sighting:
-    """The far side's record: the probe's SYN arrived at `role` on address `dst`, `dport`."""
-
-    role: str
-    dst: str
-    dport: int
-    inner: str = ""  # for a tunnel: what it carried, e.g. "TCP to 2001:db8:ffff:1::25 port 25"
-
-
-@dataclass(frozen=True)
 class Decision:
     verdict: Verdict
     rule: str | None
@@ -62,7 +32,7 @@ class Decision:
 
 
 def decide(target: str, address: str, dport: int, seen: Observation,
-           sightings: list[Sighting], rule_hits: list[Hit],
+           sightings: Sequence[Sighting], rule_hits: Sequence[Hit],
            expects_answer: bool = True) -> Decision:
     """The verdict for one probe from `seen` (sender), `sightings` (far side) and `rule_hits`.
 

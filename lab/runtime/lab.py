@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lab.errors import LabFailure
+from lab.model.evidence import Sighting
 from lab.model.site import Site
-from lab.model.verdict import Sighting
 from lab.netfilter.counters import parse_save
 from lab.netfilter.family import family as ip_family
 from lab.netfilter.rules import Rule
@@ -36,7 +36,9 @@ from lab.services.mail import Mail, MailServer
 from lab.services.recording import Recorder
 from lab.services.service import Service
 from lab.services.ulogd import Ulogd
+from probes.requests import AgentError, Request, parse_answer
 
+A = TypeVar("A")
 S = TypeVar("S", bound=Service)
 
 
@@ -57,28 +59,35 @@ def _quiet_mininet() -> Any:
 
 @dataclass
 class AgentProcess:
-    """A probe agent inside one node, spoken to in JSON lines."""
+    """A probe agent inside one node, spoken to in JSON lines (probes.requests)."""
 
     role: str
     process: subprocess.Popen[str]
     log: Path
 
-    def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(json.dumps(request) + "\n")
+    def ask(self, request: Request[A], timeout: float) -> A:
+        """Send `request`; its typed answer within `timeout` seconds (else LabFailure)."""
+        if self.process.stdin is None:
+            raise LabFailure(f"probe agent on {self.role} has no input")
+        self.process.stdin.write(request.line() + "\n")
         self.process.stdin.flush()
-        return self.read(timeout)
+        line = self.read(timeout)
+        try:
+            return parse_answer(request, line)
+        except AgentError as exc:
+            raise LabFailure(f"probe agent on {self.role}: {exc}") from None
 
-    def read(self, timeout: float) -> dict[str, Any]:
-        assert self.process.stdout is not None
+    def read(self, timeout: float) -> str:
+        """The agent's next line (its ready line, or an answer)."""
+        if self.process.stdout is None:
+            raise LabFailure(f"probe agent on {self.role} has no output")
         ready, _, _ = select.select([self.process.stdout], [], [], timeout)
         line = self.process.stdout.readline() if ready else ""
         if not line:
             last = self.log.read_text().strip().splitlines()[-1:] if self.log.exists() else []
             raise LabFailure(f"probe agent on {self.role} did not answer"
                              + (f": {last[0]}" if last else ""))
-        answer: dict[str, Any] = json.loads(line)
-        return answer
+        return line
 
 
 class FarSide:

@@ -26,8 +26,7 @@ from pathlib import Path
 
 from lab.errors import LabFailure
 
-# The engine imports the bans from here until its rewrite (branch `evidence`) lands.
-from lab.evidence.bans import Ban as Ban
+# The engine imports the watcher from here (lab/engine/bans.py, verify.py).
 from lab.evidence.bans import BanWatcher as BanWatcher
 from lab.runtime.handle import NodeHandle
 from lab.services.service import Refused, Service

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.engine.verify import ScenarioResult, verify
+from lab.engine.verify import verify
 from lab.model import scenario
+from lab.model.results import ScenarioResult
 from lab.model.verdict import Verdict
 from lab.runtime import lifecycle
 from tests.support import leftovers

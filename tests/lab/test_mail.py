@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,8 @@ from lab.model import scenario
 from lab.runtime import lifecycle
 from lab.runtime.lab import Lab
 from lab.services import mail
-from probes.dialogue import Dialogue
+from probes.dialogue import Dialogue, Transcript
+from probes.requests import SmtpRequest
 from tests.support import leftovers
 
 pytestmark = pytest.mark.lab
@@ -39,16 +39,14 @@ def lab() -> Iterator[Lab]:
 
 
 def talk(lab: Lab, source: str, target: str, port: int, family: int = 4,
-         **dialogue: Any) -> dict[str, Any]:
+         **dialogue: Any) -> Transcript:
     address = lab.site.role(target).address(family)
-    answer: dict[str, Any] = lab.agent(source).ask(
-        {"op": "smtp", "dst": address, "dport": port,
-         "dialogue": asdict(Dialogue(**dialogue)), "timeout": 5.0}, timeout=30)
-    return answer
+    return lab.agent(source).ask(SmtpRequest(address, port, Dialogue(**dialogue), 5.0),
+                                 timeout=30)
 
 
-def steps(transcript: dict[str, Any]) -> dict[str, tuple[int, str]]:
-    return {command: (code, text) for command, code, text in transcript["steps"]}
+def steps(transcript: Transcript) -> dict[str, tuple[int, str]]:
+    return {command: (code, text) for command, code, text in transcript.steps}
 
 
 def wait_for_mail(lab: Lab, token: str, seconds: float = 5.0) -> str:
@@ -64,10 +62,10 @@ def wait_for_mail(lab: Lab, token: str, seconds: float = 5.0) -> str:
 
 def test_submission_requires_starttls_before_auth(lab: Lab) -> None:
     said = talk(lab, "client1", "mx", 587, mail_before_auth="alice@example.org")
-    assert said["banner"] == "220 mx.example.org ESMTP port25lab mx"
-    assert said["ehlo_name"] == "mx.example.org"
-    assert said["starttls_offered"] is True
-    assert said["auth_before_tls"] is False  # RFC 6409: no AUTH in the clear
+    assert said.banner == "220 mx.example.org ESMTP port25lab mx"
+    assert said.ehlo_name == "mx.example.org"
+    assert said.starttls_offered is True
+    assert said.auth_before_tls is False  # RFC 6409: no AUTH in the clear
     code, text = steps(said)["MAIL before AUTH"]
     assert code == 530 and "STARTTLS" in text
 
@@ -75,7 +73,7 @@ def test_submission_requires_starttls_before_auth(lab: Lab) -> None:
 def test_mail_before_auth_is_refused_after_tls(lab: Lab) -> None:
     said = talk(lab, "client2", "mx", 587, tls="starttls", mail_from="alice@example.org",
                 rcpts=("postmaster@example.net",))
-    assert said["tls_subject"] == "CN=mx.example.org"
+    assert said.tls_subject == "CN=mx.example.org"
     code, text = steps(said)["MAIL"]
     assert code == 554 and "Access denied" in text
 
@@ -100,10 +98,10 @@ def test_authenticated_mail_is_delivered_through_the_router(
                 rcpts=(f"someone@{domain}",),
                 message=f"From: alice@example.org\r\nSubject: {token}\r\n\r\n{token}\r\n")
     assert steps(said)["AUTH"][0] == 235
-    assert said["queue_id"], said
+    assert said.queue_id, said
     text = wait_for_mail(lab, token)
     assert "from mx.example.org" in text  # remote-mx's Received: header names the relay
-    status = mail.queue_status(lab.mail["mx"], said["queue_id"])
+    status = mail.queue_status(lab.mail["mx"], said.queue_id)
     assert status is not None and "status=sent" in status
     relay = lab.site.role("remote-mx").address(family)
     assert f"relay={relay}[{relay}]:25" in status  # over the family the domain asks for

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.engine.verify import Result, ScenarioResult, verify
+from lab.engine.verify import verify
 from lab.model import scenario
+from lab.model.results import Result, ScenarioResult
 from lab.model.verdict import Verdict
 from lab.runtime import lifecycle
 from probes.tunnel import SIX_IN_FOUR_VARIANTS, TEREDO_VARIANTS

@@ -17,7 +17,7 @@ import pytest
 from lab import cli
 from lab.audit import remote
 from lab.model.verdict import Verdict
-from probes.tcp import PROBES
+from probes.registry import PROBES
 from tests.support import PROJECT
 
 BUILTIN = {"false-alarm": "screened-host", "fixed-dmz-block": "dmz",
@@ -290,11 +290,12 @@ def _fake_runs(monkeypatch: pytest.MonkeyPatch, folder: Path,
     from lab.audit.facts import Facts
     from lab.compliance.addressing import Addressing
     from lab.engine import verify as engine
+    from lab.model import results
     from lab.runtime import lifecycle
 
-    def verify(s: Any, run: Any, progress: Any) -> engine.ScenarioResult:
+    def verify(s: Any, run: Any, progress: Any) -> results.ScenarioResult:
         during()
-        return engine.ScenarioResult(s.name, s.topology, results=(engine.Result(
+        return results.ScenarioResult(s.name, s.topology, results=(results.Result(
             "client1", "remote-mx", "smtp", 4, Verdict.BLOCKED, Verdict.BLOCKED, None,
             "dropped before remote-mx:25", 1.0),))
 

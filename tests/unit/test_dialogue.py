@@ -1,4 +1,4 @@
-"""SMTP dialogues as the lab reads them: describe() and refused() of a transcript, the
+"""SMTP dialogues as the lab reads them: describe() and the refusal of a transcript, the
 transcript's round trip through the agent, and the probe catalogue."""
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from lab.engine.mailflow import describe, refused
+from lab.model.evidence import SmtpTranscript
 from probes.dialogue import Dialogue, Transcript
-from probes.tcp import PROBES
+from probes.registry import PROBES
+from probes.requests import SmtpRequest
 
 BANNER = "220 mx.example.org ESMTP port25lab mx"
 EHLO = ("EHLO", 250, "mx.example.org\nPIPELINING\nSIZE 10240000\nSTARTTLS\n8BITMIME")
@@ -19,13 +20,22 @@ MAIL_BEFORE_AUTH = ("MAIL before AUTH", 530, "5.7.0 Must issue a STARTTLS comman
 RSET = ("RSET", 250, "2.0.0 Ok")
 
 
-def _transcript(*steps: tuple[str, int, str], **fields: Any) -> dict[str, Any]:
+# what the lab asked: it reads the agent's answer line as this request's answer
+ASKED = SmtpRequest("192.0.2.25", 25, Dialogue(), 5.0)
+
+
+def _read(wired: dict[str, Any]) -> SmtpTranscript:
+    """The transcript's evidence, as the lab reads the agent's answer line."""
+    return SmtpTranscript.from_agent(ASKED.read_answer(json.loads(json.dumps(wired))))
+
+
+def _transcript(*steps: tuple[str, int, str], **fields: Any) -> SmtpTranscript:
     """A transcript as the agent returns it (through JSON: steps are lists)."""
     base: dict[str, Any] = {"banner": BANNER, "ehlo_name": "mx.example.org",
                             "auth_before_tls": False, "starttls_offered": True,
                             "tls_subject": None, "steps": [list(s) for s in steps],
                             "queue_id": None, "error": None}
-    return {**base, **fields}
+    return _read({**base, **fields})
 
 
 # --- refused(): the first refusal of the mail, if any
@@ -33,7 +43,7 @@ def _transcript(*steps: tuple[str, int, str], **fields: Any) -> dict[str, Any]:
 
 def test_refused_at_mail() -> None:
     t = _transcript(EHLO, ("MAIL", 530, "5.7.0 Must issue a STARTTLS command first"))
-    assert refused(t) == "MAIL: 530 5.7.0 Must issue a STARTTLS command first"
+    assert t.refusal == "MAIL: 530 5.7.0 Must issue a STARTTLS command first"
 
 
 def test_refused_at_rcpt() -> None:
@@ -41,7 +51,7 @@ def test_refused_at_rcpt() -> None:
                     ("RCPT postmaster@example.net", 554,
                      "5.7.1 <postmaster@example.net>: Relay access denied"),
                     RSET)
-    assert refused(t) == ("RCPT postmaster@example.net: 554 5.7.1 <postmaster@example.net>: "
+    assert t.refusal == ("RCPT postmaster@example.net: 554 5.7.1 <postmaster@example.net>: "
                           "Relay access denied")
 
 
@@ -51,50 +61,50 @@ def test_refused_at_auth() -> None:
                                   "UGFzc3dvcmQ6\nmore text"),
                     tls_subject="CN=mx.example.org")
     # only the first line of the reply
-    assert refused(t) == "AUTH: 535 5.7.8 Error: authentication failed: UGFzc3dvcmQ6"
+    assert t.refusal == "AUTH: 535 5.7.8 Error: authentication failed: UGFzc3dvcmQ6"
 
 
 def test_the_first_refusal_is_named() -> None:
     t = _transcript(EHLO, ("MAIL", 250, "2.1.0 Ok"),
                     ("RCPT abuse@example.org", 450, "4.1.1 try later"),
                     ("RCPT postmaster@example.org", 550, "5.1.1 unknown"), RSET)
-    assert refused(t) == "RCPT abuse@example.org: 450 4.1.1 try later"
+    assert t.refusal == "RCPT abuse@example.org: 450 4.1.1 try later"
 
 
 def test_a_refusal_without_text() -> None:
-    assert refused(_transcript(EHLO, ("MAIL", 421, ""))) == "MAIL: 421"
+    assert _transcript(EHLO, ("MAIL", 421, "")).refusal == "MAIL: 421"
 
 
 def test_a_network_error_is_not_a_refusal() -> None:
     # a broken dialogue proves nothing about the server's policy: the probe says error
     t = _transcript(EHLO, ("MAIL", 250, "2.1.0 Ok"),
                     error="SMTPServerDisconnected: Connection unexpectedly closed")
-    assert refused(t) is None
+    assert t.refusal is None
 
 
 def test_a_network_error_before_any_reply_is_not_a_refusal() -> None:
     t = _transcript(banner=None, ehlo_name=None, auth_before_tls=None, starttls_offered=None,
                     error="ConnectionRefusedError: [Errno 111] Connection refused")
-    assert refused(t) is None
+    assert t.refusal is None
 
 
 def test_an_smtp_refusal_is_named_before_the_error() -> None:
     t = _transcript(EHLO, ("MAIL", 530, "5.7.0 Authentication required"),
                     error="SMTPServerDisconnected: Connection unexpectedly closed")
-    assert refused(t) == "MAIL: 530 5.7.0 Authentication required"
+    assert t.refusal == "MAIL: 530 5.7.0 Authentication required"
 
 
 def test_mail_before_auth_and_rset_are_not_refusals() -> None:
     # the connect probes try MAIL before AUTH on purpose: its 530 is what a 587 should say
     t = _transcript(EHLO, MAIL_BEFORE_AUTH, ("RSET", 503, "5.5.1 odd but harmless"))
-    assert refused(t) is None
+    assert t.refusal is None
 
 
 def test_auth_not_offered_is_not_a_refusal() -> None:
     t = _transcript(EHLO, ("AUTH", 0, "not offered"), ("MAIL", 250, "2.1.0 Ok"),
                     ("RCPT postmaster@example.net", 250, "2.1.5 Ok"),
                     ("DATA", 250, "2.0.0 Ok: queued as 4Q1ABC"), queue_id="4Q1ABC")
-    assert refused(t) is None
+    assert t.refusal is None
 
 
 def test_a_delivered_dialogue_is_not_refused() -> None:
@@ -103,11 +113,11 @@ def test_a_delivered_dialogue_is_not_refused() -> None:
                     ("RCPT postmaster@example.net", 250, "2.1.5 Ok"),
                     ("DATA", 250, "2.0.0 Ok: queued as 4Q1ABC"),
                     tls_subject="CN=mx.example.org", queue_id="4Q1ABC")
-    assert refused(t) is None
+    assert t.refusal is None
 
 
 def test_an_empty_transcript_is_not_refused() -> None:
-    assert refused({}) is None
+    assert SmtpTranscript().refusal is None
 
 
 # --- describe(): one line for the report
@@ -116,7 +126,7 @@ def test_an_empty_transcript_is_not_refused() -> None:
 def test_describe_a_refused_spam() -> None:
     t = _transcript(EHLO, MAIL_BEFORE_AUTH, RSET,
                     ("MAIL", 530, "5.7.0 Must issue a STARTTLS command first"))
-    assert describe(t) == (f"banner {BANNER!r}; EHLO mx.example.org; AUTH before TLS: no; "
+    assert t.describe() == (f"banner {BANNER!r}; EHLO mx.example.org; AUTH before TLS: no; "
                            "MAIL before AUTH: 530 5.7.0 Must issue a STARTTLS command first; "
                            "MAIL: 530 5.7.0 Must issue a STARTTLS command first")
 
@@ -124,19 +134,19 @@ def test_describe_a_refused_spam() -> None:
 def test_describe_with_tls_names_the_certificate_not_auth_before_tls() -> None:
     t = _transcript(EHLO, ("AUTH", 235, "authenticated"), ("DATA", 250, "2.0.0 Ok: queued as X"),
                     tls_subject="CN=mx.example.org", auth_before_tls=False)
-    assert describe(t) == (f"banner {BANNER!r}; EHLO mx.example.org; TLS CN=mx.example.org; "
+    assert t.describe() == (f"banner {BANNER!r}; EHLO mx.example.org; TLS CN=mx.example.org; "
                            "AUTH: 235 authenticated; DATA: 250 2.0.0 Ok: queued as X")
 
 
 def test_describe_auth_offered_before_tls() -> None:
     t = _transcript(EHLO, auth_before_tls=True)
-    assert describe(t).endswith("; AUTH before TLS: offered")
+    assert t.describe().endswith("; AUTH before TLS: offered")
 
 
 def test_describe_leaves_out_ehlo_and_rset_and_keeps_first_lines() -> None:
     t = _transcript(EHLO, ("RCPT a@example.net", 550, "5.1.1 first\nsecond"), RSET,
                     ("AUTH", 0, "not offered"))
-    said = describe(t)
+    said = t.describe()
     assert "PIPELINING" not in said and "RSET" not in said and "second" not in said
     assert said.endswith("; RCPT a@example.net: 550 5.1.1 first; AUTH: 0 not offered")
 
@@ -144,11 +154,11 @@ def test_describe_leaves_out_ehlo_and_rset_and_keeps_first_lines() -> None:
 def test_describe_a_network_error() -> None:
     t = _transcript(banner=None, ehlo_name=None, auth_before_tls=None,
                     error="TimeoutError: timed out")
-    assert describe(t) == "error TimeoutError: timed out"
+    assert t.describe() == "error TimeoutError: timed out"
 
 
 def test_describe_nothing() -> None:
-    assert describe({}) == ""
+    assert SmtpTranscript().describe() == ""
 
 
 # --- the transcript and the dialogue travel as JSON between the lab and its agent
@@ -166,8 +176,9 @@ def test_transcript_as_dict_round_trip() -> None:
     # as it comes back from the agent
     wired = json.loads(json.dumps(d))
     assert Transcript(**{**wired, "steps": [tuple(s) for s in wired["steps"]]}) == t
-    assert describe(wired) == describe(d)
-    assert refused(wired) is None
+    assert ASKED.read_answer(wired) == t
+    assert _read(wired).describe() == SmtpTranscript.from_agent(t).describe()
+    assert _read(wired).refusal is None
 
 
 def test_transcript_defaults_and_independent_steps() -> None:
@@ -201,7 +212,7 @@ CATALOGUE = {"smtp": (25, "connect"), "smtps": (465, "connect"), "submission": (
 
 
 def test_probe_catalogue() -> None:
-    assert {name: (p.port, p.kind) for name, p in PROBES.items()} == CATALOGUE
+    assert {name: (p.port, p.kind.name) for name, p in PROBES.items()} == CATALOGUE
     assert all(name == p.name and p.summary for name, p in PROBES.items())
 
 

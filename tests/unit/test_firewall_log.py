@@ -94,8 +94,8 @@ def test_scenario_suspects_key(tmp_path: Path) -> None:
 
 def test_report_shows_suspects_and_checks_them() -> None:
     from lab import report
-    from lab.engine.verify import ScenarioResult
-    from lab.evidence.firewall_log import Suspect
+    from lab.model.evidence import Suspect
+    from lab.model.results import ScenarioResult
 
     bot = Suspect("client2", "203.0.113.11", 3, (25,), ("198.51.100.25",), "t1", "t3")
     right = ScenarioResult("spambot", "screened-host", suspects=(bot,),

@@ -11,7 +11,7 @@ import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
 
-from lab.model.verdict import Sighting
+from lab.model.evidence import Sighting
 from lab.runtime.lab import FarSide
 from lab.services.recorder import parse
 from probes.tunnel import INNER_SOURCE, SIX_IN_FOUR_VARIANTS, TEREDO_VARIANTS, Variant, build

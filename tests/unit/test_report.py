@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 from lab import report
-from lab.engine.verify import Result, ScenarioResult
+from lab.model.evidence import Delivery, Endpoint, Evidence, Observation, Sighting, SmtpTranscript
+from lab.model.results import Result, ScenarioResult
 from lab.model.verdict import Verdict
 from lab.netfilter.policy import LoadError
 
@@ -198,3 +202,69 @@ def test_junit_names_a_tunnel_case_with_its_variant(tmp_path: Path) -> None:
     failure = cases["client1 -> remote-mx teredo:fragment IPv4"].find("failure")
     assert failure is not None
     assert (failure.text or "").startswith("expected blocked, observed allowed: fragment")
+
+
+# --- the report reads the evidence's fields, not the detail's words ---------------------
+
+MX, REMOTE_MX = "203.0.113.25", "198.51.100.25"
+DNAT = ("gw: iptables -t nat PREROUTING#1: -A PREROUTING -s 203.0.113.0/24 -i eth0 -p tcp "
+        "-m tcp --dport 25 -j DNAT --to-destination 203.0.113.25:587")
+TO_SUBMISSION = Evidence(
+    Endpoint("remote-mx", REMOTE_MX, 25),
+    Observation(20001, "synack", REMOTE_MX, 25, 63),
+    (Sighting("mx", MX, 587),),
+    smtp=SmtpTranscript("220 mx.example.org ESMTP port25lab mx", "mx.example.org",
+                        steps=(("MAIL", 530, "5.7.0 Must issue a STARTTLS command first"),)))
+PROXIED = ScenarioResult("fixed-proxy", "screened-host", results=(
+    Result("client1", "remote-mx", "smtp", 4, Verdict.DIVERTED, Verdict.DIVERTED, DNAT,
+           "a sentence the report does not split", 0.4, evidence=TO_SUBMISSION),
+    Result("client1", "remote-mx", "spam", 4, Verdict.REFUSED, Verdict.REFUSED, DNAT,
+           "another sentence", 0.4, evidence=TO_SUBMISSION),
+    Result("client1", "remote-mx", "mail", 6, Verdict.DIVERTED, Verdict.DIVERTED, DNAT,
+           "a third sentence", 0.4, evidence=replace(
+               TO_SUBMISSION, smtp=SmtpTranscript(steps=(("DATA", 250, "queued as 4Q"),)),
+               delivery=Delivery("4Q", "remote-mx", "mx", True, mailbox="1.M1.remote-mx"))),
+))
+
+
+def test_diverted_and_refused_are_told_from_the_evidence() -> None:
+    text = report.matrix(PROXIED)
+    assert "   diverted and refused:\n" + "\n".join([
+        "     client1 → remote-mx smtp/v4: answered by mx:587 instead of remote-mx:25",
+        "     client1 → remote-mx spam/v4: answered by mx:587 instead of remote-mx:25; "
+        "refused: MAIL: 530 5.7.0 Must issue a STARTTLS command first",
+        "     client1 → remote-mx mail/v6: answered by mx:587 instead of remote-mx:25; "
+        "delivered via mx into remote-mx's mailbox (1.M1.remote-mx)"]) in text
+    assert "sentence" not in text
+
+
+def test_json_carries_the_evidence_of_each_result() -> None:
+    (data,) = report.as_json([PROXIED])["scenarios"]
+    smtp, spam, mail = (r["evidence"] for r in data["results"])
+    assert smtp["addressed"] == {"role": "remote-mx", "address": REMOTE_MX, "port": 25}
+    assert smtp["sender"] == {"reply": "synack", "source": REMOTE_MX, "source_port": 25,
+                              "ttl": 63, "icmp": None, "banner": None, "elapsed_ms": 0.0}
+    assert smtp["far_side"] == [{"role": "mx", "address": MX, "port": 587, "carried": None}]
+    assert spam["smtp"]["refusal"] == "MAIL: 530 5.7.0 Must issue a STARTTLS command first"
+    assert spam["smtp"]["steps"] == [{"command": "MAIL", "code": 530,
+                                      "text": "5.7.0 Must issue a STARTTLS command first"}]
+    assert mail["delivery"] == {"delivered": True, "queue_id": "4Q", "relay": "mx",
+                                "mailbox": "1.M1.remote-mx", "status": None,
+                                "stopped_by": None}
+    assert (spam["delivery"], spam["ban"], spam["guesses"]) == (None, None, [])
+    # a result without gathered evidence still has the object, empty
+    (plain,) = report.as_json([PASSING])["scenarios"][:1]
+    assert plain["results"][0]["evidence"]["sender"] is None
+
+
+def test_the_report_and_its_results_import_nothing_of_the_runtime() -> None:
+    # a fresh interpreter: what `import lab.report` pulls in, and nothing else
+    code = ("import sys, lab.report, lab.model.results\n"
+            "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('lab', 'mininet', 'scapy', 'topologies'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).resolve().parents[2])
+    loaded = done.stdout.split()
+    assert "lab.model.results" in loaded
+    assert not [m for m in loaded if m.startswith(("lab.runtime", "lab.engine", "lab.services",
+                                                   "mininet", "scapy", "topologies"))], loaded

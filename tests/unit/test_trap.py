@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from lab.engine.verify import Result, ScenarioResult
-from lab.evidence.bans import Ban, BanWatcher, bans_in
+from lab.evidence.bans import BanWatcher, bans_in
 from lab.evidence.firewall_log import logged_at
-from lab.model.verdict import Observation, Sighting, Verdict, decide
+from lab.model.evidence import Ban, Observation, Sighting
+from lab.model.results import Result, ScenarioResult
+from lab.model.verdict import Verdict, decide
 from lab.netfilter.counters import Hit, parse_save
 from lab.netfilter.rules import Rule
 from lab.report import as_json, matrix
@@ -74,6 +75,21 @@ def test_the_watcher_records_a_ban_and_its_end() -> None:
     watcher.explain("203.0.113.11", lifted.seen_at - 0.25, "its firewall log line")
     (only,) = watcher.bans()
     assert only.reaction_ms == 250.0 and only.fired_by == "its firewall log line"
+
+
+def test_what_fired_a_ban_is_kept_in_words_and_as_fields() -> None:
+    def run(node: str, argv: list[str]) -> tuple[int, str, str]:
+        return 0, SAVE if argv[0] == "iptables-save" else "", ""
+
+    with BanWatcher(["gw"], run) as watcher:
+        ban = watcher.wait_banned("203.0.113.11", 1.0)
+        assert ban is not None
+        watcher.explain("203.0.113.11", ban.seen_at - 0.5, "refused guess", 3)
+        watcher.explain("203.0.113.11", ban.seen_at - 0.1, "a later event")  # the first counts
+    (only,) = watcher.bans()
+    assert (only.fired_by, only.fired_event, only.fired_no) == (
+        "refused guess no. 3", "refused guess", 3)
+    assert only.reaction_ms == 500.0
 
 
 def test_private_configuration_without_debians_jails(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from lab.engine.verify import Result
-from lab.model.verdict import Observation, Sighting, Verdict, decide
+from lab.model.evidence import Observation, Sighting
+from lab.model.results import Result
+from lab.model.verdict import Verdict, decide
 from lab.netfilter.counters import Hit
 from lab.netfilter.rules import Rule
 

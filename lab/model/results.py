@@ -1,0 +1,63 @@
+"""What a verify run found: a result per probe with its evidence, a result per scenario."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lab.model.evidence import Ban, Evidence, Suspect
+from lab.model.verdict import Verdict
+from lab.netfilter.policy import LoadError
+
+
+@dataclass(frozen=True)
+class Result:
+    """One probe's verdict against its expectation; `detail` is its evidence in words."""
+
+    source: str
+    target: str
+    probe: str
+    family: int
+    expected: Verdict
+    observed: Verdict
+    rule: str | None
+    detail: str
+    elapsed_ms: float  # the sender's wait for an answer
+    wall_ms: float = 0.0  # the whole probe: sender, far side and router evidence
+    variant: str = ""  # for tunnel probes: which shape of the packet
+    after: str = ""  # "ban" / "unban": probed once the source was (no longer) banned
+    weak_account: str = ""  # guessing: the account that accepted a trivial password
+    evidence: Evidence = field(default_factory=Evidence)
+
+    @property
+    def passed(self) -> bool:
+        return self.observed == self.expected and self.observed != Verdict.ERROR
+
+
+@dataclass(frozen=True)
+class ScenarioResult:
+    name: str
+    topology: str
+    load_errors: tuple[LoadError, ...] = ()
+    results: tuple[Result, ...] = ()
+    lab_error: str | None = None
+    boot_ms: float = 0.0
+    notes: tuple[str, ...] = field(default=())
+    suspects: tuple[Suspect, ...] = ()
+    expected_suspects: tuple[str, ...] | None = None
+    bans: tuple[Ban, ...] = ()
+    owners: dict[str, str] = field(default_factory=dict)  # banned address → role
+
+    @property
+    def weak_accounts(self) -> tuple[str, ...]:
+        return tuple(sorted({r.weak_account for r in self.results if r.weak_account}))
+
+    @property
+    def suspects_match(self) -> bool:
+        """The firewall logs name exactly the expected hosts (True when not checked)."""
+        return self.expected_suspects is None or tuple(
+            sorted({s.role for s in self.suspects})) == self.expected_suspects
+
+    @property
+    def passed(self) -> bool:
+        return (not self.load_errors and self.lab_error is None and bool(self.results)
+                and all(r.passed for r in self.results) and self.suspects_match)
