@@ -27,7 +27,6 @@ from pathlib import Path
 from lab.errors import LabFailure
 
 # The engine imports the watcher from here (lab/engine/bans.py, verify.py).
-from lab.evidence.bans import BanWatcher as BanWatcher
 from lab.runtime.handle import NodeHandle
 from lab.services.service import Refused, Service
 
