@@ -219,9 +219,20 @@ def _write(reports: Sequence[tuple[str, Path | None, Callable[[Path], None]]]) -
 
 
 def _progress(quiet: bool) -> Any:
+    gone = False
+
     def say(message: str) -> None:
-        if not quiet:
+        nonlocal gone
+        if quiet or gone:
+            return
+        try:
             print(f"  … {message}", file=sys.stderr, flush=True)
+        except OSError as exc:
+            # A closed terminal (EIO) hangs the session up: its SIGHUP ends the run with a
+            # teardown a moment later; until then the run goes on without progress lines.
+            if exc.errno != errno.EIO:
+                raise
+            gone = True
     return say
 
 
