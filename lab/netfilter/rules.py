@@ -120,3 +120,11 @@ class Rule:
             return f"{self.router}: {tool} -t {self.table} -P {self.chain} {self.target} (policy)"
         return (f"{self.router}: {tool} -t {self.table} {self.chain}#{self.position}: "
                 f"-A {self.chain} {self.text}")
+
+    def reference(self) -> str:
+        """The rule as a user looks for it: its source line first, then `cite()`.
+
+        `rules.sh:17 — gw: iptables -t filter FORWARD#5: -A FORWARD …`; a rule of
+        no known source (fail2ban's, a chain policy) is cited alone.
+        """
+        return f"{self.source} — {self.cite()}" if self.source else self.cite()
