@@ -122,9 +122,11 @@ class Rule:
                 f"-A {self.chain} {self.text}")
 
     def reference(self) -> str:
-        """The rule as a user looks for it: its source line first, then `cite()`.
+        """`cite()` and, where known, the line she wrote it on, for evidence in words.
 
-        `rules.sh:17 — gw: iptables -t filter FORWARD#5: -A FORWARD …`; a rule of
-        no known source (fail2ban's, a chain policy) is cited alone.
+        `gw: iptables -t nat PREROUTING#1: -A PREROUTING … (from rules.sh:12)`. The
+        source follows the kernel's rendering, which tests and users' scripts match
+        at the start; a rule of no known source (fail2ban's, a chain policy) is
+        cited alone.
         """
-        return f"{self.source} — {self.cite()}" if self.source else self.cite()
+        return f"{self.cite()} (from {self.source})" if self.source else self.cite()

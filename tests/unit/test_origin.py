@@ -73,7 +73,7 @@ def test_reading_back_moves_the_tag_into_the_source_and_keeps_the_rules_own_comm
     assert [r.packets for r in rules] == [0, 4, 0, 0]
     assert rules[1].cite() == ('gw: iptables -t filter FORWARD#2: -A FORWARD -i eth0 -p tcp '
                                '-m tcp --dport 25 -m comment --comment "user: block smtp" -j DROP')
-    assert rules[1].reference() == f"rules.sh:17 — {rules[1].cite()}"
+    assert rules[1].reference() == f"{rules[1].cite()} (from rules.sh:17)"
     assert rules[2].reference() == rules[2].cite()  # no source known: the kernel's alone
 
 

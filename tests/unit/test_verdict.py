@@ -333,7 +333,7 @@ def test_dropped_without_a_rewrite_says_nothing_of_rewrites() -> None:
     assert "rewritten" not in d.detail
 
 
-def test_rules_of_a_known_source_are_named_by_their_line_first_in_the_evidence() -> None:
+def test_rules_of_a_known_source_are_named_with_their_line_in_the_evidence() -> None:
     # a DNAT then a drop, both loaded from the user's script: both of her lines are named
     dnat = Rule("gw", 4, "nat", "PREROUTING", 1,
                 "-s 203.0.113.10/32 -i eth0 -p tcp -m tcp --dport 25 -j DNAT "
@@ -346,6 +346,6 @@ def test_rules_of_a_known_source_are_named_by_their_line_first_in_the_evidence()
                                                          Hit(drop, 1)])
     assert d.verdict == Verdict.BLOCKED
     assert d.rule == drop.cite()  # the kernel's rendering, as every report cites it
-    assert (f"rewritten to 198.51.100.80:25 by rules.sh:12 — {dnat.cite()}, then dropped "
-            "before remote-mx:25") in d.detail
-    assert d.detail.endswith(f"; logged by rules.sh:13 — {log.cite()}")
+    assert (f"rewritten to 198.51.100.80:25 by {dnat.cite()} (from rules.sh:12), then "
+            "dropped before remote-mx:25") in d.detail
+    assert d.detail.endswith(f"; logged by {log.cite()} (from rules.sh:13)")
