@@ -16,14 +16,12 @@ from pathlib import Path
 import pytest
 
 from lab import report
-from lab.engine.verify import verify
 from lab.model import scenario
-from lab.model.results import ScenarioResult
 from lab.model.verdict import Verdict
 from lab.netfilter import save
 from lab.netfilter.policy import PolicyFile, apply_policy, read_policy, shown
 from lab.netfilter.rules import Rule
-from lab.runtime import lifecycle
+from tests.lab.test_evidence import _scenario, _verify  # a scenario folder, run
 from tests.support import leftovers
 
 pytestmark = pytest.mark.lab
@@ -170,23 +168,6 @@ def test_a_save_file_restored_tagged_cites_its_own_lines(
     assert mine.read_text() == saved
 
 
-def _scenario(folder: Path, rules: str, expect: str) -> Path:
-    folder.mkdir()
-    (folder / "rules.sh").write_text(rules)
-    (folder / "scenario.yaml").write_text(
-        f"topology: screened-host\npolicy:\n  gw: [rules.sh]\nexpect:\n{expect}")
-    return folder
-
-
-def _verify(folder: Path) -> ScenarioResult:
-    run = lifecycle.new_run()
-    try:
-        return verify(scenario.load(str(folder)), run, lambda _: None)
-    finally:
-        lifecycle.destroy(run)
-        assert leftovers(run.prefix) == []
-
-
 ADMINS_SCRIPT = """\
 # gw: outbound mail, as the admin wrote it
 #
@@ -213,7 +194,7 @@ ip6tables -A FORWARD -i eth0 -p tcp --dport 25 -j DROP
 
 
 def test_a_blocked_row_cites_the_line_of_the_users_script(tmp_path: Path) -> None:
-    folder = _scenario(tmp_path / "mine", ADMINS_SCRIPT, (
+    folder = _scenario(tmp_path / "mine", "screened-host", "gw", ADMINS_SCRIPT, (
         "  - {from: client2, to: remote-mx, probes: [smtp], families: [4, 6], "
         "verdict: blocked}\n"
         "  - {from: client1, to: remote-mx, probes: [smtp, smtps], families: [4], "
