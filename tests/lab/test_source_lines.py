@@ -147,6 +147,23 @@ def test_the_kernel_keeps_the_rules_own_comment_beside_the_tag(
     assert script.read_text() == EXTRA
 
 
+def test_a_long_file_name_keeps_its_end_and_line_in_the_kernel(
+        tmp_path: Path, scratch: Callable[[], Scratch]) -> None:
+    folder = tmp_path.joinpath(*["a-folder-of-the-admins"] * 14)  # over 300 characters
+    folder.mkdir(parents=True)
+    script = folder / "rules.sh"
+    script.write_text("iptables -A FORWARD -p tcp --dport 25 -j DROP\n")
+    assert len(shown(script)) > 300
+    kernel = scratch()
+    assert apply_policy(read_policy(script), kernel.run, tag_sources=True) == []
+    (rule,) = kernel.rules(4)
+    # iptables would cut a comment over 255 bytes silently: the tag fits, the line is whole
+    file, _, line = rule.source.rpartition(":")
+    assert line == "1" and file.startswith("…") and shown(script).endswith(file[1:])
+    assert file.endswith("a-folder-of-the-admins/rules.sh") and len(file) > 200
+    assert rule.text == "-p tcp -m tcp --dport 25 -j DROP"
+
+
 def test_a_save_file_restored_tagged_cites_its_own_lines(
         tmp_path: Path, scratch: Callable[[], Scratch]) -> None:
     plain, tagged = scratch(), scratch()
