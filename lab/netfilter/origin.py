@@ -18,6 +18,7 @@ longer comments silently), so a long file name loses its beginning
 
 from __future__ import annotations
 
+import itertools
 import re
 import urllib.parse
 from collections.abc import Sequence
@@ -32,9 +33,10 @@ _TAG = re.compile(r'(?:^|\s)-m comment --comment ("?)' + re.escape(PREFIX)
                   + r'([A-Za-z0-9%' + re.escape(_SAFE) + r']*):(\d+)\1(?=\s|$)')
 # a save file's rule line: its counters, `-A`, its chain
 _SAVE_RULE = re.compile(r"^(\s*(?:\[\d+:\d+\]\s*)?-A\s+\S+)(?=\s|$)")
-# the commands that name a rule by its words, long and short
+# the commands that name a rule, long and short; and those that change whole chains
 _COMMANDS = {"-A": "-A", "--append": "-A", "-I": "-I", "--insert": "-I", "-R": "-R",
              "--replace": "-R", "-D": "-D", "--delete": "-D", "-C": "-C", "--check": "-C"}
+_CHAIN_COMMANDS = {"-F": "-F", "--flush": "-F", "-E": "-E", "--rename-chain": "-E"}
 
 
 def tag(file: str, line: int) -> str:
@@ -72,41 +74,101 @@ def untag(text: str) -> tuple[str, str]:
 class Spec:
     """Where an iptables command names a rule: its command, table, chain, and rule words."""
 
-    command: str  # -A, -I, -R (they add a rule) or -D, -C (they name one by its words)
+    command: str  # -A, -I, -R (they add a rule) or -D, -C (they name one)
     table: str
     chain: str
     at: int  # the index of the rule's first word in the argv: where the tag goes
+    number: int | None = None  # the rule number -I, -R or -D gives
 
     @property
     def adds(self) -> bool:
         return self.command in ("-A", "-I", "-R")
 
+    @property
+    def by_words(self) -> bool:
+        """-D or -C naming the rule by its words (which the tag is missing from)."""
+        return self.command in ("-D", "-C") and self.number is None
+
 
 def spec(argv: Sequence[str]) -> Spec | None:
-    """Where the command names a rule by its words, or None (-N, -P, -F, -D CHAIN 3, …).
+    """Where the command names a rule, or None (-N, -P, -F, a form not read, …).
 
     Only the plain forms are read (`-A CHAIN`, `--append CHAIN`, `-t nat`,
     `--table nat`, `--table=nat`); a command in any other form is loaded untagged.
     """
-    table, found = "filter", None
+    table, found = _table(argv), _command(argv, _COMMANDS)
+    if found is None or found + 1 >= len(argv):
+        return None
+    command = _COMMANDS[argv[found]]
+    chain, after = argv[found + 1], argv[found + 2] if found + 2 < len(argv) else ""
+    number = int(after) if after.isdigit() and command in ("-I", "-R", "-D") else None
+    if command == "-R" and number is None:
+        return None  # iptables will refuse it as written
+    return Spec(command, table, chain, found + 2 + (number is not None), number)
+
+
+class ChainTags:
+    """The tags of the rules one policy loaded, chain by chain, in the kernel's order.
+
+    It follows the commands that succeeded (-A, -I, -R, -D, -F, -E), so that a
+    rule named by its words (-D, -C) is looked for as iptables looks for it: the
+    first match in the chain. A rule loaded untagged holds its place as ''.
+    """
+
+    def __init__(self) -> None:
+        self._chains: dict[tuple[int, str, str], list[str]] = {}
+
+    def in_chain(self, family: int, table: str, chain: str) -> list[str]:
+        return [t for t in self._chains.get((family, table, chain), []) if t]
+
+    def ran(self, family: int, argv: Sequence[str], said: str = "") -> None:
+        """A command succeeded; `said`: the tag its rule was loaded or found with."""
+        where = spec(argv)
+        if where is None:
+            self._chains_changed(family, argv)
+            return
+        tags = self._chains.setdefault((family, where.table, where.chain), [])
+        at = (where.number or 1) - 1
+        if where.command == "-A":
+            tags.append(said)
+        elif where.command == "-I":
+            tags.insert(at, said)
+        elif where.command == "-R" and at < len(tags):
+            tags[at] = said
+        elif where.command == "-D" and where.number is not None and at < len(tags):
+            del tags[at]
+        elif where.command == "-D" and said in tags:
+            tags.remove(said)
+
+    def _chains_changed(self, family: int, argv: Sequence[str]) -> None:
+        found = _command(argv, _CHAIN_COMMANDS)
+        if found is None:
+            return
+        command, table = _CHAIN_COMMANDS[argv[found]], _table(argv)
+        named = list(itertools.takewhile(lambda w: not w.startswith("-"),
+                                         argv[found + 1:found + 3]))
+        if command == "-E" and len(named) == 2:
+            self._chains[family, table, named[1]] = self._chains.pop(
+                (family, table, named[0]), [])
+        elif named:  # -F CHAIN
+            self._chains.pop((family, table, named[0]), None)
+        else:  # -F: every chain of the table
+            for key in [k for k in self._chains if k[:2] == (family, table)]:
+                del self._chains[key]
+
+
+def _table(argv: Sequence[str]) -> str:
+    table = "filter"
     for i, word in enumerate(argv):
         if word in ("-t", "--table") and i + 1 < len(argv):
             table = argv[i + 1]
         elif word.startswith("--table="):
             table = word.partition("=")[2]
-        elif found is None and word in _COMMANDS:
-            found = i
-    if found is None or found + 1 >= len(argv):
-        return None
-    command = _COMMANDS[argv[found]]
-    chain, after = argv[found + 1], argv[found + 2] if found + 2 < len(argv) else ""
-    numbered = after.isdigit()
-    if command == "-D" and numbered:
-        return None  # by number: no words to match
-    if command == "-R" and not numbered:
-        return None  # iptables will refuse it as written
-    skip = 1 if numbered and command in ("-I", "-R") else 0  # the rule number
-    return Spec(command, table, chain, found + 2 + skip)
+    return table
+
+
+def _command(argv: Sequence[str], commands: dict[str, str]) -> int | None:
+    return next((i for i, word in enumerate(argv) if word in commands), None)
 
 
 def tagged(argv: Sequence[str], where: Spec, said: str) -> list[str]:

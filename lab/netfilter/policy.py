@@ -134,7 +134,7 @@ def apply_policy(policy: PolicyFile, run: Runner, tag_sources: bool = False) -> 
     """
     errors: list[LoadError] = []
     if policy.kind == "script":
-        loaded: dict[tuple[int, str, str, tuple[str, ...]], list[str]] = {}
+        tags = origin.ChainTags()
         for cmd in policy.commands:
             tool = script.netfilter_tool(cmd.argv[0])
             if tool is None:
@@ -144,7 +144,7 @@ def apply_policy(policy: PolicyFile, run: Runner, tag_sources: bool = False) -> 
                                         f"{name}: {why} {' or '.join(script.TOOL_FOLDERS)}"))
                 continue
             argv = [tool, "-w", *cmd.argv[1:]]
-            status, err = (_run_tagged(cmd, argv, loaded, run) if tag_sources
+            status, err = (_run_tagged(cmd, argv, tags, run) if tag_sources
                            else run(argv, None))
             if status != 0:
                 errors.append(LoadError(cmd.file, cmd.line, _first_line(err, status)))
@@ -168,33 +168,32 @@ def apply_policy(policy: PolicyFile, run: Runner, tag_sources: bool = False) -> 
     return errors
 
 
-def _run_tagged(cmd: Command, argv: list[str],
-                loaded: dict[tuple[int, str, str, tuple[str, ...]], list[str]],
+def _run_tagged(cmd: Command, argv: list[str], tags: origin.ChainTags,
                 run: Runner) -> tuple[int, str]:
     """Run one command, a rule it adds tagged with its line (lab.netfilter.origin).
 
-    `loaded`: the tags of the rules loaded so far, by family, table, chain and rule
-    words. A rule named by its words (`-D CHAIN …`, `-C CHAIN …`) carries its tag
-    in the kernel: where the words as written match no rule, they are tried with
-    the tags of the rules loaded with the same words, the latest first.
+    A rule named by its words (`-D CHAIN …`, `-C CHAIN …`) carries its tag in the
+    kernel: where the words as written match no rule, they are tried with the tag
+    of each rule loaded in that chain, in the chain's order, as iptables would
+    find the first that matches.
     """
     where = origin.spec(argv)
-    if where is None:
-        return run(argv, None)
-    words = (cmd.family, where.table, where.chain, tuple(argv[where.at:]))
-    if where.adds:
+    said = ""
+    if where is not None and where.adds:
         said = origin.tag(cmd.file, cmd.line)
         status, err = run(origin.tagged(argv, where, said), None)
-        if status == 0:
-            loaded.setdefault(words, []).append(said)
-            return status, err
-        return run(argv, None)
-    status, err = run(argv, None)
-    for said in reversed(loaded.get(words, []) if status != 0 else []):
-        if run(origin.tagged(argv, where, said), None)[0] == 0:
-            if where.command == "-D":
-                loaded[words].remove(said)
-            return 0, ""
+        if status != 0:
+            said = ""
+            status, err = run(argv, None)
+    else:
+        status, err = run(argv, None)
+    if status != 0 and where is not None and where.by_words:
+        for candidate in tags.in_chain(cmd.family, where.table, where.chain):
+            if run(origin.tagged(argv, where, candidate), None)[0] == 0:
+                status, err, said = 0, "", candidate
+                break
+    if status == 0:
+        tags.ran(cmd.family, argv, said)
     return status, err
 
 

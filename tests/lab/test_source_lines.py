@@ -27,7 +27,8 @@ from tests.support import leftovers
 pytestmark = pytest.mark.lab
 
 # Rules the built-in scenarios lack: the rule's own comments (quoted, with quotes inside),
-# -I with and without a number, -R, -D and -C by the rule's words, a user chain.
+# -I with and without a number, -R, -D and -C by the rule's words (spelt as loaded or
+# otherwise), a user chain.
 EXTRA = """\
 iptables -N mine
 iptables -A FORWARD -i eth0 -p tcp --dport 25 -m comment --comment "no direct SMTP" -j DROP
@@ -40,6 +41,10 @@ iptables -C mine -p tcp --dport 2525 -j DROP
 iptables -D mine -p tcp --dport 2525 -j DROP
 iptables -A mine -p tcp -m multiport --dports 2525,2526 -j DROP
 ip6tables -A FORWARD -p tcp --dport 25 -m comment --comment "v6 too" -j DROP
+iptables -A mine -p tcp --dport 2527 -j DROP
+iptables -A mine -j RETURN
+iptables -A mine -p tcp --dport 2527 -j DROP
+iptables -D mine -p tcp -m tcp --destination-port 2527 -j DROP
 """
 
 
@@ -140,7 +145,9 @@ def test_the_kernel_keeps_the_rules_own_comment_beside_the_tag(
     assert [(r.position, r.source) for r in kernel.rules(4) if r.target == "REJECT"] == [
         (1, f"{file}:6"), (2, f"{file}:5")]
     # -C and -D found the tagged rule by its words: no error, and the rule is gone
-    assert [r.source for r in kernel.rules(4) if r.chain == "mine"] == [f"{file}:10"]
+    # ... and, spelt otherwise, the first of two such rules in the chain, as iptables does
+    assert [r.source for r in kernel.rules(4) if r.chain == "mine"] == [
+        f"{file}:10", f"{file}:13", f"{file}:14"]
     (v6,) = kernel.rules(6)
     assert v6.source == f"{file}:11" and '--comment "v6 too"' in v6.text
     # the user's file is untouched

@@ -101,6 +101,7 @@ def test_a_rule_a_command_adds_is_tagged_right_after_its_chain(argv: str, tagged
     ("iptables -A f2b-x -s 192.0.2.9 --table=raw", origin.Spec("-A", "raw", "f2b-x", 3)),
     ("iptables -D FORWARD -p tcp -j DROP", origin.Spec("-D", "filter", "FORWARD", 3)),
     ("iptables --check FORWARD -j DROP", origin.Spec("-C", "filter", "FORWARD", 3)),
+    ("iptables -D FORWARD 3", origin.Spec("-D", "filter", "FORWARD", 4, 3)),  # by number
 ])
 def test_the_table_and_chain_of_a_command(argv: str, where: origin.Spec) -> None:
     assert origin.spec(argv.split()) == where
@@ -108,12 +109,36 @@ def test_the_table_and_chain_of_a_command(argv: str, where: origin.Spec) -> None
 
 @pytest.mark.parametrize("argv", [
     "iptables -P FORWARD DROP", "iptables -N mine", "iptables -F", "iptables -t nat -X",
-    "iptables -D FORWARD 3",  # by number: nothing to tag or match
     "iptables -R FORWARD -j DROP",  # no rule number: iptables refuses it as written
     "iptables -A", "iptables -AFORWARD -j DROP",  # forms not read: loaded untagged
 ])
 def test_commands_that_add_or_name_no_rule_by_its_words(argv: str) -> None:
     assert origin.spec(argv.split()) is None
+
+
+def test_the_tags_of_a_chain_follow_the_commands_in_the_kernels_order() -> None:
+    assert origin.Spec("-D", "filter", "FORWARD", 3).by_words
+    assert not origin.Spec("-D", "filter", "FORWARD", 4, 3).by_words  # by number
+    tags = origin.ChainTags()
+    for argv, said in [("-A FORWARD -j DROP", "a"), ("-I FORWARD -j DROP", "b"),
+                       ("-I FORWARD 2 -j DROP", "c"), ("-A FORWARD --comment x", ""),
+                       ("-R FORWARD 1 -j REJECT", "d"), ("-A FORWARD -j ACCEPT", "e"),
+                       ("-D FORWARD 2", ""),  # c, by number
+                       ("-D FORWARD -j ACCEPT", "e"),  # by its words, found with e's tag
+                       ("-t nat -A PREROUTING -j DNAT", "f"), ("-N mine", ""),
+                       ("-A mine -j RETURN", "g"), ("-E mine yours", ""),
+                       ("-A yours -j DROP", "h")]:
+        tags.ran(4, ["iptables", "-w", *argv.split()], said)
+    assert tags.in_chain(4, "filter", "FORWARD") == ["d", "a"]  # '' held its place
+    assert tags.in_chain(6, "filter", "FORWARD") == []
+    assert tags.in_chain(4, "nat", "PREROUTING") == ["f"]
+    assert tags.in_chain(4, "filter", "yours") == ["g", "h"]
+    tags.ran(4, ["iptables", "-F", "yours"])
+    assert tags.in_chain(4, "filter", "yours") == [] and tags.in_chain(4, "filter", "FORWARD")
+    tags.ran(4, ["iptables", "-F", "-t", "nat"])  # -t after -F is no chain
+    assert tags.in_chain(4, "nat", "PREROUTING") == []
+    tags.ran(4, ["iptables", "-F"])
+    assert tags.in_chain(4, "filter", "FORWARD") == []
 
 
 def test_a_save_file_is_tagged_line_by_line_and_nothing_else_changes() -> None:
@@ -203,7 +228,7 @@ def test_a_rule_named_by_its_words_is_found_with_the_tag_it_was_loaded_with(
     assert kernel.tags == set()
     said = [argv for argv, _ in kernel.calls]
     assert origin.tag(shown(path), 1) in said[2] and origin.tag(shown(path), 1) in said[4]
-    assert len(said) == 7  # a -D or -C tries the tags of its own words only, not every rule
+    assert len(said) == 7  # in a chain with no rule loaded, a -D or -C tries nothing more
 
 
 def test_a_command_that_fails_tagged_is_run_as_written_and_its_own_error_reported(
