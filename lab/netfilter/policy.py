@@ -61,9 +61,15 @@ class PolicyFile:
     @property
     def families(self) -> frozenset[int]:
         if self.kind == "save":
-            assert self.family is not None
-            return frozenset({self.family})
+            return frozenset({self.save_family})
         return frozenset(c.family for c in self.commands)
+
+    @property
+    def save_family(self) -> int:
+        """A save file's family (a save file holds one; read_policy always sets it)."""
+        if self.family is None:
+            raise ValueError(f"{self.path}: a save policy without its family")
+        return self.family
 
     def only(self, family: int) -> PolicyFile:
         """The part of this policy that concerns one family."""
@@ -151,8 +157,8 @@ def apply_policy(policy: PolicyFile, run: Runner, tag_sources: bool = False) -> 
         return errors
     if not policy.save_text:
         return errors
-    assert policy.family is not None
-    restore = [ip_family(policy.family).restore, "-w"]
+    family = policy.save_family
+    restore = [ip_family(family).restore, "-w"]
     text = origin.tagged_save(policy.save_text, shown(policy.path)) if tag_sources else (
         policy.save_text)
     status, err = run(restore, text)
@@ -162,7 +168,7 @@ def apply_policy(policy: PolicyFile, run: Runner, tag_sources: bool = False) -> 
         # legacy: "line 5 failed"; nf_tables: "Error occurred at line: 5"
         match = re.search(r"line:? (\d+)", err)
         message = _first_line(err, status)
-        line = _failed_rule(policy.save_text, policy.family, int(match.group(1)) if match else 0,
+        line = _failed_rule(policy.save_text, family, int(match.group(1)) if match else 0,
                             message, run)
         errors.append(LoadError(shown(policy.path), line, message))
     return errors
