@@ -24,7 +24,7 @@ def matrix(scenario: ScenarioResult) -> str:
         lines.append(f"   load error: {error}")
     for note in scenario.notes:
         lines.append(f"   note: {note}")
-    rules: list[str] = []
+    rules: dict[str, str] = {}  # the deciding rules as cited → their source lines
     rows: dict[tuple[str, str, str], dict[int, Result]] = {}
     for r in scenario.results:
         rows.setdefault((r.source, r.target, label(r)), {})[r.family] = r
@@ -40,9 +40,8 @@ def matrix(scenario: ScenarioResult) -> str:
             r = found
             cell = str(r.observed)
             if r.rule:
-                if r.rule not in rules:
-                    rules.append(r.rule)
-                cell += f" [{rules.index(r.rule) + 1}]"
+                rules.setdefault(r.rule, r.rule_source)
+                cell += f" [{list(rules).index(r.rule) + 1}]"
             if not r.passed:
                 cell += f" ✗ (want {r.expected})"
             cells.append(cell)
@@ -53,7 +52,10 @@ def matrix(scenario: ScenarioResult) -> str:
                      .rstrip())
     if rules:
         lines.append("   deciding rules:")
-        lines += [f"     [{n}] {rule}" for n, rule in enumerate(rules, 1)]
+        for n, (rule, source) in enumerate(rules.items(), 1):
+            lines.append(f"     [{n}] {rule}")
+            if source:  # under the rule: where she finds it in her own file
+                lines.append(f"         from {source}")
     # where traffic went instead: the answering host for diversions, the reply for refusals
     rerouted = [r for r in scenario.results
                 if r.passed and r.observed in (Verdict.DIVERTED, Verdict.REFUSED)]
@@ -167,8 +169,8 @@ def as_json(scenarios: Sequence[ScenarioResult]) -> dict[str, Any]:
             "source": r.source, "target": r.target, "probe": r.probe,
             "variant": r.variant or None, "after": r.after or None, "family": r.family,
             "expected": str(r.expected), "observed": str(r.observed), "rule": r.rule,
-            "detail": r.detail, "passed": r.passed, "elapsed_ms": r.elapsed_ms,
-            "wall_ms": r.wall_ms, "evidence": evidence_json(r.evidence),
+            "rule_source": r.rule_source or None, "detail": r.detail, "passed": r.passed,
+            "elapsed_ms": r.elapsed_ms, "wall_ms": r.wall_ms, "evidence": evidence_json(r.evidence),
         } for r in s.results],
     } for s in scenarios]}
 
@@ -184,8 +186,8 @@ def evidence_json(e: Evidence) -> dict[str, Any]:
             "banner": e.sender.banner, "elapsed_ms": e.sender.elapsed_ms},
         "far_side": [{"role": s.role, "address": s.dst, "port": s.dport,
                       "carried": s.inner or None} for s in e.far_side],
-        "rule_hits": [{"rule": h.rule.cite(), "target": h.rule.target, "packets": h.packets}
-                      for h in e.rule_hits],
+        "rule_hits": [{"rule": h.rule.cite(), "source": h.rule.source or None,
+                       "target": h.rule.target, "packets": h.packets} for h in e.rule_hits],
         "smtp": None if e.smtp is None else {
             "banner": e.smtp.banner, "ehlo_name": e.smtp.ehlo_name,
             "tls_subject": e.smtp.tls_subject, "auth_before_tls": e.smtp.auth_before_tls,

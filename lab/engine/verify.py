@@ -40,7 +40,7 @@ def load_policies(lab: LabView, scenario: Scenario) -> list[LoadError]:
             status, _, err = lab.exec(router, argv, stdin=stdin)
             return status, err
         for policy in files:
-            errors.extend(apply_policy(policy, run))
+            errors.extend(apply_policy(policy, run, tag_sources=True))
     return errors
 
 

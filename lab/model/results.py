@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from lab.model.evidence import Ban, Evidence, Suspect
 from lab.model.verdict import Verdict
 from lab.netfilter.policy import LoadError
+from lab.netfilter.rules import Rule
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,20 @@ class Result:
     @property
     def passed(self) -> bool:
         return self.observed == self.expected and self.observed != Verdict.ERROR
+
+    @property
+    def deciding_rule(self) -> Rule | None:
+        """The rule `rule` cites, as the evidence holds it (with its source line)."""
+        held = [h.rule for h in self.evidence.rule_hits]
+        if self.evidence.delivery is not None and self.evidence.delivery.stopped_by is not None:
+            held.append(self.evidence.delivery.stopped_by)
+        return next((r for r in held if self.rule is not None and r.cite() == self.rule), None)
+
+    @property
+    def rule_source(self) -> str:
+        """The policy file and line the deciding rule was written in ('rules.sh:17'), or ''."""
+        found = self.deciding_rule
+        return found.source if found is not None else ""
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ def decide(target: str, address: str, dport: int, seen: Observation,
     drops += [h for h in rule_hits if h.rule.drops and h.rule.is_policy]
     logged = [h.rule for h in rule_hits if h.rule.target in ("LOG", "NFLOG", "ULOG")]
     rewrites = [h.rule for h in rule_hits if h.rule.target in ("DNAT", "REDIRECT", "NETMAP")]
-    log_note = f"; logged by {logged[0].cite()}" if logged else ""
+    log_note = f"; logged by {logged[0].reference()}" if logged else ""
     arrived = [s for s in sightings if s.role == target and s.dport == dport]
     elsewhere = [s for s in sightings if not (s.role == target and s.dport == dport)]
 
@@ -95,7 +95,7 @@ def decide(target: str, address: str, dport: int, seen: Observation,
         how = "rejected" if seen.reply in ("rst", "icmp") else "dropped"
         # A rewrite that the drop then undid: say where the packet was sent instead,
         # or the user looks for the drop on the path to the address she probed.
-        rewritten = (f"rewritten to {new_destination(rewrites[0])} by {rewrites[0].cite()}, "
+        rewritten = (f"rewritten to {new_destination(rewrites[0])} by {rewrites[0].reference()}, "
                      "then " if rewrites else "")
         return Decision(Verdict.BLOCKED, drops[0].rule.cite(),
                         f"{rewritten}{how} before {where}; sender: {seen.describe()}"

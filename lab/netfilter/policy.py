@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from lab import userfiles
 from lab.errors import BadInput
-from lab.netfilter import save, script
+from lab.netfilter import origin, save, script
 from lab.netfilter.family import family as ip_family
 from lab.netfilter.script import Command
 from lab.userfiles import shown as shown  # re-exported: reports cite policy files with it
@@ -129,10 +129,18 @@ def override(path: Path, family: int, other: Path | None) -> tuple[PolicyFile, l
 Runner = Callable[[list[str], str | None], tuple[int, str]]
 
 
-def apply_policy(policy: PolicyFile, run: Runner) -> list[LoadError]:
-    """Load a policy on a router; returns the lines that failed, in order."""
+def apply_policy(policy: PolicyFile, run: Runner, tag_sources: bool = False) -> list[LoadError]:
+    """Load a policy on a router; returns the lines that failed, in order.
+
+    `tag_sources`: each rule is loaded tagged with its file and line
+    (lab.netfilter.origin), so that a verdict can cite them — what a verify run
+    wants; a node that plays a real gateway is loaded as written. The tag never
+    changes what loads: a command or save file that fails tagged is run again as
+    written, and that run's error is the one reported.
+    """
     errors: list[LoadError] = []
     if policy.kind == "script":
+        tags = origin.ChainTags()
         for cmd in policy.commands:
             tool = script.netfilter_tool(cmd.argv[0])
             if tool is None:
@@ -141,14 +149,21 @@ def apply_policy(policy: PolicyFile, run: Runner) -> list[LoadError]:
                 errors.append(LoadError(cmd.file, cmd.line,
                                         f"{name}: {why} {' or '.join(script.TOOL_FOLDERS)}"))
                 continue
-            status, err = run([tool, "-w", *cmd.argv[1:]], None)
+            argv = [tool, "-w", *cmd.argv[1:]]
+            status, err = (_run_tagged(cmd, argv, tags, run) if tag_sources
+                           else run(argv, None))
             if status != 0:
                 errors.append(LoadError(cmd.file, cmd.line, _first_line(err, status)))
         return errors
     if not policy.save_text:
         return errors
     family = policy.save_family
-    status, err = run([ip_family(family).restore, "-w"], policy.save_text)
+    restore = [ip_family(family).restore, "-w"]
+    text = origin.tagged_save(policy.save_text, shown(policy.path)) if tag_sources else (
+        policy.save_text)
+    status, err = run(restore, text)
+    if status != 0 and tag_sources:
+        status, err = run(restore, policy.save_text)
     if status != 0:
         # legacy: "line 5 failed"; nf_tables: "Error occurred at line: 5"
         match = re.search(r"line:? (\d+)", err)
@@ -157,6 +172,35 @@ def apply_policy(policy: PolicyFile, run: Runner) -> list[LoadError]:
                             message, run)
         errors.append(LoadError(shown(policy.path), line, message))
     return errors
+
+
+def _run_tagged(cmd: Command, argv: list[str], tags: origin.ChainTags,
+                run: Runner) -> tuple[int, str]:
+    """Run one command, a rule it adds tagged with its line (lab.netfilter.origin).
+
+    A rule named by its words (`-D CHAIN …`, `-C CHAIN …`) carries its tag in the
+    kernel: where the words as written match no rule, they are tried with the tag
+    of each rule loaded in that chain, in the chain's order, as iptables would
+    find the first that matches.
+    """
+    where = origin.spec(argv)
+    said = ""
+    if where is not None and where.adds:
+        said = origin.tag(cmd.file, cmd.line)
+        status, err = run(origin.tagged(argv, where, said), None)
+        if status != 0:
+            said = ""
+            status, err = run(argv, None)
+    else:
+        status, err = run(argv, None)
+    if status != 0 and where is not None and where.by_words:
+        for candidate in tags.in_chain(cmd.family, where.table, where.chain):
+            if run(origin.tagged(argv, where, candidate), None)[0] == 0:
+                status, err, said = 0, "", candidate
+                break
+    if status == 0:
+        tags.ran(cmd.family, argv, said)
+    return status, err
 
 
 def _failed_rule(text: str, family: int, line: int, message: str, run: Runner) -> int:

@@ -120,3 +120,13 @@ class Rule:
             return f"{self.router}: {tool} -t {self.table} -P {self.chain} {self.target} (policy)"
         return (f"{self.router}: {tool} -t {self.table} {self.chain}#{self.position}: "
                 f"-A {self.chain} {self.text}")
+
+    def reference(self) -> str:
+        """`cite()` and, where known, the line she wrote it on, for evidence in words.
+
+        `gw: iptables -t nat PREROUTING#1: -A PREROUTING … (from rules.sh:12)`. The
+        source follows the kernel's rendering, which tests and users' scripts match
+        at the start; a rule of no known source (fail2ban's, a chain policy) is
+        cited alone.
+        """
+        return f"{self.cite()} (from {self.source})" if self.source else self.cite()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import BadInput
+from lab.netfilter import origin
 from lab.netfilter.family import family as ip_family
 from lab.netfilter.family import of_program
 from lab.netfilter.rules import MAX_LINE, Rule, target_of, too_long, words_of
@@ -86,7 +87,11 @@ def lines(text: str) -> Iterator[tuple[int, str, int | None]]:
 
 
 def read(text: str, family: int, router: str = "") -> Ruleset:
-    """The chains and rules of save output; lines of other shapes are not rules."""
+    """The chains and rules of save output; lines of other shapes are not rules.
+
+    A rule the lab loaded carries its source line as a tag (lab.netfilter.origin):
+    it goes to the rule's `source`, and the text is the rule's own.
+    """
     table = ""
     chains: list[Chain] = []
     rules: list[Rule] = []
@@ -103,9 +108,9 @@ def read(text: str, family: int, router: str = "") -> Ruleset:
         elif line.startswith("-A "):
             head, _, rest = line[3:].strip().partition(" ")
             positions[table, head] = positions.get((table, head), 0) + 1
-            rest = rest.strip()
+            rest, source = origin.untag(rest.strip())  # the lab's tag: where it was written
             rules.append(Rule(router, family, table, head, positions[table, head], rest,
-                              target_of(words_of(rest)), packets or 0, number))
+                              target_of(words_of(rest)), packets or 0, number, source))
     return Ruleset(family, tuple(chains), tuple(rules))
 
 

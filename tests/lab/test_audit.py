@@ -23,6 +23,7 @@ import pytest
 
 from lab.engine.verify import load_policies, verify
 from lab.model import scenario
+from lab.netfilter import origin
 from lab.runtime import lifecycle
 from lab.runtime.lab import PROJECT_ROOT, Lab
 from lab.services import sshd
@@ -212,6 +213,18 @@ def test_the_twin_reproduces_the_builtin_scenario(gateway: Gateway) -> None:
                           "observed": str(r.observed)} for r in direct.results])
     assert len(expected) == 66
     assert verdicts(twin["results"]) == expected
+    # each blocked row cites the gateway's own save output, by the line of its deciding rule
+    saved = {f"{tool}-save": gateway.lab.exec("gw", [f"{tool}-save"])[1].splitlines()
+             for tool in ("iptables", "ip6tables")}
+    blocked = [r for r in twin["results"] if r["observed"] == "blocked"]
+    assert blocked and all(r["rule"] and r["rule_source"] for r in blocked)
+    for r in blocked:
+        gateway_name, tool_line = r["rule_source"].rsplit(" ", 1)
+        tool, line = tool_line.split(":")
+        assert gateway_name == f"ssh://root@{GW}" and tool == r["rule"].split()[1] + "-save"
+        # that line, without the tag the lab's gw (playing the gateway) loaded it with
+        assert origin.untag(saved[tool][int(line) - 1])[0] == "-A " + r["rule"].split(
+            ": -A ", 1)[1], r
     print(f"audit --twin seed-screened-block: {twin_seconds:.2f} s")
 
 

@@ -13,7 +13,9 @@ from lab import report
 from lab.model.evidence import Delivery, Endpoint, Evidence, Observation, Sighting, SmtpTranscript
 from lab.model.results import Result, ScenarioResult
 from lab.model.verdict import Verdict
+from lab.netfilter.counters import Hit
 from lab.netfilter.policy import LoadError
+from lab.netfilter.rules import Rule
 
 DROP_V4 = ("gw: iptables -t filter FORWARD#3: -A FORWARD -s 203.0.113.0/24 -i eth0 -p tcp "
            "-m multiport --dports 25,465 -j DROP")
@@ -268,3 +270,51 @@ def test_the_report_and_its_results_import_nothing_of_the_runtime() -> None:
     assert "lab.model.results" in loaded
     assert not [m for m in loaded if m.startswith(("lab.runtime", "lab.engine", "lab.services",
                                                    "mininet", "scapy", "topologies"))], loaded
+
+
+# A drop loaded from the user's script, its log rule, and a rule of no known source
+SOURCED_DROP = Rule("gw", 4, "filter", "FORWARD", 3,
+                    "-s 203.0.113.0/24 -i eth0 -p tcp -m multiport --dports 25,465 -j DROP",
+                    "DROP", 9, source="rules.sh:17")
+SOURCED_LOG = replace(SOURCED_DROP, position=2, text=SOURCED_DROP.text.replace("DROP", "LOG"),
+                      target="LOG", line=8, source="rules.sh:16")
+BAN = Rule("gw", 4, "filter", "f2b-trap", 1, "-s 203.0.113.11/32 -j REJECT", "REJECT", 5)
+CITED = ScenarioResult("mine", "screened-host", results=(
+    Result("client1", "remote-mx", "smtp", 4, Verdict.BLOCKED, Verdict.BLOCKED,
+           SOURCED_DROP.cite(), "dropped before remote-mx:25", 1.0,
+           evidence=Evidence(rule_hits=(Hit(SOURCED_LOG, 1), Hit(SOURCED_DROP, 1)))),
+    Result("client1", "remote-mx", "smtps", 4, Verdict.BLOCKED, Verdict.BLOCKED,
+           SOURCED_DROP.cite(), "dropped before remote-mx:465", 1.0,
+           evidence=Evidence(rule_hits=(Hit(SOURCED_DROP, 1),))),
+    Result("client2", "remote-mx", "web", 4, Verdict.BANNED, Verdict.BANNED, BAN.cite(),
+           "rejected by a ban", 1.0, evidence=Evidence(rule_hits=(Hit(BAN, 1),))),
+    Result("mx", "remote-mx", "mail", 4, Verdict.ALLOWED, Verdict.BLOCKED, SOURCED_DROP.cite(),
+           "not delivered", 1.0, evidence=Evidence(delivery=Delivery(
+               "4Q", "remote-mx", "mx", False, stopped_by=SOURCED_DROP))),
+))
+
+
+def test_a_deciding_rule_is_cited_with_the_line_of_the_policy_file_it_came_from() -> None:
+    smtp, smtps, banned, mail = CITED.results
+    assert smtp.rule_source == smtps.rule_source == mail.rule_source == "rules.sh:17"
+    assert smtp.deciding_rule == SOURCED_DROP and mail.deciding_rule == SOURCED_DROP
+    assert banned.rule_source == "" and banned.deciding_rule == BAN  # fail2ban's own rule
+    assert PASSING.results[0].rule_source == ""  # a result without the rule in its evidence
+    lines = report.matrix(CITED).splitlines()
+    at = lines.index(f"     [1] {SOURCED_DROP.cite()}")  # the kernel's rendering, as before
+    assert lines[at + 1] == "         from rules.sh:17"  # and where she finds it in her file
+    assert lines[at + 2] == f"     [2] {BAN.cite()}"  # no source known: nothing under it
+    assert lines[at + 3] == "   suspects (firewall logs): none"
+
+
+def test_json_results_carry_the_deciding_rules_source_and_each_hits_source() -> None:
+    (data,) = report.as_json([CITED])["scenarios"]
+    smtp, _, banned, mail = data["results"]
+    assert (smtp["rule"], smtp["rule_source"]) == (SOURCED_DROP.cite(), "rules.sh:17")
+    assert banned["rule_source"] is None and mail["rule_source"] == "rules.sh:17"
+    assert smtp["evidence"]["rule_hits"] == [
+        {"rule": SOURCED_LOG.cite(), "source": "rules.sh:16", "target": "LOG", "packets": 1},
+        {"rule": SOURCED_DROP.cite(), "source": "rules.sh:17", "target": "DROP", "packets": 1}]
+    assert banned["evidence"]["rule_hits"][0]["source"] is None
+    (plain,) = report.as_json([PASSING])["scenarios"][:1]
+    assert plain["results"][0]["rule_source"] is None  # no evidence of the rule: no source

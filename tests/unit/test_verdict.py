@@ -331,3 +331,21 @@ def test_redirect_then_dropped_names_the_router_port() -> None:
 def test_dropped_without_a_rewrite_says_nothing_of_rewrites() -> None:
     d = decide("remote-mx", REMOTE_MX, 25, SILENCE, [], [Hit(DROP, 1)])
     assert "rewritten" not in d.detail
+
+
+def test_rules_of_a_known_source_are_named_with_their_line_in_the_evidence() -> None:
+    # a DNAT then a drop, both loaded from the user's script: both of her lines are named
+    dnat = Rule("gw", 4, "nat", "PREROUTING", 1,
+                "-s 203.0.113.10/32 -i eth0 -p tcp -m tcp --dport 25 -j DNAT "
+                "--to-destination 198.51.100.80:25", "DNAT", 1, source="rules.sh:12")
+    drop = Rule("gw", 4, "filter", "FORWARD", 2, "-d 198.51.100.80/32 -i eth0 -p tcp -m tcp "
+                "--dport 25 -j DROP", "DROP", 7, source="rules.sh:14")
+    log = Rule("gw", 4, "filter", "FORWARD", 1, "-i eth0 -p tcp -j LOG", "LOG", 6,
+               source="rules.sh:13")
+    d = decide("remote-mx", REMOTE_MX, 25, SILENCE, [], [Hit(dnat, 1), Hit(log, 1),
+                                                         Hit(drop, 1)])
+    assert d.verdict == Verdict.BLOCKED
+    assert d.rule == drop.cite()  # the kernel's rendering, as every report cites it
+    assert (f"rewritten to 198.51.100.80:25 by {dnat.cite()} (from rules.sh:12), then "
+            "dropped before remote-mx:25") in d.detail
+    assert d.detail.endswith(f"; logged by {log.cite()} (from rules.sh:13)")

@@ -10,6 +10,8 @@ from lab.model import scenario
 from lab.model.evidence import Sighting
 from lab.model.scenario import Scenario
 from lab.model.verdict import Verdict
+from lab.netfilter import origin
+from lab.netfilter.policy import shown
 from lab.netfilter.script import netfilter_tool
 from lab.runtime.lifecycle import Run
 from probes.requests import PacketAnswer
@@ -47,8 +49,10 @@ def test_verify_probes_every_expectation_over_a_fake_lab(tmp_path: Path) -> None
 
     assert outcome.lab_error is None and outcome.load_errors == ()
     # the policy went to gw as the admin wrote it, run by the lab's own tool (with -w:
-    # wait for the xtables lock)
-    assert ("gw", [netfilter_tool("iptables"), "-w", "-A", "FORWARD", "-s", "203.0.113.0/24",
+    # wait for the xtables lock), its rule tagged with its line (lab.netfilter.origin)
+    tag = origin.tag(shown(tmp_path / "drop-25" / "rules.sh"), 1)
+    assert ("gw", [netfilter_tool("iptables"), "-w", "-A", "FORWARD",
+                   "-m", "comment", "--comment", tag, "-s", "203.0.113.0/24",
                    "-i", "eth0", "-p", "tcp", "--dport", "25", "-j", "DROP"]) in lab.executed
     assert lab.started == ["client1", "client2", "mx"]
     # one source port per probe, in order
