@@ -53,9 +53,12 @@ exit() {
 # errexit were off. P25_LINE tells the stand-in files the line they are called from.
 export P25_LINE=0
 set -T
+# no pathname expansion: a glob would match the sandbox's few files, not the gateway's
+# (where the script's globs name files the lab does not have anyway)
+set -f
 trap 'set +e; P25_LINE=$LINENO' DEBUG
 
-ulimit -v 262144 -u 64 -f 0
+ulimit -v 262144 -u 32 -f 0
 BASH_ARGV0=$P25_NAME
 . /p25/script start
 printf '%s\0' D "$?" >&99

@@ -145,16 +145,18 @@ def _not_a_command(path: Path, line: int) -> BadInput:
 # Line breaks other than "\n" (and "\r\n"): Python counts lines at them, bash does not.
 _SEPARATORS = re.compile("[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]|\r(?!\n)")
 # What a plain command holds outside quotes: the shell gives these characters no meaning.
+# (Globs too: the shell expands none, expand.bash sets -f: a script's glob would match
+# the sandbox's files, not the gateway's.)
 _UNQUOTED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                      "_./:,=+%@^!- \t")
+                      "_./:,=+%@^!-*?[] \t")
 
 
 def _plain(pieces: list[str]) -> bool:
     """The command reads the same split into words here as expanded by bash.
 
     Its first word names a netfilter tool; outside quotes it holds none of the
-    characters the shell expands or acts on ($, `, ;, |, &, <, >, globs, braces,
-    ~, \\); double quotes hold no $, ` or \\; quotes close on their own line; a
+    characters the shell expands or acts on ($, `, ;, |, &, <, >, braces, ~, \\);
+    double quotes hold no $, ` or \\; quotes close on their own line; a
     comment is on the last line only; a `\\` continuation has a space beside it
     (bash joins the lines without one).
     """
@@ -195,7 +197,8 @@ _NOT_A_COMMAND = ("not an iptables/ip6tables command (the lab runs a script's ca
 _PROGRAM_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}")
 _PATH = re.compile(r"[A-Za-z0-9_ ./+@%,=-]{1,255}")
 _SYNTAX = re.compile(r"syntax error|unexpected EOF|unexpected end of file")
-_NO_FILE = re.compile(r"(.+): (No such file or directory|Read-only file system|"
+# bash on a file: "PATH: REASON", from a builtin "cd: PATH: REASON"
+_NO_FILE = re.compile(r"(?:[a-z]+: )?(.+): (No such file or directory|Read-only file system|"
                       r"Permission denied|Is a directory|Not a directory)")
 _UNSET = re.compile(r"([A-Za-z_][A-Za-z0-9_]{0,63}): unbound variable")
 # words after which a `\` continues a command that has not started yet

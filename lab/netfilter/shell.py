@@ -20,10 +20,12 @@ read time, and lab/netfilter stays free of the runtime.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import selectors
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterable
@@ -85,9 +87,10 @@ def expand(text: str, name: str, programs: Iterable[str]) -> Trace:
             _memfd((_HERE / "standin.bash").read_text())]
     record_r, record_w = os.pipe()
     output_r, output_w = os.pipe()
+    info_r, info_w = os.pipe()  # bwrap says there the PID of the sandbox's PID 1
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "P25_FD": str(record_w),
            "P25_NAME": name, "P25_PROGRAMS": " ".join(programs)}
-    argv = [bwrap, *_sandbox(programs, *data)]
+    argv = [bwrap, "--info-fd", str(info_w), *_sandbox(programs, *data)]
     for variable, value in env.items():
         argv += ["--setenv", variable, value]
     argv += ["/bin/bash", "--noprofile", "--norc", "/p25/expand.bash"]
@@ -95,19 +98,22 @@ def expand(text: str, name: str, programs: Iterable[str]) -> Trace:
     user = {"user": _NOBODY, "group": _NOBODY, "extra_groups": []} if os.geteuid() == 0 else {}
     try:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output_w,
-                                   stderr=output_w, pass_fds=(record_w, *data), env={},
-                                   close_fds=True, **user)  # type: ignore[call-overload]
+                                   stderr=output_w, pass_fds=(record_w, info_w, *data),
+                                   env={}, close_fds=True, **user)  # type: ignore[call-overload]
     finally:
-        for fd in (record_w, output_w, *data):
+        for fd in (record_w, output_w, info_w, *data):
             os.close(fd)
+    sandbox = None
     try:
+        sandbox = _pid_one(info_r)
         records, output, stopped = _collect(record_r, output_r)
     finally:
-        if process.poll() is None:
-            process.kill()  # bwrap --die-with-parent: the sandbox's PID 1 dies with it
-        status = process.wait()
-        os.close(record_r)
-        os.close(output_r)
+        _end(process, sandbox)
+        status = process.returncode
+        for fd in (record_r, output_r, info_r):
+            os.close(fd)
+        if sandbox is not None:
+            os.close(sandbox)
     said = output.decode("utf-8", "replace")
     if stopped:
         return Trace(stopped=stopped, status=status)
@@ -115,6 +121,38 @@ def expand(text: str, name: str, programs: Iterable[str]) -> Trace:
         raise LabFailure(f"the sandbox for shell scripts did not start: "
                          f"{said.splitlines()[0]}")
     return _read(records, said, status)
+
+
+def _pid_one(info_fd: int) -> int | None:
+    """A pidfd of the sandbox's PID 1, from what bwrap writes on --info-fd once it runs."""
+    said = b""
+    deadline = time.monotonic() + TIME_LIMIT
+    with selectors.DefaultSelector() as selector:
+        selector.register(info_fd, selectors.EVENT_READ)
+        while b"}" not in said and selector.select(max(0.0, deadline - time.monotonic())):
+            chunk = os.read(info_fd, 4096)
+            if not chunk:
+                break
+            said += chunk
+    try:
+        pid = json.loads(said)["child-pid"]
+        return os.pidfd_open(pid) if isinstance(pid, int) else None
+    except (ValueError, KeyError, TypeError, OSError):
+        return None  # bwrap did not start it: nothing runs that could be left
+
+
+def _end(process: subprocess.Popen[bytes], sandbox: int | None) -> None:
+    """Wait for bwrap; on a limit, kill the sandbox's PID 1 and with it every process in it.
+
+    bwrap waits for its PID 1, whose death the kernel completes only once every
+    other process of the PID namespace is gone: when bwrap has exited, none is left.
+    """
+    if process.poll() is None:
+        if sandbox is not None:
+            signal.pidfd_send_signal(sandbox, signal.SIGKILL)
+        else:
+            process.kill()
+    process.wait()
 
 
 def _sandbox(programs: tuple[str, ...], script: int, shell: int, standin: int) -> list[str]:
