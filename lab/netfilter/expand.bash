@@ -14,9 +14,10 @@
 
 exec 99>&"$P25_FD" && exec {P25_FD}>&-
 
-# Stand-ins for the netfilter tools as functions (no process per call), by name and
-# in the folders scripts name them in; the files of the same names in those folders
-# (p25-standin) serve the calls that pass functions by (`command iptables`, `exec`).
+# Stand-ins for the netfilter tools as functions (no process per call), by name, in
+# the folders scripts name them in, and at the paths the script spells (P25_PATHS);
+# the files of the same names in those folders (/p25/standin) serve the calls that
+# pass functions by (`command iptables`, `exec`).
 p25_call() {
     local name=$1 line=$2 word
     shift 2
@@ -32,6 +33,9 @@ for p25_name in $P25_PROGRAMS; do
     for p25_folder in "" /sbin/ /usr/sbin/ /bin/ /usr/bin/; do
         eval "$p25_folder$p25_name() { p25_call \"\${FUNCNAME[0]}\" \"\${BASH_LINENO[0]}\" \"\$@\"; }"
     done
+done
+for p25_name in $P25_PATHS; do  # a script's own paths to a tool: only the name counts
+    eval "$p25_name() { p25_call \"\${FUNCNAME[0]}\" \"\${BASH_LINENO[0]}\" \"\$@\"; }"
 done
 unset p25_name p25_folder
 

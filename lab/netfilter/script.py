@@ -1,12 +1,13 @@
 """The script dialect: iptables/ip6tables calls in a shell script, as admins write them.
 
-A script of plain netfilter commands, one per line (a trailing `\\` continues a
-line; blank lines and `#` comments are skipped), is read directly, each command
-split into words as the shell would (`parse_script`). Any other script (variables,
-`${}`, loops, functions, `set -e`, other programs) is expanded by the real shell
-in a sandbox that holds nothing of the host (lab.netfilter.shell) into the same
-commands: each netfilter call with its argv and the script line it is on. Which
-of the two reads a script is decided in one place, `read_script`, by content.
+A script of netfilter commands only, one per line (a trailing `\\` continues a
+line; blank lines and `#` comments are skipped), is read directly, as it always
+was: each command split into words as the shell would (`parse_script`). Any
+other script (variables, `${}`, loops, functions, `set -e`, other programs) is
+expanded by the real shell in a sandbox that holds nothing of the host
+(lab.netfilter.shell) into the same commands: each netfilter call with its argv
+and the script line it is on. Which of the two reads a script is decided in one
+place, `read_script`, by content.
 
 A command names one of the netfilter tools in PROGRAMS: the lab runs its own
 (`netfilter_tool`), found in TOOL_FOLDERS, never the path a line names. Other
@@ -69,9 +70,24 @@ def read_script(path: Path, text: str) -> Script:
     for start, pieces in logical:
         if sum(len(p) + 1 for p in pieces) > MAX_LINE:
             raise too_long(path, start)
-    if not _SEPARATORS.search(text) and all(_plain(pieces) for _, pieces in logical):
+    if all(_names_a_tool(pieces) for _, pieces in logical):
         return Script(tuple(parse_script(path, text)))
     return expand_script(path, text)
+
+
+def _names_a_tool(pieces: list[str]) -> bool:
+    """The command's first word names a netfilter tool: today's reader reads it.
+
+    Such a script is read as it always was, word for word: a `;`, `$(…)` or
+    backtick on its lines is a word given to iptables (which refuses it), not
+    shell. The shell expands a script with any other line.
+    """
+    words = _joined(pieces).split(None, 1)
+    return (bool(words) and PurePosixPath(words[0]).name in PROGRAMS
+            and not _ASSIGNMENT.match(words[0]))  # IPT=/sbin/iptables sets a variable
+
+
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
 
 def parse_script(path: Path, text: str) -> Iterator[Command]:
@@ -140,55 +156,6 @@ def _not_a_command(path: Path, line: int) -> BadInput:
                     f"per line: {', '.join(PROGRAMS)})")
 
 
-# --- which scripts are plain -------------------------------------------------------------
-
-# Line breaks other than "\n" (and "\r\n"): Python counts lines at them, bash does not.
-_SEPARATORS = re.compile("[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]|\r(?!\n)")
-# What a plain command holds outside quotes: the shell gives these characters no meaning.
-# (Globs too: the shell expands none, expand.bash sets -f: a script's glob would match
-# the sandbox's files, not the gateway's.)
-_UNQUOTED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                      "_./:,=+%@^!-*?[] \t")
-
-
-def _plain(pieces: list[str]) -> bool:
-    """The command reads the same split into words here as expanded by bash.
-
-    Its first word names a netfilter tool; outside quotes it holds none of the
-    characters the shell expands or acts on ($, `, ;, |, &, <, >, braces, ~, \\);
-    double quotes hold no $, ` or \\; quotes close on their own line; a
-    comment is on the last line only; a `\\` continuation has a space beside it
-    (bash joins the lines without one).
-    """
-    words = _joined(pieces).split(None, 1)
-    if not words or PurePosixPath(words[0]).name not in PROGRAMS:
-        return False
-    for i, piece in enumerate(pieces):
-        last = i == len(pieces) - 1
-        if not last and not (piece[-1:].isspace() or pieces[i + 1][:1].isspace()):
-            return False
-        if not _plain_piece(piece, last):
-            return False
-    return True
-
-
-def _plain_piece(piece: str, last: bool) -> bool:
-    quote = ""
-    for at, char in enumerate(piece):
-        if quote:
-            if char == quote:
-                quote = ""
-            elif quote == '"' and char in '$`\\':
-                return False
-        elif char in "'\"":
-            quote = char
-        elif char == "#" and (at == 0 or piece[at - 1].isspace()):
-            return last  # a comment: to the end of the line for bash and shlex alike
-        elif char not in _UNQUOTED and ord(char) < 128:
-            return False
-    return not quote
-
-
 # --- scripts the shell expands -----------------------------------------------------------
 
 MAX_NOTES = 10  # notes named one by one; the rest are counted
@@ -200,6 +167,8 @@ _SYNTAX = re.compile(r"syntax error|unexpected EOF|unexpected end of file")
 # bash on a file: "PATH: REASON", from a builtin "cd: PATH: REASON"
 _NO_FILE = re.compile(r"(?:[a-z]+: )?(.+): (No such file or directory|Read-only file system|"
                       r"Permission denied|Is a directory|Not a directory)")
+# a word that may be a path (the characters a stand-in's function name may hold)
+_PATH_WORD = re.compile(r"[A-Za-z0-9_.+-]*/[A-Za-z0-9_./+-]*")
 _UNSET = re.compile(r"([A-Za-z_][A-Za-z0-9_]{0,63}): unbound variable")
 # words after which a `\` continues a command that has not started yet
 _NOT_A_FIRST_WORD = frozenset({"if", "then", "else", "elif", "do", "while", "until", "!",
@@ -209,7 +178,7 @@ _NOT_A_FIRST_WORD = frozenset({"if", "then", "else", "elif", "do", "while", "unt
 def expand_script(path: Path, text: str) -> Script:
     """The commands of a script as the shell expands it (lab.netfilter.shell); BadInput if bad."""
     source = re.sub(r"\r$", "", text, flags=re.MULTILINE)  # CRLF: the fast path's reading
-    trace = shell.expand(source, path.name, PROGRAMS)
+    trace = shell.expand(source, path.name, PROGRAMS, _paths_named(source))
     if trace.stopped == "time":
         raise BadInput(f"{path}: still running after {shell.TIME_LIMIT:g} s when the lab "
                        "expands it (an endless loop?): a policy script must end")
@@ -263,6 +232,18 @@ def expand_script(path: Path, text: str) -> Script:
         line, message = min(problems)
         raise BadInput(f"{path}:{line}: {message}")
     return Script(tuple(commands), _noted(shown(path), notes))
+
+
+def _paths_named(source: str) -> tuple[str, ...]:
+    """The paths to a netfilter tool a script spells out, outside the stand-ins' folders.
+
+    `/opt/sbin/iptables` or `./iptables` then runs the lab's iptables, as in a plain
+    script: only the name counts.
+    """
+    found = {word for word in _PATH_WORD.findall(source)
+             if PurePosixPath(word).name in PROGRAMS
+             and str(PurePosixPath(word).parent) not in shell.FOLDERS}
+    return tuple(sorted(found))
 
 
 def _complaint(message: str) -> tuple[str, str]:

@@ -43,6 +43,7 @@ SCRIPT = "/p25/script"  # where the script is in the sandbox: bash names it in c
 _RECORD_FD = 99  # expand.bash's: below bash's own (255) and above a script's usual 3-9
 _NOBODY = 65534
 _HERE = Path(__file__).parent
+_SAFE_PATH = re.compile(r"[A-Za-z0-9_./+-]+")  # what expand.bash may name a function
 _COMPLAINT = re.compile(rf"^{re.escape(SCRIPT)}: line (\d+): (.*)$")
 
 
@@ -76,8 +77,12 @@ class Trace:
     stopped: str = ""
 
 
-def expand(text: str, name: str, programs: Iterable[str]) -> Trace:
-    """Run the script `text` (called `name`) in the sandbox, with stand-ins for `programs`."""
+def expand(text: str, name: str, programs: Iterable[str], paths: Iterable[str] = ()) -> Trace:
+    """Run the script `text` (called `name`) in the sandbox, with stand-ins for `programs`.
+
+    The stand-ins answer to each program's name, in FOLDERS, and at `paths` (a
+    script's own spellings of a tool's path, such as /opt/sbin/iptables).
+    """
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise LabFailure("bwrap not found: a shell script is expanded in a bubblewrap "
@@ -89,7 +94,8 @@ def expand(text: str, name: str, programs: Iterable[str]) -> Trace:
     output_r, output_w = os.pipe()
     info_r, info_w = os.pipe()  # bwrap says there the PID of the sandbox's PID 1
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "P25_FD": str(record_w),
-           "P25_NAME": name, "P25_PROGRAMS": " ".join(programs)}
+           "P25_NAME": name, "P25_PROGRAMS": " ".join(programs),
+           "P25_PATHS": " ".join(p for p in paths if _SAFE_PATH.fullmatch(p))}
     argv = [bwrap, "--info-fd", str(info_w), *_sandbox(programs, *data)]
     for variable, value in env.items():
         argv += ["--setenv", variable, value]
