@@ -309,6 +309,8 @@ def _first_line(lines: list[str], number: int) -> int:
 
 def _text_at(lines: list[str], number: int) -> str:
     """The script's text of the command starting at a line, continuations joined."""
+    if number < 1:  # a stand-in file called after the script removed the lab's trap
+        return ""
     pieces: list[str] = []
     for line in lines[number - 1:]:
         line = line.rstrip()

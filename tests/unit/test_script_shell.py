@@ -328,3 +328,14 @@ def test_a_flood(tmp_path: Path, text: str, what: str) -> None:
     path = _write(tmp_path, text)
     assert _bad(path) == (f"{path}: {what} when the lab expands it (a loop that does not "
                           "end?): not a policy script")
+
+
+def test_the_notes_reach_the_scenario_once(tmp_path: Path) -> None:
+    from lab.model import scenario
+
+    path = _write(tmp_path, ADMIN)
+    policy = read_policy(path)
+    both = scenario.load("fixed-screened-block").with_rules(4, policy).with_rules(6, policy)
+    _, notes = both.with_nflog()
+    assert [n for n in notes if "modprobe" in n] == [
+        f"{shown(path)}:13: 'modprobe' is not a netfilter command: not run in the lab"]
