@@ -8,28 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from lab.engine.verify import verify
-from lab.model import scenario
 from lab.model.results import ScenarioResult
 from lab.netfilter.policy import shown
-from lab.runtime import lifecycle
-from tests.support import CLI, PROJECT, leftovers, prefixes
+from tests.lab.test_evidence import _scenario as scenario_folder
+from tests.lab.test_evidence import _verify as verify_folder
+from tests.support import CLI, PROJECT, prefixes
 from tests.unit.test_script_shell import ADMIN, ADMIN_LINES
 
 pytestmark = pytest.mark.lab
 
 
 def _verify(folder: Path, rules: str, expect: str) -> ScenarioResult:
-    folder.mkdir()
-    (folder / "rules.sh").write_text(rules)
-    (folder / "scenario.yaml").write_text(
-        f"topology: screened-host\npolicy:\n  gw: [rules.sh]\nexpect:\n{expect}")
-    run = lifecycle.new_run()
-    try:
-        return verify(scenario.load(str(folder)), run, lambda _: None)
-    finally:
-        lifecycle.destroy(run)
-        assert leftovers(run.prefix) == []
+    return verify_folder(scenario_folder(folder, "screened-host", "gw", rules, expect))
 
 
 def test_an_admins_script_loads_as_written_and_decides(tmp_path: Path) -> None:
