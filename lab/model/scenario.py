@@ -90,7 +90,8 @@ class Scenario:
             for policy in files:
                 new, said = as_nflog(policy)
                 translated.append(new)
-                notes += said
+                # a script given for both families carries its reading's notes in both
+                notes += [note for note in said if note not in notes]
             policies[router] = tuple(translated)
         return replace(self, policies=policies), notes
 

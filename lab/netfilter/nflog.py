@@ -45,8 +45,11 @@ def nflog_argv(argv: Iterable[str]) -> list[str] | None:
 
 
 def as_nflog(policy: PolicyFile) -> tuple[PolicyFile, list[str]]:
-    """The policy with every LOG rule run as NFLOG, and a note per translated line."""
-    notes: list[str] = []
+    """The policy with every LOG rule run as NFLOG, and a note per translated line.
+
+    The notes a script's reading left (lines the lab does not run) come first.
+    """
+    notes: list[str] = list(policy.notes)
     if policy.kind == "script":
         commands: list[Command] = []
         for cmd in policy.commands:

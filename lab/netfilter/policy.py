@@ -57,6 +57,7 @@ class PolicyFile:
     commands: tuple[Command, ...] = ()
     save_text: str = ""
     family: int | None = None  # set for save files
+    notes: tuple[str, ...] = ()  # what of a script the lab does not run (lab.netfilter.script)
 
     @property
     def families(self) -> frozenset[int]:
@@ -97,7 +98,8 @@ def read_policy(path: Path, family: int | None = None) -> PolicyFile:
         return PolicyFile(path, "script")
     if first[1].startswith("*"):  # a table: what iptables-save prints first
         return PolicyFile(path, "save", save_text=text, family=save.check(path, text, family))
-    return PolicyFile(path, "script", commands=tuple(script.parse_script(path, text)))
+    read = script.read_script(path, text)
+    return PolicyFile(path, "script", commands=read.commands, notes=read.notes)
 
 
 def override(path: Path, family: int, other: Path | None) -> tuple[PolicyFile, list[str]]:

@@ -25,6 +25,9 @@ names = scenario.builtin_names()
 for name in names:
     scenario.load(name)
 assert trap.FILTERS.is_dir() and any(trap.FILTERS.glob("*.conf")), trap.FILTERS
+from lab.netfilter import shell  # its bash files are package data
+trace = shell.expand("X=1\\niptables -A FORWARD -j $X\\n", "rules.sh", ["iptables"])
+assert [c.argv for c in trace.calls] == [("iptables", "-A", "FORWARD", "-j", "1")], trace
 print(len(names))
 """
 

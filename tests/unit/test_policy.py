@@ -256,13 +256,19 @@ def test_empty_save_of_the_other_family(tmp_path: Path, header: str, given: int)
 
 
 def test_line_that_is_not_an_iptables_command(tmp_path: Path) -> None:
+    # real scripts have such lines (issue 12): a note, not run in the lab
     path = _write(tmp_path, "rules.sh",
                   "# header\n"
                   "iptables -A FORWARD -j DROP\n"
                   "\n"
                   "echo 1 > /proc/sys/net/ipv4/ip_forward\n")
-    message = _bad(path)
-    assert f"{path}:4:" in message
+    policy = read_policy(path)
+    assert [c.argv for c in policy.commands] == [("iptables", "-A", "FORWARD", "-j", "DROP")]
+    assert len(policy.notes) == 1 and policy.notes[0].startswith(f"{shown(path)}:4: ")
+    # a file whose commands are all something else is not a policy
+    only = _write(tmp_path, "other.sh", "# header\n\necho 1 > /proc/sys/net/ipv4/ip_forward\n")
+    message = _bad(only)
+    assert f"{only}:3:" in message
     assert "not an iptables/ip6tables command" in message
 
 
