@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from lab.audit import derive
-from lab.audit.facts import ADDRESSES, ROUTES, DefaultRoute, Facts, Output
+from lab.audit.facts import ADDRESSES, ROUTES, SYSCTLS, DefaultRoute, Facts, Output
 from lab.audit.twin import derived_site, every_client, on_site, twin_scenario
 from lab.compliance.addressing import Addressing, Requested
 from lab.errors import BadInput
@@ -60,6 +60,7 @@ def gateway_facts(interfaces: list[dict[str, Any]] | None = None,
     kernel = {"dst": "192.0.2.0/24", "dev": "ens18", "protocol": "kernel", "scope": "link"}
     return Facts(GATEWAY, {
         IPv4().save: out(IPv4().save, v4), IPv6().save: out(IPv6().save, v6),
+        SYSCTLS: out(SYSCTLS, "net.ipv4.ip_forward = 1\nnet.ipv6.conf.all.forwarding = 1\n"),
         ADDRESSES: out(ADDRESSES, json.dumps(interfaces or [LO, LAN, WAN, MANAGEMENT])),
         ROUTES[4]: out(ROUTES[4], json.dumps([kernel, DEFAULT_V4] if v4_routes is None
                                              else v4_routes)),
