@@ -334,6 +334,12 @@ def _mail_server(drawing: _Drawing, given: tuple[str, ...]) -> None:
                              f"twin's mx is {', '.join(homes[segment])}, an address the "
                              f"gateway's rules do not know")
     segment, addresses = next(iter(homes.items()))
+    for network in drawing.firsts(segment):  # a family of its segment it has no address of
+        if all(ip_interface(a).version != network.version for a in addresses):
+            addresses += drawing.place(network, 1, "the mail server")
+            drawing.notes.append(f"the mail server's IPv{network.version} address is unknown "
+                                 f"(none given or found in the rules): the twin's mx takes "
+                                 f"{addresses[-1]}")
     drawing.hosts["mx"] = {"role": "mx", "segment": segment, "addresses": addresses}
 
 

@@ -139,12 +139,15 @@ def test_the_twins_clients_take_no_address_the_rules_name_and_every_client_segme
     v4 = RULES_V4.replace("COMMIT", "-A FORWARD -s 192.0.2.10/32 -j ACCEPT\n"
                                     "-A FORWARD -d 192.0.2.11/32 -j ACCEPT\nCOMMIT")
     facts = gateway_facts(v4=v4)
-    site, _ = derive.site(facts, derive.layout(facts), ("192.0.2.25",))
+    site, notes = derive.site(facts, derive.layout(facts), ("192.0.2.25",))
     assert _addresses(site, "client1") == ["192.0.2.12/24", "2001:db8:cafe::10/64"]
     # without --management, ens20 is a client segment too: two clients there
     assert site.clients == ("client1", "client2", "client3", "client4")
     assert _addresses(site, "client3") == ["203.0.113.2/28"]  # a /28 starts at .1
-    assert _addresses(site, "mx") == ["192.0.2.25/24"]  # as given: IPv4 only
+    # only its IPv4 address is known: it is dual-stack like its segment, on a free address
+    assert _addresses(site, "mx") == ["192.0.2.25/24", "2001:db8:cafe::12/64"]
+    assert notes == ("the mail server's IPv6 address is unknown (none given or found in the "
+                     "rules): the twin's mx takes 2001:db8:cafe::12/64",)
 
 
 def test_what_the_derivation_has_to_assume_is_said() -> None:
