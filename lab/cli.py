@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from lab.compliance.addressing import OPTIONS
 from lab.errors import BadInput, LabFailure
 from lab.runtime.lifecycle import Interrupted, interrupt_on_signals
 
@@ -122,16 +123,9 @@ def _audit_parser(commands: Any) -> None:
                        help="deadline for each remote command (default 20 s)")
     checks = audit.add_argument_group(
         "what the checks assume (default: taken from the gateway, and said in a note)")
-    checks.add_argument("--clients", metavar="CIDR,…",
-                        help="client networks (default: the prefixes of the inside interfaces)")
-    checks.add_argument("--mail-server", metavar="ADDR,…",
-                        help="mail server addresses (default: the host of the client networks "
-                             "the gateway's rules let out to port 25)")
-    checks.add_argument("--inside", action="append", default=[], metavar="IFACE",
-                        help="an inside interface, towards clients (repeatable; default: every "
-                             "interface but the default route's and --management)")
-    checks.add_argument("--management", action="append", default=[], metavar="IFACE",
-                        help="an interface towards neither clients nor the outside (repeatable)")
+    for name, (metavar, repeats, said) in OPTIONS.items():
+        checks.add_argument(f"--{name}", metavar=metavar, help=said,
+                            **({"action": "append", "default": []} if repeats else {}))
     twin = audit.add_argument_group("twin: replay the gateway's rules in a lab (needs root)")
     twin.add_argument("--twin", type=_name, metavar="SCENARIO",
                       help="run this scenario's probe matrix with the gateway's rules, on the "

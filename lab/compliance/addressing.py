@@ -29,6 +29,18 @@ if TYPE_CHECKING:  # reading facts needs no SSH code
     from lab.audit.facts import Facts
 
 PUBLISHED_SITE = "screened-host"
+# What an auditor may say of the network (`port25lab audit --NAME`, pytest's
+# `--port25lab-NAME`): its metavar, whether it repeats, its help.
+OPTIONS = {
+    "clients": ("CIDR,…", False, "client networks (default: the prefixes of the inside "
+                                 "interfaces)"),
+    "mail-server": ("ADDR,…", False, "mail server addresses (default: the host of the client "
+                                     "networks the gateway's rules let out to port 25)"),
+    "inside": ("IFACE", True, "an inside interface, towards clients (repeatable; default: "
+                              "every interface but the default route's and management's)"),
+    "management": ("IFACE", True, "an interface towards neither clients nor the outside "
+                                  "(repeatable)"),
+}
 # documentation addresses standing for "the Internet" in the evaluated packets
 OUTSIDE = {4: "198.51.100.25", 6: "2001:db8:ffff:1::25"}
 

@@ -26,19 +26,13 @@ if TYPE_CHECKING:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    from lab.compliance.addressing import OPTIONS
+
     group = parser.getgroup("port25lab", "port25lab compliance checks "
                             "(pytest --pyargs lab.compliance --hosts=…)")
-    group.addoption("--port25lab-clients", metavar="CIDR,…",
-                    help="client networks (default: the prefixes of the gateway's inside "
-                         "interfaces)")
-    group.addoption("--port25lab-mail-server", metavar="ADDR,…",
-                    help="mail server addresses (default: the host of the client networks "
-                         "the gateway's rules let out to port 25)")
-    group.addoption("--port25lab-inside", action="append", default=[], metavar="IFACE",
-                    help="an inside interface (repeatable; default: every interface but the "
-                         "default route's and --port25lab-management)")
-    group.addoption("--port25lab-management", action="append", default=[], metavar="IFACE",
-                    help="an interface towards neither clients nor the outside (repeatable)")
+    for name, (metavar, repeats, said) in OPTIONS.items():
+        group.addoption(f"--port25lab-{name}", metavar=metavar, help=said,
+                        **({"action": "append", "default": []} if repeats else {}))
     group.addoption("--port25lab-mx", metavar="HOSTSPEC",
                     help="the mail server, as testinfra names hosts (paramiko://user@mx): "
                          "its Postfix and Dovecot settings are checked too")

@@ -219,10 +219,10 @@ def test_the_saved_site_reproduces_the_twin_without_ssh(correct: Audited) -> Non
     run = lifecycle.new_run()
     try:
         again = verify(twin, run, lambda _: None)
+        assert again.lab_error is None and not again.load_errors
     finally:
         lifecycle.destroy(run)
     assert leftovers(run.prefix) == []
-    assert again.lab_error is None and not again.load_errors
     assert {k: r["observed"] for k, r in _rows(_twin(data)).items()} == {
         (r.source, r.target, r.probe, r.variant or None, r.family): str(r.observed)
         for r in again.results}
