@@ -217,7 +217,13 @@ def site(facts: Facts, found: Layout, mail_server: tuple[str, ...],
     families = tuple(sorted(found.defaults))
     own = {ip_interface(a).ip for addresses in facts.interfaces.values() for a in addresses}
     drawing = _Drawing(found, families, own, own | hosts_in_rules(facts), list(found.notes))
-    names = {router, UPSTREAM, "mx", "clients", OUTSIDE, *(n for n, _ in OUTSIDE_HOSTS)}
+    names = {router, UPSTREAM, "mx", "clients", OUTSIDE, *(n for n, _ in OUTSIDE_HOSTS),
+             *(f"client{i}" for i in range(1, CLIENTS_PER_SEGMENT * len(found.interfaces) + 1))}
+    for lacking in sorted({ip_interface(a).version for addresses in found.interfaces.values()
+                           for a in addresses} - set(families)):
+        drawing.notes.append(f"the gateway has no IPv{lacking} default route: the twin leaves "
+                             f"its IPv{lacking} addresses out (nothing of IPv{lacking} leaves "
+                             "the gateway)")
     interfaces: dict[str, dict[str, Any]] = {}
     for name in found.interfaces:
         addresses = [a for a in found.interfaces[name] if ip_interface(a).version in families]

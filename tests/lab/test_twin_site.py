@@ -270,3 +270,22 @@ def test_the_pytest_form_takes_the_same_defaults_from_the_gateway(gateway: Gatew
     failed = {c.get("name") for c in ET.parse(xml).getroot().iter("testcase")
               if c.find("failure") is not None}
     assert failed == {"test_fail2ban_jails[paramiko://203.0.113.1]"}  # testinfra drops the user
+
+
+def test_a_gateway_without_an_ipv6_default_route_is_refused_before_any_lab(
+        gateway: Gateway) -> None:
+    """Its site is saved; the twin is refused until the lab runs IPv4-only sites."""
+    gateway.inside("gw", "ip", "-6", "route", "del", "default")
+    site = gateway.run.folder / "twin4.yaml"
+    try:
+        status, out, err = gateway.audit("--twin", "fixed-screened-block", "--write-site",
+                                         str(site))
+    finally:
+        gateway.inside("gw", "ip", "-6", "route", "add", "default", "via",
+                       "2001:db8:ffff:1::fe")
+    assert status == 2, out + err
+    assert err.startswith("port25lab: --twin fixed-screened-block: the gateway has no IPv6 "
+                          "default route") and len(err.splitlines()) == 1, err
+    assert prefixes(out + err) == set()  # no lab booted
+    derived = site_file.load(site)
+    assert {n.version for s in derived.segments for n in s.networks()} == {4}

@@ -133,6 +133,11 @@ def test_the_twin_is_the_gateways_own_network() -> None:
     assert _addresses(site, "mx") == ["192.0.2.25/24", "2001:db8:cafe::25/64"]
     assert site.clients == ("client1", "client2")
     assert [n.name for n in site.nodes if "ens20" in n.segments] == ["gw"]
+    # an interface named like a node gets a segment of another name
+    odd = interface("client1", "203.0.113.1/28")
+    site, _ = derive.site(gateway_facts([LO, LAN, WAN, odd]), derive.layout(
+        gateway_facts([LO, LAN, WAN, odd]), management=("client1",)), ("192.0.2.25",))
+    assert site.role("gw").interfaces[2].segment == "client1-2"
 
 
 def test_the_twins_clients_take_no_address_the_rules_name_and_every_client_segment() -> None:
@@ -164,8 +169,10 @@ def test_what_the_derivation_has_to_assume_is_said() -> None:
     facts = gateway_facts(v6_routes=[])
     site, notes = derive.site(facts, derive.layout(facts), ("192.0.2.25", "2001:db8:cafe::25"))
     assert all(ip_network(p).version == 4 for s in site.segments for p in s.prefixes)
-    assert notes == ("the mail server's 2001:db8:cafe::25 is not in the twin: the gateway has "
-                     "no IPv6 default route",)
+    assert notes == ("the gateway has no IPv6 default route: the twin leaves its IPv6 "
+                     "addresses out (nothing of IPv6 leaves the gateway)",
+                     "the mail server's 2001:db8:cafe::25 is not in the twin: the gateway has "
+                     "no IPv6 default route")
     # a point-to-point outside without a global IPv6 address: a documentation prefix
     wan = interface("ppp0", "198.51.100.1/32", "fe80::2/64")
     facts = gateway_facts([LO, LAN, wan], [{"dst": "default", "dev": "ppp0"}],
@@ -230,6 +237,15 @@ def test_the_scenario_runs_on_the_derived_site_with_every_client() -> None:
     assert {("client3", "smtp", 6), ("client4", "spam", 4)} <= rows
     assert len(twin.expectations) == len(base.expectations) + 2 * sum(
         e.source == "client2" for e in base.expectations)
+
+
+def test_a_twin_without_ipv6_is_refused_before_any_lab() -> None:
+    facts = gateway_facts(v6_routes=[])
+    site, _ = derive.site(facts, derive.layout(facts, management=("ens20",)), ("192.0.2.25",))
+    with pytest.raises(BadInput, match="--twin fixed-screened-block: the gateway has no IPv6 "
+                                       "default route, so its twin has no IPv6, and the lab "
+                                       "cannot run a site without it yet"):
+        on_site(scenario.load("fixed-screened-block"), site)
 
 
 def test_rows_for_some_clients_only_stay_theirs_and_missing_roles_are_one_line() -> None:
