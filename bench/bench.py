@@ -99,15 +99,12 @@ def time_lab_cycles(s: Scenario, rounds: int, say: Say) -> LabCycle:
     boots: list[float] = []
     downs: list[float] = []
     for number in range(1, rounds + 1):
-        run = lifecycle.new_run()
-        try:
+        with lifecycle.opened() as run:
             lab = Lab(s.site, run)
             started = time.perf_counter()
             with lab:
                 up = time.perf_counter()
             down = time.perf_counter()
-        finally:
-            lifecycle.destroy(run)
         boots.append(_ms(up - started))
         downs.append(_ms(down - up))
         say(f"{s.topology}: round {number}/{rounds}: boot {boots[-1]:.0f} ms, "
@@ -118,11 +115,8 @@ def time_lab_cycles(s: Scenario, rounds: int, say: Say) -> LabCycle:
 # -- 2. per-probe verdict latency -------------------------------------------------------
 def time_probes(s: Scenario, say: Say) -> list[ProbeTiming]:
     """One verify() of a scenario; each result carries its probe's call time."""
-    run = lifecycle.new_run()
-    try:
+    with lifecycle.opened() as run:
         outcome = verify(s, run, say)
-    finally:
-        lifecycle.destroy(run)
     if outcome.lab_error:
         raise LabFailure(outcome.lab_error)
     return [ProbeTiming(s.name, str(r.observed), str(r.expected), r.wall_ms, r.elapsed_ms)
@@ -150,11 +144,8 @@ def time_traps(repeat: int, say: Say) -> list[BanTiming]:
     for number in range(1, repeat + 1):
         for name in TRAP_SCENARIOS:
             say(f"{name}: trap, repeat {number}/{repeat}")
-            run = lifecycle.new_run()
-            try:
+            with lifecycle.opened() as run:
                 outcome = verify(scenario.load(name), run, say)
-            finally:
-                lifecycle.destroy(run)
             if outcome.lab_error:
                 raise LabFailure(outcome.lab_error)
             found = [BanTiming(name, b.fired_event, b.reaction_ms, b.lifted_after_s)

@@ -277,15 +277,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
 
-    lifecycle.remove_stale()
     say = _progress(args.quiet)
     results = []
     for s in scenarios:
-        run = lifecycle.new_run()
-        try:
+        with lifecycle.opened() as run:
             result = verify(s, run, say)
-        finally:
-            lifecycle.destroy(run)
         results.append(result)
         print(report.matrix(result), flush=True)
     print(report.summary(results), flush=True)
@@ -306,14 +302,10 @@ def cmd_suspects(args: argparse.Namespace) -> int:
     scenarios = [scenario.load(n) for n in args.scenarios]
     _output(args.json, "--json")
     _require_root("suspects")
-    lifecycle.remove_stale()
     results = []
     for s in scenarios:
-        run = lifecycle.new_run()
-        try:
+        with lifecycle.opened() as run:
             result = verify(s, run, lambda _: None)
-        finally:
-            lifecycle.destroy(run)
         results.append(result)
         print(f"== {s.name} [{s.topology}]")
         if result.lab_error:
@@ -402,12 +394,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
     if twin is not None:
-        lifecycle.remove_stale()
-        run = lifecycle.new_run()
-        try:
+        with lifecycle.opened() as run:
             twins.append(verify(twin, run, say))
-        finally:
-            lifecycle.destroy(run)
         print(report.matrix(twins[0]), flush=True)
     if not _write([
             ("--json", args.json,
@@ -454,25 +442,20 @@ def cmd_shell(args: argparse.Namespace) -> int:
 
     s, notes = scenario.load(args.scenario).with_nflog()
     _require_root("shell")
-    lifecycle.remove_stale()
-    run = lifecycle.new_run()
-    try:
-        with Lab(s.site, run) as lab:
-            for note in notes:
-                print(f"note: {note}", file=sys.stderr)
-            for error in load_policies(lab, s) + start_traps(lab, s, lambda _: None):
-                print(f"load error: {error}", file=sys.stderr)
-            print(f"{s.name} is up (namespaces {run.prefix}-ROLE); roles: "
-                  f"{', '.join(lab.site.role_names)}. Leave with `exit`.", file=sys.stderr)
-            setLogLevel("output")  # the CLI prints what commands print at this level
+    with lifecycle.opened() as run, Lab(s.site, run) as lab:
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        for error in load_policies(lab, s) + start_traps(lab, s, lambda _: None):
+            print(f"load error: {error}", file=sys.stderr)
+        print(f"{s.name} is up (namespaces {run.prefix}-ROLE); roles: "
+              f"{', '.join(lab.site.role_names)}. Leave with `exit`.", file=sys.stderr)
+        setLogLevel("output")  # the CLI prints what commands print at this level
 
-            class LabCLI(CLI):  # type: ignore[misc]
-                identchars = CLI.identchars + "-"  # so that `remote-mx ping …` names a node
+        class LabCLI(CLI):  # type: ignore[misc]
+            identchars = CLI.identchars + "-"  # so that `remote-mx ping …` names a node
 
-            LabCLI(lab.net)
-            setLogLevel("error")
-    finally:
-        lifecycle.destroy(run)
+        LabCLI(lab.net)
+        setLogLevel("error")
     return OK
 
 

@@ -315,7 +315,9 @@ class ReadOnlyBackend(ParamikoBackend):  # type: ignore[misc]
 
     def _exec_command(self, command: bytes) -> tuple[int, bytes, bytes]:
         transport = self.client.get_transport()
-        assert transport is not None
+        if transport is None:  # paramiko's client is closed (or never connected)
+            raise BadInput(f"{self.target}: the SSH connection is closed; "
+                           f"`{command.decode()}` was not sent")
         deadline = time.monotonic() + self.command_timeout
         channel = transport.open_session(timeout=self.command_timeout)
         try:

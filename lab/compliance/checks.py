@@ -55,9 +55,15 @@ class Check:
         return Finding(self.id, self.title, family, passed, detail)
 
 
-def _rules(facts: Facts, family: int | None) -> Ruleset:
-    assert family is not None
+def _rules(facts: Facts, family: int) -> Ruleset:
     return ruleset.parse(facts.rules(family), family)
+
+
+def _per_family(family: int | None) -> int:
+    """The family of a per-family check (its `families` are 4 and 6, never None)."""
+    if family is None:
+        raise ValueError("a per-family check was run without a family")
+    return family
 
 
 def _describe(what: str, path: Outcome) -> str:
@@ -71,7 +77,7 @@ def _describe(what: str, path: Outcome) -> str:
 
 def _paths(facts: Facts, a: Addressing, family: int | None, ports: tuple[int, ...],
            from_mail_server: bool = False) -> list[tuple[str, Outcome]]:
-    assert family is not None
+    family = _per_family(family)
     rules = _rules(facts, family)
     if from_mail_server:
         server = a.mail_server_address(family)

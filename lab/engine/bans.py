@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lab.engine.labview import LabView
+from lab.evidence.bans import BanWatcher
 from lab.evidence.firewall_log import logged_at
 from lab.model.evidence import Ban
 from lab.model.scenario import Expectation
-from lab.services.trap import BanWatcher
 
 BAN_WAIT = 10.0  # s: a trap that has not fired by then has failed
 UNBAN_WAIT = 90.0  # s: the lab's bantimes are seconds; a ban still there by then stays

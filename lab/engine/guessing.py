@@ -13,11 +13,11 @@ from dataclasses import replace
 from lab.engine.bans import maxretry
 from lab.engine.labview import LabView
 from lab.engine.round import evidence_round
+from lab.evidence.bans import BanWatcher
 from lab.model.evidence import Endpoint, Evidence
 from lab.model.results import Result
 from lab.model.scenario import Expectation
 from lab.model.verdict import Verdict
-from lab.services.trap import BanWatcher
 from probes.guessing import LIMIT, TRIVIAL_PASSWORDS
 from probes.registry import PROBES
 from probes.requests import GuessRequest

@@ -16,6 +16,7 @@ from lab.engine.labview import LabView
 from lab.engine.mailflow import Reached, await_delivery, dialogue_for
 from lab.engine.round import FarSideKey, evidence_round
 from lab.errors import LabFailure
+from lab.evidence.bans import BanWatcher
 from lab.model.evidence import Endpoint, Evidence, Observation, SmtpTranscript
 from lab.model.results import Result
 from lab.model.scenario import Expectation
@@ -24,7 +25,6 @@ from lab.model.verdict import Decision, Verdict, decide
 from lab.netfilter.counters import Hit, hits
 from lab.netfilter.rules import Rule
 from lab.runtime.lab import Lab
-from lab.services.trap import BanWatcher
 from probes.registry import PROBES, Probe
 from probes.requests import (
     ConnectRequest,

@@ -14,6 +14,7 @@ from lab.engine.bans import Progress, wait_for_ban
 from lab.engine.labview import LabView
 from lab.engine.probing import probe_once
 from lab.errors import LabFailure
+from lab.evidence.bans import BanWatcher
 from lab.evidence.firewall_log import suspects
 from lab.model.evidence import Ban, Suspect
 from lab.model.results import Result, ScenarioResult
@@ -22,7 +23,6 @@ from lab.model.site import Site
 from lab.netfilter.policy import LoadError, apply_policy, shown
 from lab.runtime.lab import Lab
 from lab.runtime.lifecycle import Run
-from lab.services.trap import BanWatcher
 
 # How a run gets its lab: the real one, booted in namespaces (a test may pass a fake)
 Boot = Callable[[Site, Run], AbstractContextManager[LabView]]

@@ -61,9 +61,15 @@ class PolicyFile:
     @property
     def families(self) -> frozenset[int]:
         if self.kind == "save":
-            assert self.family is not None
-            return frozenset({self.family})
+            return frozenset({self.save_family})
         return frozenset(c.family for c in self.commands)
+
+    @property
+    def save_family(self) -> int:
+        """A save file's family (a save file holds one; read_policy always sets it)."""
+        if self.family is None:
+            raise ValueError(f"{self.path}: a save policy without its family")
+        return self.family
 
     def only(self, family: int) -> PolicyFile:
         """The part of this policy that concerns one family."""
@@ -141,13 +147,13 @@ def apply_policy(policy: PolicyFile, run: Runner) -> list[LoadError]:
         return errors
     if not policy.save_text:
         return errors
-    assert policy.family is not None
-    status, err = run([ip_family(policy.family).restore, "-w"], policy.save_text)
+    family = policy.save_family
+    status, err = run([ip_family(family).restore, "-w"], policy.save_text)
     if status != 0:
         # legacy: "line 5 failed"; nf_tables: "Error occurred at line: 5"
         match = re.search(r"line:? (\d+)", err)
         message = _first_line(err, status)
-        line = _failed_rule(policy.save_text, policy.family, int(match.group(1)) if match else 0,
+        line = _failed_rule(policy.save_text, family, int(match.group(1)) if match else 0,
                             message, run)
         errors.append(LoadError(shown(policy.path), line, message))
     return errors

@@ -1,6 +1,6 @@
-"""The running lab: a site booted in namespaces, with its services and agents.
+"""The running lab: a site booted in namespaces, its nodes, services and agents.
 
-This is the only module that touches Mininet. Everything it makes lives in
+This is the only module that starts Mininet. Everything it makes lives in
 namespaces named after the run's prefix (see `lab.runtime.lifecycle`); `stop()`
 removes all of it, and is safe to call twice.
 """
@@ -14,6 +14,7 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,12 +26,20 @@ from lab.netfilter.counters import parse_save
 from lab.netfilter.family import family as ip_family
 from lab.netfilter.rules import Rule
 from lab.runtime import lifecycle
+from lab.runtime.handle import PROJECT_ROOT as PROJECT_ROOT
+from lab.runtime.handle import NodeHandle, project_env
 from lab.runtime.lifecycle import Run
-from lab.services import mail, trap, ulogd
+from lab.services import registry, trap
+from lab.services import service as service_lifecycle
+from lab.services.mail import Instance as MailInstance
+from lab.services.mail import Mail, MailServer
+from lab.services.recording import Recorder
+from lab.services.service import Service
+from lab.services.ulogd import Ulogd
 from probes.requests import AgentError, Request, parse_answer
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 A = TypeVar("A")
+S = TypeVar("S", bound=Service)
 
 
 def _quiet_mininet() -> Any:
@@ -135,17 +144,21 @@ class FarSide:
 
 
 class Lab:
-    """A booted site. Use as a context manager: teardown always runs."""
+    """A booted site. Use as a context manager: teardown always runs.
+
+    It boots and stops the site and hands out its nodes (`nodes[role]`, a
+    `NodeHandle`); the daemons in them are services (lab.services.service), the
+    site's own (lab.services.registry) started at boot. The methods below the
+    nodes are what the engine asks of a lab.
+    """
 
     def __init__(self, site: Site, run: Run) -> None:
         self.site = site
         self.run = run
-        self.mail: dict[str, mail.Instance] = {}
-        self.firewall_logs: dict[str, Path] = {}  # router → its ulogd2 JSON lines
-        self.traps: dict[str, trap.Instance] = {}  # node → its private fail2ban
-        self.net: Any = None
+        self.net: Any = None  # Mininet's network, for Mininet's own API (its CLI)
+        self.nodes: dict[str, NodeHandle] = {}
+        self.services: list[Service] = []  # all running; stopped with the lab
         self.agents: dict[str, AgentProcess] = {}
-        self.daemons: list[subprocess.Popen[bytes]] = []
         self.far_side: FarSide | None = None
         self.inodes: set[int] = set()
 
@@ -182,8 +195,16 @@ class Lab:
             raise
         except Exception as exc:  # Mininet raises bare Exception for every failure
             raise LabFailure(f"cannot boot {self.site.name}: {exc}") from exc
+        self.nodes = {n.name: NodeHandle(n.name, self.net[n.name], self.run.folder / n.name)
+                      for n in self.site.nodes}
         self._wait_ready()
-        self._start_services()
+        services = registry.for_site(self.site, self.nodes, self.run.folder)
+        refused = self.start_services(services)
+        if refused:  # the lab's own configuration: a daemon that refuses it is a lab failure
+            service, problems = next(iter(refused.items()))
+            raise LabFailure(f"{service.node.name}: {problems[0]}")
+        self.far_side = FarSide({s.node.name: s.file for s in services
+                                 if isinstance(s, Recorder)})
 
     def _name_namespace(self, node: Any) -> None:
         """Give the node's namespace the run's name, so users and cleanup can find it."""
@@ -199,7 +220,7 @@ class Lab:
         pending = [(r.name, route.via) for r in self.site.nodes for route in r.routes
                    if route.destination == "default"]
         for _ in range(tries):
-            procs = [(role, via, self.node(role).popen(["ping", "-c1", "-W1", "-q", via]))
+            procs = [(role, via, self.nodes[role].popen(["ping", "-c1", "-W1", "-q", via]))
                      for role, via in pending]
             pending = [(role, via) for role, via, p in procs if p.wait() != 0]
             if not pending:
@@ -207,65 +228,22 @@ class Lab:
             time.sleep(0.05)
         raise LabFailure(f"lab not ready: {pending[0][0]} cannot reach {pending[0][1]}")
 
-    def _start_services(self) -> None:
-        env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-        files: dict[str, Path] = {}
-        waits: list[Path] = []
-        for role in self.site.nodes:
-            if role.is_router:
-                continue
-            files[role.name] = self.run.folder / f"{role.name}.packets.jsonl"
-            files[role.name].touch()
-            self.daemons.append(self.node(role.name).popen(
-                [sys.executable, "-m", "lab.services.recorder", str(files[role.name])],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
-            waits.append(files[role.name])
-        deadline = time.monotonic() + 10
-        for path in waits:
-            while not (path.exists() and '"ready"' in path.read_text()[:64]):
-                if time.monotonic() > deadline:
-                    raise LabFailure(f"service did not start: {path.name}")
-                time.sleep(0.01)
-        self.far_side = FarSide(files)
-        self._start_firewall_logs()
-        self._start_mail()
+    def start_services(self, services: Sequence[Service],
+                       wait: bool = True) -> dict[Service, list[str]]:
+        """Start services in their nodes (and, with `wait`, wait until they are ready).
 
-    def _start_firewall_logs(self) -> None:
-        """A private ulogd2 per router, for the NFLOG rules (see lab.services.ulogd)."""
-        try:
-            ulogd.plugins()
-        except FileNotFoundError as exc:
-            raise LabFailure(str(exc)) from None
-        for router in self.site.routers:
-            folder = self.run.folder / router
-            folder.mkdir(exist_ok=True)
-            conf = ulogd.config(folder)
-            status, out, _ = self.start_daemon(
-                router, ["ulogd", "-d", "-c", str(conf), "-p", str(folder / "ulogd.pid")],
-                folder / "ulogd.start.log")
-            if status != 0:
-                raise LabFailure(f"{router}: ulogd failed: {out.strip() or status}")
-            self.firewall_logs[router] = ulogd.log_file(folder)
+        Returns the problems of those the daemon refused (lab.services.service.start);
+        whatever starts stops with the lab, or with `stop_services`.
+        """
+        self.services.extend(services)
+        refused = service_lifecycle.start(services)
+        if wait:
+            service_lifecycle.wait_ready([s for s in services if s not in refused])
+        return refused
 
-    def _start_mail(self) -> None:
-        """Real Postfix (and Dovecot SASL) instances on the mail server roles."""
-        mail.require_binaries()
-        for role, server in mail.servers_for(self.site).items():
-            instance = mail.prepare(server, self.run.folder / role)
-            self.mail[role] = instance
-
-            log = self.run.folder / role / "start.log"
-
-            def run(argv: list[str], role: str = role, log: Path = log) -> tuple[int, str, str]:
-                return self.start_daemon(role, argv, log)
-
-            def spawn(argv: list[str], role: str = role, log: Path = log) -> None:
-                with log.open("a") as out:
-                    self.daemons.append(self.node(role).popen(
-                        argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out))
-            def listening(role: str = role) -> set[int]:
-                return self.listening(role)
-            mail.start(instance, run, spawn, listening)
+    def stop_services(self, services: Sequence[Service]) -> None:
+        service_lifecycle.stop_all(services)
+        self.services = [s for s in self.services if s not in services]
 
     def stop(self) -> None:
         """Stop everything the lab started and remove its namespaces; safe to call again.
@@ -283,30 +261,10 @@ class Lab:
                             # an agent that died has a broken pipe: nothing more to tell it
                             with contextlib.suppress(BrokenPipeError):
                                 agent.process.stdin.close()
-                    processes: list[subprocess.Popen[Any]] = [
-                        a.process for a in self.agents.values()]
-                    processes += self.daemons
-                    for proc in processes:
-                        if proc.poll() is None:
-                            proc.terminate()
-                    for proc in processes:
-                        try:
-                            proc.wait(timeout=2)
-                        except subprocess.TimeoutExpired:
-                            proc.kill()
-                    self.agents, self.daemons = {}, []
-                    # Mail daemons detach from us: stop them by pidfile while their
-                    # namespace exists. (Dovecot takes about a second to stop on SIGTERM;
-                    # a lab has no state to keep.)
-                    pids = [pid for inst in self.mail.values() for pid in mail.pids(inst)]
-                    pidfiles = [log.parent / "ulogd.pid" for log in self.firewall_logs.values()]
-                    pidfiles += [inst.pidfile for inst in self.traps.values()]
-                    for pidfile in pidfiles:
-                        with contextlib.suppress(OSError, ValueError, IndexError):
-                            pids.append(int(pidfile.read_text().split()[0]))
-                    lifecycle.kill_all(pids, grace=0.2)
-                    self.firewall_logs, self.traps = {}, {}
-                    self.mail = {}
+                    # services, then agents, held and detached: one grace period for all
+                    service_lifecycle.stop_all(
+                        self.services, also=[a.process for a in self.agents.values()])
+                    self.agents, self.services, self.nodes = {}, [], {}
                     if self.net is not None:
                         try:
                             self.net.stop()
@@ -329,40 +287,36 @@ class Lab:
             raise LabFailure(f"Mininet could not stop {self.site.name}: {mininet_failed!r} "
                              "(its namespaces are removed)") from mininet_failed
 
+    # -- what the engine asks of a lab ---------------------------------------------
+    def _running(self, kind: type[S]) -> list[S]:
+        return [s for s in self.services if isinstance(s, kind)]
+
+    @property
+    def mail(self) -> dict[str, MailInstance]:
+        """The mail servers by role (lab.services.mail)."""
+        return {s.node.name: s.instance for s in self._running(Mail)}
+
+    @property
+    def firewall_logs(self) -> dict[str, Path]:
+        """Each router's ulogd2 JSON lines."""
+        return {s.node.name: s.log for s in self._running(Ulogd)}
+
+    @property
+    def traps(self) -> dict[str, trap.Instance]:
+        """Each trap node's private fail2ban (one whose configuration fail2ban took)."""
+        return {s.node.name: s.instance for s in self._running(trap.Fail2ban) if s.checked}
+
     def start_traps(self, jails: dict[str, tuple[Path, ...]]) -> dict[str, list[str]]:
         """A private fail2ban in each node with jail files (see lab.services.trap).
 
         Returns, per node, what fail2ban said is wrong with its jails (nothing: []).
         """
-        if jails:
-            try:
-                trap.require_binaries()
-            except FileNotFoundError as exc:
-                raise LabFailure(str(exc)) from None
-        problems: dict[str, list[str]] = {}
-        for role, files in jails.items():
-            variables = {}
-            if role in self.firewall_logs:
-                variables["firewall_log"] = str(
-                    ulogd.text_log_file(self.firewall_logs[role].parent))
-            if role in self.mail:
-                variables["mail_log"] = str(self.mail[role].log)
-            inst = trap.prepare(role, self.run.folder / role / "fail2ban", files, variables)
-
-            def run(argv: list[str], role: str = role) -> tuple[int, str, str]:
-                return self.exec(role, argv, timeout=30)
-            problems[role] = trap.config_errors(inst, run)
-            if problems[role]:
-                continue
-            status, out, _ = self.start_daemon(role, inst.server_argv(), inst.root / "start.log")
-            self.traps[role] = inst
-            if status != 0:
-                problems[role] = [out.strip().splitlines()[-1] if out.strip()
-                                  else f"fail2ban-server exited {status}"]
-        return problems
+        traps = registry.traps(jails, self.nodes, self.services)
+        refused = self.start_services(traps)
+        return {t.node.name: refused.get(t, []) for t in traps}
 
     @property
-    def mail_servers(self) -> dict[str, mail.MailServer]:
+    def mail_servers(self) -> dict[str, MailServer]:
         return {role: inst.server for role, inst in self.mail.items()}
 
     def submission_server(self) -> str:
@@ -372,51 +326,20 @@ class Lab:
         except LookupError as exc:
             raise LabFailure(str(exc)) from None
 
-    # -- running things in nodes ---------------------------------------------------
     def node(self, role: str) -> Any:
-        assert self.net is not None, "lab is not up"
+        """The Mininet node of a role, for Mininet's own API (`lab.nodes` for the rest)."""
+        if self.net is None:
+            raise LabFailure(f"{self.site.name} is not up: no node {role}")
         return self.net[role]
 
     def exec(self, role: str, argv: list[str], stdin: str | None = None,
              timeout: float = 30) -> tuple[int, str, str]:
         """Run a program inside a node and wait for it."""
-        proc = self.node(role).popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-        try:
-            out, err = proc.communicate(stdin, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            raise LabFailure(f"{role}: {' '.join(argv)} took over {timeout} s") from None
-        return proc.returncode, out, err
-
-    def start_daemon(self, role: str, argv: list[str], log: Path,
-                     timeout: float = 30) -> tuple[int, str, str]:
-        """Run a command that leaves a daemon behind; wait for the command, not the daemon.
-
-        The daemon inherits the command's output, so pipes would never close:
-        the output goes to `log` instead.
-        """
-        with log.open("a+") as out:
-            start = out.tell()
-            proc = self.node(role).popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=out)
-            try:
-                status = proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                raise LabFailure(f"{role}: {' '.join(argv)} took over {timeout} s") from None
-            out.seek(start)
-            return status, out.read(), ""
+        return self.nodes[role].exec(argv, stdin, timeout)
 
     def listening(self, role: str) -> set[int]:
-        """TCP ports in LISTEN state on both families in the node (read from /proc)."""
-        ports: dict[str, set[int]] = {}
-        for table in ("tcp", "tcp6"):
-            lines = Path(f"/proc/{self.node(role).pid}/net/{table}").read_text().splitlines()
-            ports[table] = {int(ln.split()[1].rsplit(":", 1)[1], 16) for ln in lines[1:]
-                            if ln.split()[3] == "0A"}  # 0A: LISTEN
-        return ports["tcp"] & ports["tcp6"]
+        """TCP ports in LISTEN state on both families in the node."""
+        return self.nodes[role].listening()
 
     def agent(self, role: str) -> AgentProcess:
         if role not in self.agents:
@@ -425,15 +348,14 @@ class Lab:
 
     def start_agents(self, roles: list[str]) -> None:
         """Start probe agents (in parallel: each imports scapy once)."""
-        env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
         fresh = [r for r in roles if r not in self.agents]
         for role in fresh:
             log = self.run.folder / f"{role}.agent.log"
             with log.open("w") as stderr:
-                proc = self.node(role).popen(
+                proc = self.nodes[role].popen(
                     [sys.executable, "-m", "probes.agent", str(self.run.folder)],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
-                    env=env)
+                    env=project_env())
             self.agents[role] = AgentProcess(role, proc, log)
         for role in fresh:
             self.agents[role].read(timeout=30)

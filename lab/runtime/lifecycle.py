@@ -143,6 +143,22 @@ def new_run() -> Run:
     return Run(prefix, folder)
 
 
+@contextlib.contextmanager
+def opened() -> Iterator[Run]:
+    """A run from start to end: what dead runs left is removed, a fresh run is made, and
+    on leaving (also on a signal) it is torn down.
+
+    `Lab.stop()` tears its lab's run down itself (a lab used on its own leaves
+    nothing); then nothing of the run is left here, and `destroy` does nothing.
+    """
+    remove_stale()
+    run = new_run()
+    try:
+        yield run
+    finally:
+        destroy(run)
+
+
 def is_stale(folder: Path) -> bool:
     try:
         owner = json.loads((folder / "owner.json").read_text())
@@ -252,6 +268,8 @@ def destroy(run: Run, extra_inodes: set[int] | None = None,
     try:
         with signals_deferred():
             names = namespaces_of(run)
+            if not names and not extra_inodes and not run.folder.exists():
+                return  # torn down already: its lab's stop did it
             inodes = set(extra_inodes or set())
             for name in names:
                 with contextlib.suppress(OSError):

@@ -18,13 +18,14 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab.errors import LabFailure
+from lab.runtime.handle import NodeHandle
+from lab.services.service import Service
 
 if TYPE_CHECKING:
     from lab.runtime.lab import Lab
@@ -32,11 +33,6 @@ if TYPE_CHECKING:
 SSHD = Path("/usr/sbin/sshd")
 PRIVSEP = Path("/run/sshd")
 PORT = 22
-
-# Starts `argv` as a daemon in the node (killed with the lab) and returns nothing.
-Spawner = Callable[[list[str], Path], None]
-# The TCP ports listening in the node on both families.
-Listening = Callable[[], set[int]]
 
 
 @dataclass(frozen=True)
@@ -138,18 +134,6 @@ def prepare(root: Path, addresses: tuple[str, ...],
     return inst
 
 
-def start(inst: Instance, spawn: Spawner, listening: Listening, timeout: float = 10) -> None:
-    """Start sshd in the foreground of a lab daemon and wait until it listens."""
-    PRIVSEP.mkdir(mode=0o755, exist_ok=True)
-    spawn([str(SSHD), "-D", "-e", "-f", str(inst.config)], inst.log)
-    deadline = time.monotonic() + timeout
-    while inst.port not in listening():
-        if time.monotonic() > deadline:
-            tail = inst.log.read_text().strip().splitlines()[-1:] if inst.log.exists() else []
-            raise LabFailure(f"sshd did not start{': ' + tail[0] if tail else ''}")
-        time.sleep(0.01)
-
-
 def in_private_mounts(argv: list[str], mounts: Mapping[str, Path]) -> list[str]:
     """`argv` in a mount namespace of its own where each target shows its source folder."""
     binds = "; ".join(f"mount --bind {shlex.quote(str(source))} {shlex.quote(target)}"
@@ -158,20 +142,62 @@ def in_private_mounts(argv: list[str], mounts: Mapping[str, Path]) -> list[str]:
             "sh", "-c", f'set -e; {binds}; exec "$@"', "sh", *argv]
 
 
+def dry_run_errors(status: int, said: str) -> list[str]:
+    """What `sshd -t` said is wrong (its status and output; nothing: [])."""
+    if status == 0:
+        return []
+    # "FILE: line 18: Bad configuration option: X", then "FILE: terminating, 1 bad ..."
+    lines = [ln for ln in said.strip().splitlines() if ": terminating, " not in ln]
+    return lines or [f"sshd -t exited {status}"]
+
+
+class Sshd(Service):
+    """sshd in the foreground (`-D`), held; optionally in a mount namespace of its own."""
+
+    name = "sshd"
+
+    def __init__(self, node: NodeHandle, addresses: tuple[str, ...],
+                 environment: Mapping[str, str] | None = None, port: int = PORT,
+                 force_command: str | None = None,
+                 mounts: Mapping[str, Path] | None = None) -> None:
+        super().__init__(node)
+        self.instance = Instance(node.folder / f"sshd-{port}", addresses, port)
+        self.environment = environment
+        self.force_command = force_command
+        self.mounts = mounts
+
+    def prepare(self) -> None:
+        PRIVSEP.mkdir(mode=0o755, exist_ok=True)
+        inst = self.instance
+        prepare(inst.root, inst.addresses, self.environment, inst.port, self.force_command)
+
+    def dry_run(self) -> list[str]:
+        # -t: the configuration and the keys, as the daemon would read them
+        status, out, err = self.node.exec([str(SSHD), "-t", "-f", str(self.instance.config)],
+                                          timeout=30)
+        return dry_run_errors(status, err + out)
+
+    def start(self) -> None:
+        argv = [str(SSHD), "-D", "-e", "-f", str(self.instance.config)]
+        self.spawn(in_private_mounts(argv, self.mounts) if self.mounts else argv,
+                   self.instance.log)
+
+    def ready(self) -> bool:
+        return self.instance.port in self.node.listening()
+
+    def not_ready(self) -> str:
+        log = self.instance.log
+        tail = log.read_text().strip().splitlines()[-1:] if log.exists() else []
+        return f"sshd did not start{': ' + tail[0] if tail else ''}"
+
+
 def serve(lab: Lab, role: str, environment: Mapping[str, str] | None = None,
           port: int = PORT, force_command: str | None = None,
           mounts: Mapping[str, Path] | None = None) -> Instance:
     """An sshd on a lab node, on each of its addresses; the lab's teardown stops it."""
-    addresses = lab.site.role(role).addresses()
-    inst = prepare(lab.run.folder / role / f"sshd-{port}", addresses, environment, port,
-                   force_command)
-
-    def spawn(argv: list[str], log: Path) -> None:
-        if mounts:
-            argv = in_private_mounts(argv, mounts)
-        with log.open("a") as out:
-            lab.daemons.append(lab.node(role).popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out))
-
-    start(inst, spawn, lambda: lab.listening(role))
-    return inst
+    service = Sshd(lab.nodes[role], lab.site.role(role).addresses(), environment, port,
+                   force_command, mounts)
+    refused = lab.start_services([service])
+    if refused:
+        raise LabFailure(f"{role}: sshd refused its configuration: {refused[service][0]}")
+    return service.instance

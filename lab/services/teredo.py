@@ -22,8 +22,9 @@ from pathlib import Path
 
 from lab.errors import LabFailure
 from lab.model.site import TEREDO_SERVER
-from lab.runtime import lifecycle
+from lab.runtime.handle import NodeHandle
 from lab.runtime.lab import Lab
+from lab.services.service import Refused, Service
 
 PREFIX = "2001:db8::"  # Teredo prefix (a /32): the documentation prefix
 INTERFACE = "teredo"
@@ -42,9 +43,9 @@ class QualificationFailed(LabFailure):
         self.waited = waited
 
 
-def _address(lab: Lab, role: str) -> str | None:
+def _address(node: NodeHandle) -> str | None:
     """The global address of the node's Teredo interface, once qualified."""
-    table = Path(f"/proc/{lab.node(role).pid}/net/if_inet6").read_text()
+    table = Path(f"/proc/{node.pid}/net/if_inet6").read_text()
     for line in table.splitlines():
         fields = line.split()
         if fields[-1] == INTERFACE and fields[3] == "00":  # scope global
@@ -62,6 +63,83 @@ def server_address(lab: Lab) -> str:
     return _server_addresses(lab)[0]
 
 
+class _Miredo(Service):
+    """A miredo daemon of the run (detached, with its pidfile in the run's teredo folder)."""
+
+    grace = 1.0  # s: it takes its tunnel interface down on SIGTERM
+
+    def __init__(self, node: NodeHandle, folder: Path, program: str, conf: str) -> None:
+        super().__init__(node)
+        self.name = program
+        self.folder = folder
+        self.program = program
+        self.conf = conf
+        stem = "server" if program == "miredo-server" else node.name
+        self.conf_file = folder / f"{stem}.conf"
+        self.pidfile = folder / f"{stem}.pid"
+
+    def prepare(self) -> None:
+        self.folder.mkdir(exist_ok=True)
+        RUN_DIR.mkdir(exist_ok=True)
+        self.conf_file.write_text(self.conf)
+
+    def start(self) -> None:
+        status, out = self.node.start_daemon(
+            [self.program, "-c", str(self.conf_file), "-p", str(self.pidfile)],
+            self.folder / f"{self.node.name}.log")
+        if status != 0:
+            raise Refused(f"{self.program} failed: {out.strip() or status}")
+
+    def pidfiles(self) -> list[Path]:
+        return [self.pidfile]
+
+
+class MiredoServer(_Miredo):
+    """The Teredo server on the relay: its address and the next one (RFC 4380 needs two)."""
+
+    def __init__(self, node: NodeHandle, folder: Path, addresses: tuple[str, str],
+                 interface: str, length: int) -> None:
+        first, second = addresses
+        super().__init__(node, folder, "miredo-server",
+                         f"ServerBindAddress {first}\nServerBindAddress2 {second}\n"
+                         f"Prefix {PREFIX}\n")
+        self.second = f"{second}/{length}"
+        self.interface = interface
+
+    def start(self) -> None:
+        status, _, err = self.node.exec(["ip", "addr", "replace", self.second, "dev",
+                                         self.interface])
+        if status != 0:
+            raise Refused(f"cannot add {self.second.split('/')[0]}: {err.strip()}")
+        super().start()
+
+
+class MiredoClient(_Miredo):
+    """A Teredo client; ready once qualified (its interface has a global address)."""
+
+    def __init__(self, node: NodeHandle, folder: Path, server: str) -> None:
+        super().__init__(node, folder, "miredo",
+                         f"RelayType client\nInterfaceName {INTERFACE}\n"
+                         f"ServerAddress {server}\n")
+
+    def prepare(self) -> None:
+        self.pidfile.unlink(missing_ok=True)  # an earlier tunnel's
+        super().prepare()
+
+    def address(self) -> str | None:
+        return _address(self.node)
+
+    def ready(self) -> bool:
+        return self.address() is not None
+
+
+def _start(lab: Lab, services: list[_Miredo]) -> None:
+    refused = lab.start_services(services, wait=False)
+    if refused:
+        service, problems = next(iter(refused.items()))
+        raise LabFailure(f"{service.node.name}: {problems[0]}")
+
+
 @contextmanager
 def tunnel(lab: Lab, client: str, peer: str = "remote-mx",
            explained: Callable[[], bool] | None = None) -> Iterator[str]:
@@ -72,35 +150,22 @@ def tunnel(lab: Lab, client: str, peer: str = "remote-mx",
     (once), and if it says so the wait ends early with `QualificationFailed`.
     """
     folder = lab.run.folder / "teredo"
-    folder.mkdir(exist_ok=True)
-    RUN_DIR.mkdir(exist_ok=True)
     server, server2 = _server_addresses(lab)
-    relay = lab.site.one(TEREDO_SERVER)
-    interface, cidr = relay.interface_holding(server)
-    length = ipaddress.ip_interface(cidr).network.prefixlen
-    pidfiles: list[Path] = []
+    if not any(isinstance(s, MiredoServer) for s in lab.services):  # one per run
+        relay = lab.site.one(TEREDO_SERVER)
+        interface, cidr = relay.interface_holding(server)
+        length = ipaddress.ip_interface(cidr).network.prefixlen
+        _start(lab, [MiredoServer(lab.nodes[relay.name], folder, (server, server2),
+                                  interface.name, length)])
+    clients = {role: MiredoClient(lab.nodes[role], folder, server) for role in (peer, client)}
     try:
-        if not (folder / "server.pid").exists():
-            status, _, err = lab.exec(relay.name, ["ip", "addr", "replace",
-                                                   f"{server2}/{length}", "dev", interface.name])
-            if status != 0:
-                raise LabFailure(f"{relay.name}: cannot add {server2}: {err.strip()}")
-            (folder / "server.conf").write_text(
-                f"ServerBindAddress {server}\nServerBindAddress2 {server2}\nPrefix {PREFIX}\n")
-            _start(lab, relay.name, ["miredo-server", "-c", str(folder / "server.conf"),
-                                     "-p", str(folder / "server.pid")], folder)
-        for role in (peer, client):
-            conf = folder / f"{role}.conf"
-            conf.write_text(f"RelayType client\nInterfaceName {INTERFACE}\n"
-                            f"ServerAddress {server}\n")
-            pidfiles.append(folder / f"{role}.pid")
-            _start(lab, role, ["miredo", "-c", str(conf), "-p", str(pidfiles[-1])], folder)
+        _start(lab, list(clients.values()))
         started = time.monotonic()
         ask_at = started + EXPLAIN_AFTER if explained is not None else float("inf")
-        addresses: dict[str, str | None] = {}
         while True:
-            addresses = {role: _address(lab, role) for role in (peer, client)}
-            if all(addresses.values()):
+            addresses = {role: c.address() for role, c in clients.items()}
+            found = addresses[peer]
+            if found is not None and addresses[client] is not None:
                 break
             now = time.monotonic()
             if now >= ask_at:
@@ -111,21 +176,6 @@ def tunnel(lab: Lab, client: str, peer: str = "remote-mx",
                 raise QualificationFailed([r for r, a in addresses.items() if not a],
                                           min(now, time.monotonic()) - started)
             time.sleep(0.02)
-        found = addresses[peer]
-        assert found is not None
         yield found
     finally:
-        pids = []
-        for pidfile in pidfiles:
-            try:
-                pids.append(int(pidfile.read_text().split()[0]))
-            except (OSError, ValueError, IndexError):
-                continue
-            pidfile.unlink(missing_ok=True)
-        lifecycle.kill_all(pids, grace=1.0)
-
-
-def _start(lab: Lab, role: str, argv: list[str], folder: Path) -> None:
-    status, out, _ = lab.start_daemon(role, argv, folder / f"{role}.log")
-    if status != 0:
-        raise LabFailure(f"{role}: {argv[0]} failed: {out.strip() or status}")
+        lab.stop_services(list(clients.values()))

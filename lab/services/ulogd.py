@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lab.errors import LabFailure
 from lab.netfilter.nflog import GROUP
+from lab.runtime.handle import NodeHandle
+from lab.services.service import Refused, Service
 
 
 def log_file(folder: Path) -> Path:
@@ -27,12 +30,16 @@ def plugins() -> Path:
     for candidate in sorted(Path("/usr/lib").glob("*/ulogd")):
         if (candidate / "ulogd_inppkt_NFLOG.so").exists():
             return candidate
-    raise FileNotFoundError("ulogd2's NFLOG plugin is not installed: run `make setup`")
+    raise LabFailure("ulogd2's NFLOG plugin is not installed: run `make setup`")
+
+
+def config_file(folder: Path) -> Path:
+    return folder / "ulogd.conf"
 
 
 def config(folder: Path) -> Path:
     """Write a ulogd2 configuration for one router; returns its path."""
-    conf = folder / "ulogd.conf"
+    conf = config_file(folder)
     PLUGINS = plugins()
     conf.write_text(f"""\
 [global]
@@ -63,3 +70,36 @@ sync=1
 file="{text_log_file(folder)}"
 """)
     return conf
+
+
+class Ulogd(Service):
+    """A router's private ulogd2, detached (`-d`) with its pidfile in the router's folder."""
+
+    name = "ulogd"
+
+    def __init__(self, node: NodeHandle) -> None:
+        super().__init__(node)
+        self.folder = node.folder
+
+    @property
+    def log(self) -> Path:
+        """The JSON lines (read by the lab)."""
+        return log_file(self.folder)
+
+    @property
+    def text_log(self) -> Path:
+        """The kernel LOG target's format (read by a fail2ban on the router)."""
+        return text_log_file(self.folder)
+
+    def prepare(self) -> None:
+        config(self.folder)
+
+    def start(self) -> None:
+        status, out = self.node.start_daemon(
+            ["ulogd", "-d", "-c", str(config_file(self.folder)), "-p", str(self.pidfiles()[0])],
+            self.folder / "ulogd.start.log")
+        if status != 0:
+            raise Refused(f"ulogd failed: {out.strip() or status}")
+
+    def pidfiles(self) -> list[Path]:
+        return [self.folder / "ulogd.pid"]

@@ -221,3 +221,37 @@ def test_an_error_unwinding_through_a_lab_mininet_cannot_stop_stays_the_error() 
         assert leftovers(run.prefix) == []
     finally:
         lifecycle.destroy(run)
+
+
+def test_a_run_is_opened_once_and_closed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale_prefix = lifecycle.PREFIX_HEAD + secrets.token_hex(3)
+    stale = _fake_run(stale_prefix, dead.pid)
+    teardowns: list[set[int]] = []
+    kill_until_empty = lifecycle._kill_until_empty
+
+    def counted(inodes: set[int], deadline: float, what: str) -> None:
+        teardowns.append(set(inodes))
+        kill_until_empty(inodes, deadline, what)
+
+    monkeypatch.setattr(lifecycle, "_kill_until_empty", counted)
+    with lifecycle.opened() as run:
+        assert stale.wait(timeout=5) != 0 and leftovers(stale_prefix) == []  # stale: gone
+        teardowns.clear()
+        assert json.loads((run.folder / "owner.json").read_text())["pid"] == os.getpid()
+        with Lab(topologies.load("screened-host"), run):
+            pass
+    assert leftovers(run.prefix) == []
+    assert len(teardowns) == 1  # the lab's own; the run's end found nothing left
+
+
+@pytest.mark.parametrize("lab_up", [False, True])
+def test_a_signal_in_a_run_says_whether_a_lab_was_torn_down(lab_up: bool) -> None:
+    with pytest.raises(lifecycle.Interrupted) as caught, lifecycle.opened() as run:
+        if lab_up:
+            with Lab(topologies.load("screened-host"), run):
+                raise lifecycle.Interrupted(signal.SIGTERM)
+        raise lifecycle.Interrupted(signal.SIGTERM)
+    assert caught.value.torn_down == ([run.prefix] if lab_up else [])
+    assert leftovers(run.prefix) == []

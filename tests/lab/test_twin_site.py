@@ -3,8 +3,9 @@
 The gateway is made here from plain network namespaces, not by the lab: a
 LAN on ens18 (192.0.2.0/24 and 2001:db8:cafe::/64, its mail server .25 and
 ::25), the WAN on ens19 (198.51.100.1/24, 2001:db8:ffff:1::1/64, default
-routes via .254 and ::fe), management on ens20 (203.0.113.1/28), a private
-sshd on the management address, and correct block rules written for that
+routes via .254 and ::fe), management on ens20 (203.0.113.1/28 and
+2001:db8:e20::1/64), a private sshd there (the lab's own sshd service, on a
+handle of the plain namespace), and correct block rules written for that
 network. The auditor runs `port25lab audit --twin fixed-screened-block` in the
 management namespace. The namespaces carry a run's prefix (so that the lab's
 teardown removes them and what runs in them) and none is linked to the host's.
@@ -32,12 +33,14 @@ from lab.audit.twin import twin_scenario
 from lab.engine.verify import verify
 from lab.model import scenario, site_file
 from lab.runtime import lifecycle
-from lab.services import sshd
+from lab.runtime.handle import NodeHandle
+from lab.services import service, sshd
 from tests.support import CLI, leftovers, prefixes
 
 pytestmark = pytest.mark.lab
 
 GW = "203.0.113.1"
+MANAGEMENT = ("203.0.113.1/28", "2001:db8:e20::1/64")  # ens20: where its sshd listens
 # Her rules, as she wrote them for her network (scenarios/fixed-screened-block/rules.sh
 # with her interface and addresses).
 RULES = r"""
@@ -59,6 +62,22 @@ iptables -A FORWARD -i $LAN_IF -p udp -s $LAN -m u32 --u32 "4 & 0x3FFF = 0 && 0 
 iptables -A FORWARD -i $LAN_IF -p udp -s $LAN -m u32 --u32 "4 & 0x3FFF = 0 && 0 >> 22 & 0x3C @ 8 >> 28 = 6 && 0 >> 22 & 0x3C @ 12 >> 8 & 0xFF = 0,60 && 0 >> 22 & 0x3C @ 48 >> 24 = 6 && 0 >> 22 & 0x3C @ 48 >> 13 & 0x7F8 @ 56 & 0xFFFF = 25,465" -j DROP
 iptables -A FORWARD -i $LAN_IF -p 41 -s $LAN -m u32 --u32 "4 & 0x3FFF = 0 && 0 >> 22 & 0x3C @ 4 >> 8 & 0xFF = 6 && 0 >> 22 & 0x3C @ 40 & 0xFFFF = 25,465" -j DROP
 """  # noqa: E501  (a u32 expression is one word)
+
+
+class Namespace:
+    """A plain named network namespace as a lab node's handle wraps one (`popen`, `pid`)."""
+
+    def __init__(self, name: str) -> None:
+        self.enter = ["nsenter", f"--net=/run/netns/{name}"]
+        # something to be in it: /proc/PID/net is the namespace's (the teardown ends it)
+        self.holder = subprocess.Popen([*self.enter, "sleep", "infinity"])
+
+    @property
+    def pid(self) -> int:
+        return self.holder.pid
+
+    def popen(self, argv: list[str], **options: Any) -> subprocess.Popen[Any]:
+        return subprocess.Popen([*self.enter, *argv], **options)
 
 
 @dataclass(frozen=True)
@@ -96,7 +115,7 @@ def _build(run: lifecycle.Run) -> None:
                        ["192.0.2.2/24", "2001:db8:cafe::2/64"]),
              "ens19": ("up", ["198.51.100.1/24", "2001:db8:ffff:1::1/64"],
                        ["198.51.100.254/24", "2001:db8:ffff:1::fe/64"]),
-             "ens20": ("admin", ["203.0.113.1/28"], ["203.0.113.2/28"])}
+             "ens20": ("admin", list(MANAGEMENT), ["203.0.113.2/28", "2001:db8:e20::2/64"])}
     for ifname, (peer, mine, theirs) in links.items():
         ip("gw", "link", "add", ifname, "type", "veth", "peer", "name", "eth0", "netns",
            run.netns(peer))
@@ -112,32 +131,28 @@ def _build(run: lifecycle.Run) -> None:
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[Gateway]:
     run = lifecycle.new_run()
+    services: list[service.Service] = []
+    holders: list[subprocess.Popen[Any]] = []
     try:
         _build(run)
-        found = Gateway(run, sshd.prepare(run.folder / "sshd", (GW,)))
+        no_fail2ban = run.folder / "no-fail2ban"  # not the host's fail2ban: none at all
+        no_fail2ban.mkdir()
+        namespace = Namespace(run.netns("gw"))
+        holders.append(namespace.holder)
+        server = sshd.Sshd(NodeHandle("gw", namespace, run.folder / "gw"),
+                           tuple(c.split("/")[0] for c in MANAGEMENT),
+                           mounts={"/etc/fail2ban": no_fail2ban})
+        services.append(server)
+        found = Gateway(run, server.instance)
         found.inside("gw", "sysctl", "-qw", "net.ipv4.ip_forward=1",
                      "net.ipv6.conf.all.forwarding=1")
         found.inside("gw", "sh", "-e", stdin=RULES)
-        no_fail2ban = run.folder / "no-fail2ban"  # not the host's fail2ban: none at all
-        no_fail2ban.mkdir()
-        daemons: list[subprocess.Popen[bytes]] = []
-
-        def spawn(argv: list[str], log: Path) -> None:
-            with log.open("a") as out:
-                daemons.append(subprocess.Popen(
-                    ["nsenter", f"--net=/run/netns/{run.netns('gw')}",
-                     *sshd.in_private_mounts(argv, {"/etc/fail2ban": no_fail2ban})],
-                    stdin=subprocess.DEVNULL, stdout=out, stderr=out))
-
-        def listening() -> set[int]:
-            lines = Path(f"/proc/{daemons[0].pid}/net/tcp").read_text().splitlines()[1:]
-            return {int(ln.split()[1].rsplit(":", 1)[1], 16) for ln in lines
-                    if ln.split()[3] == "0A"}  # 0A: LISTEN
-
-        sshd.start(found.ssh, spawn, listening)
+        assert service.start(services) == {}
+        service.wait_ready(services)
         yield found
     finally:
-        lifecycle.destroy(run)  # sshd and its sessions are in the run's namespaces
+        service.stop_all(services, also=holders)
+        lifecycle.destroy(run)  # what is left in the run's namespaces, and them
     assert leftovers(run.prefix) == []
 
 
@@ -201,7 +216,7 @@ def test_the_twin_of_correct_rules_passes_on_the_gateways_own_network(
     assert [(i.name, i.addresses) for i in derived.role("gw").interfaces] == [
         ("ens18", ("192.0.2.1/24", "2001:db8:cafe::1/64")),
         ("ens19", ("198.51.100.1/24", "2001:db8:ffff:1::1/64")),
-        ("ens20", ("203.0.113.1/28",))]
+        ("ens20", MANAGEMENT)]
     assert derived.role("upstream").addresses()[:2] == ("198.51.100.254", "2001:db8:ffff:1::fe")
     assert derived.role("mx").addresses() == ("192.0.2.25", "2001:db8:cafe::25")
 

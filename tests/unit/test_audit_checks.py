@@ -264,3 +264,12 @@ def test_nft_tables_iptables_does_not_show_are_noted() -> None:
     assert "note: nftables has tables iptables-save does not show (inet firewall)" \
         in table(result)
     assert _facts().nft_only_tables == []  # nft not installed: nothing to say
+
+
+def test_a_per_family_check_without_a_family_is_an_error_not_an_assert() -> None:
+    from lab.compliance.checks import check
+
+    for name in ("smtp-blocked", "submission-open", "mail-server-exception",
+                 "log-before-drop"):
+        with pytest.raises(ValueError, match="a per-family check was run without a family"):
+            check(name)(_facts(), Addressing(), None)

@@ -172,3 +172,14 @@ def test_why_a_connection_failed_is_said_plainly() -> None:
     assert failed(errno.ECONNREFUSED, "Connection refused").startswith("connection refused")
     assert failed(errno.EHOSTUNREACH, "No route to host") == "No route to host"
     assert remote._reason(TimeoutError()) == "no answer (timed out)"
+
+
+def test_a_closed_connection_is_said_plainly_not_asserted(tmp_path: Path) -> None:
+    import paramiko
+
+    backend = remote.ReadOnlyBackend(remote.Target("root", "192.0.2.1"), remote.Login(),
+                                     remote.Trust(tmp_path / "known_hosts"))
+    backend.__dict__["client"] = paramiko.SSHClient()  # never connected: no transport
+    with pytest.raises(BadInput, match=r"^ssh://root@192.0.2.1: the SSH connection is "
+                                       r"closed; `iptables-save` was not sent$"):
+        backend.run("iptables-save")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.evidence.bans import BanWatcher, bans_in
 from lab.evidence.firewall_log import logged_at
 from lab.model.evidence import Ban, Observation, Sighting
 from lab.model.results import Result, ScenarioResult
@@ -15,7 +16,7 @@ from lab.model.verdict import Verdict, decide
 from lab.netfilter.counters import Hit, parse_save
 from lab.netfilter.rules import Rule
 from lab.report import as_json, matrix
-from lab.services.trap import ETC, BanWatcher, bans_in, prepare
+from lab.services.trap import ETC, prepare
 from probes.guessing import TRIVIAL_PASSWORDS, NotAuthorised, check_target
 
 SAVE = """\

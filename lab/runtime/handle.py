@@ -1,0 +1,95 @@
+"""A running node of the lab, as services and the engine use it.
+
+A `NodeHandle` runs programs in one node's namespaces (through Mininet's
+`popen`), starts the daemons services keep there, reads the node's listening
+ports and names its folder in the run. It imports nothing of Mininet: the lab
+hands it the Mininet node it wraps.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from lab.errors import LabFailure
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+LISTEN = "0A"  # a socket's state in /proc/net/tcp*: LISTEN
+
+
+def project_env() -> dict[str, str]:
+    """The environment for this project's own programs in a node (`python -m lab…`)."""
+    return {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+
+
+class NodeHandle:
+    """One node of a running lab: run programs in it, start its daemons, read its ports."""
+
+    def __init__(self, name: str, mininet_node: Any, folder: Path) -> None:
+        self.name = name
+        self.mininet = mininet_node
+        self.folder = folder  # the node's own folder in the run (made here)
+        folder.mkdir(exist_ok=True)
+
+    @property
+    def pid(self) -> int:
+        """A process in the node's namespaces (its shell): /proc/PID/net is the node's."""
+        pid: int = self.mininet.pid
+        return pid
+
+    def popen(self, argv: list[str], **options: Any) -> subprocess.Popen[Any]:
+        """Start `argv` in the node (options as for subprocess.Popen)."""
+        proc: subprocess.Popen[Any] = self.mininet.popen(argv, **options)
+        return proc
+
+    def exec(self, argv: list[str], stdin: str | None = None,
+             timeout: float = 30) -> tuple[int, str, str]:
+        """Run a program in the node and wait for it: (status, stdout, stderr)."""
+        proc = self.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = proc.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise LabFailure(f"{self.name}: {' '.join(argv)} took over {timeout} s") from None
+        return proc.returncode, out, err
+
+    def spawn(self, argv: list[str], log: Path,
+              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start a program that stays in the foreground; its output goes to `log`.
+
+        The caller holds the process and ends it (see lab.services.service).
+        """
+        with log.open("a") as out:
+            proc: subprocess.Popen[bytes] = self.popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env)
+        return proc
+
+    def start_daemon(self, argv: list[str], log: Path, timeout: float = 30) -> tuple[int, str]:
+        """Run a command that leaves a daemon behind; wait for the command, not the daemon.
+
+        The daemon inherits the command's output, so pipes would never close:
+        the output goes to `log`. Returns the command's status and what it wrote.
+        """
+        with log.open("a+") as out:
+            start = out.tell()
+            proc = self.popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+            try:
+                status: int = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise LabFailure(f"{self.name}: {' '.join(argv)} took over {timeout} s") from None
+            out.seek(start)
+            return status, out.read()
+
+    def listening(self) -> set[int]:
+        """TCP ports in LISTEN state on both families in the node (read from /proc)."""
+        ports: dict[str, set[int]] = {}
+        for table in ("tcp", "tcp6"):
+            lines = Path(f"/proc/{self.pid}/net/{table}").read_text().splitlines()
+            ports[table] = {int(ln.split()[1].rsplit(":", 1)[1], 16) for ln in lines[1:]
+                            if ln.split()[3] == LISTEN}
+        return ports["tcp"] & ports["tcp6"]
