@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from lab.compliance.addressing import Addressing
+from lab.compliance.addressing import OPTIONS
 from lab.errors import BadInput, LabFailure
 from lab.runtime.lifecycle import Interrupted, interrupt_on_signals
 
@@ -100,7 +100,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _audit_parser(commands: Any) -> None:
-    default = Addressing()
     audit = commands.add_parser(
         "audit", help="read a live gateway over SSH (read-only), check it, and optionally "
                       "replay its rules in a twin lab")
@@ -122,19 +121,21 @@ def _audit_parser(commands: Any) -> None:
                        "known_hosts does not have it (or has another)")
     login.add_argument("--timeout", type=float, default=20, metavar="S",
                        help="deadline for each remote command (default 20 s)")
-    checks = audit.add_argument_group("what the checks assume (default: published addressing)")
-    checks.add_argument("--clients", default=",".join(default.clients), metavar="CIDR,…",
-                        help="client networks (default %(default)s)")
-    checks.add_argument("--mail-server", default=",".join(default.mail_server),
-                        metavar="ADDR,…", help="mail server addresses (default %(default)s)")
-    checks.add_argument("--inside", default=default.inside, metavar="IFACE",
-                        help="the gateway's inside interface (default %(default)s)")
+    checks = audit.add_argument_group(
+        "what the checks assume (default: taken from the gateway, and said in a note)")
+    for name, (metavar, repeats, said) in OPTIONS.items():
+        checks.add_argument(f"--{name}", metavar=metavar, help=said,
+                            **({"action": "append", "default": []} if repeats else {}))
     twin = audit.add_argument_group("twin: replay the gateway's rules in a lab (needs root)")
     twin.add_argument("--twin", type=_name, metavar="SCENARIO",
-                      help="run this scenario's topology and probe matrix with the "
-                           "gateway's rules on its policy router")
+                      help="run this scenario's probe matrix with the gateway's rules, on the "
+                           "gateway's own network (its interfaces, addresses, default route)")
+    twin.add_argument("--write-site", type=_file_name, metavar="FILE",
+                      help="save the network derived from the gateway as a site file "
+                           "(for `verify SCENARIO --site FILE`)")
     twin.add_argument("--map-interface", action="append", default=[], metavar="GATEWAY=LAB",
-                      help="the gateway's interface name and the lab's (repeatable)")
+                      help="rename an interface in the gateway's rules for the lab "
+                           "(repeatable; needed only where the twin's names differ)")
     audit.add_argument("--json", type=_file_name, metavar="FILE", help="write a JSON report")
     audit.add_argument("--junit", type=_file_name, metavar="FILE", help="write a JUnit XML report")
     audit.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
@@ -326,13 +327,16 @@ def cmd_suspects(args: argparse.Namespace) -> int:
     return LAB_FAILED if any(r.lab_error for r in results) else OK
 
 
-def _addressing(args: argparse.Namespace) -> Any:
+def _requested(args: argparse.Namespace) -> Any:
+    """What the auditor said of the network (what she did not say comes from the gateway)."""
     from ipaddress import ip_address, ip_network
 
-    from lab.compliance.addressing import Addressing
+    from lab.compliance.addressing import Requested
 
-    clients = tuple(c.strip() for c in args.clients.split(",") if c.strip())
-    servers = tuple(a.strip() for a in args.mail_server.split(",") if a.strip())
+    def split(value: str | None) -> tuple[str, ...]:
+        return tuple(v.strip() for v in (value or "").split(",") if v.strip())
+
+    clients, servers = split(args.clients), split(args.mail_server)
     for value in clients:
         try:
             ip_network(value, strict=False)
@@ -343,23 +347,28 @@ def _addressing(args: argparse.Namespace) -> Any:
             ip_address(value)
         except ValueError:
             raise BadInput(f"--mail-server: {value!r} is not an address") from None
-    if not clients:
+    if args.clients is not None and not clients:
         raise BadInput("--clients: name at least one network")
-    return Addressing(clients, servers, args.inside)
+    both = sorted(set(args.inside) & set(args.management))
+    if both:
+        raise BadInput(f"--inside {both[0]} and --management {both[0]}: an interface is one "
+                       "or the other")
+    return Requested(clients, servers, tuple(dict.fromkeys(args.inside)),
+                     tuple(dict.fromkeys(args.management)))
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from lab import report
     from lab.audit import gateway as audit
     from lab.audit import remote
-    from lab.audit.twin import parse_mapping, twin_scenario
+    from lab.audit.twin import derived_site, parse_mapping, twin_scenario
     from lab.engine.verify import verify
     from lab.model import scenario
     from lab.runtime import lifecycle
 
     target = remote.parse_target(args.target)
     mx = remote.parse_target(args.mx, "--mx") if args.mx else None
-    addressing = _addressing(args)
+    requested = _requested(args)
     mapping = parse_mapping(args.map_interface)
     if mapping and not args.twin:
         raise BadInput("--map-interface is for --twin")
@@ -369,6 +378,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
                        f"{remote.MAX_COMMAND_TIMEOUT:g} (given {args.timeout:g})")
     _output(args.json, "--json")
     _output(args.junit, "--junit")
+    _output(args.write_site, "--write-site")
     _apart(args.json, args.junit)
     if base is not None:
         _require_mininet()
@@ -379,13 +389,22 @@ def cmd_audit(args: argparse.Namespace) -> int:
         remote.Trust(args.known_hosts or remote.default_known_hosts(),
                      tuple(args.accept_host_key)), mx, args.timeout)
     say = _progress(args.quiet)
-    result = audit.audit(access, addressing)
+    result = audit.audit(access, requested)
     print(audit.table(result), flush=True)
     twins = []
-    if base is not None:
-        twin, notes = twin_scenario(result.facts, base, mapping)
+    twin = None
+    if base is not None or args.write_site is not None:
+        router = base.site.policy_router if base is not None else "gw"
+        site, notes = derived_site(result.facts, requested, result.addressing, router)
+        if args.write_site is not None:  # the site the twin runs on
+            _write_site(args.write_site, site or (base.site if base else None), result,
+                        args.twin, notes)
+        if base is not None:
+            twin, said = twin_scenario(result.facts, base, mapping, site)
+            notes += said
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
+    if twin is not None:
         with lifecycle.opened() as run:
             twins.append(verify(twin, run, say))
         print(report.matrix(twins[0]), flush=True)
@@ -397,6 +416,30 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if any(t.lab_error for t in twins):
         return LAB_FAILED
     return OK if result.passed and all(t.passed for t in twins) else FAILED
+
+
+def _write_site(path: Path, site: Any, result: Any, scenario: str | None,
+                notes: tuple[str, ...]) -> None:
+    """The twin's site as a site file, with how it was made and how to run it again."""
+    import time
+
+    from lab.model import site_file
+
+    if site is None:  # --write-site alone, on a gateway without a default route
+        raise BadInput(f"--write-site {path}: nothing derived: {notes[0]}")
+    gateway = result.facts.gateway
+    header = [f"port25lab site: derived by `port25lab audit --write-site` from {gateway}",
+              f"on {time.strftime('%Y-%m-%d %H:%M:%S %z')}.",
+              *(f"assumed: {n}" for n in (*result.assumed, *notes)), "",
+              "To run the twin again without SSH, save the gateway's `iptables-save` and",
+              "`ip6tables-save` output (also in the --json report) and run",
+              f"  port25lab verify {scenario or 'SCENARIO'} --site {path.name} "
+              "--rules-v4 V4 --rules-v6 V6"]
+    try:
+        path.write_text(site_file.dump(site, header), encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"--write-site {path}: cannot write there ({exc.strerror}); give "
+                       "another file") from None
 
 
 def cmd_shell(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from ipaddress import ip_interface
 from typing import Any
 
 from lab.audit.remote import (
@@ -37,13 +38,15 @@ MISSING = 127  # what a POSIX shell answers for a command it cannot find
 
 SYSCTLS = "sysctl net.ipv4.ip_forward net.ipv6.conf.all.forwarding"
 ADDRESSES = "ip -json address show"
+ROUTES = {4: "ip -json route show", 6: "ip -6 -json route show"}
 NFT = "nft list ruleset"
 FAIL2BAN = "fail2ban-client status"
 POSTCONF_MAIN, POSTCONF_MASTER = "postconf -n", "postconf -M"
 DOVECONF = next(c for c in ALLOWED if c.startswith("doveconf "))
 
 REQUIRED = (IPv4().save, IPv6().save, SYSCTLS, ADDRESSES)
-OPTIONAL = (NFT, FAIL2BAN)
+# the routes only the twin needs (a gateway without IPv6 may refuse `ip -6`)
+OPTIONAL = (NFT, FAIL2BAN, *ROUTES.values())
 MAIL_REQUIRED = (POSTCONF_MAIN, POSTCONF_MASTER)
 MAIL_OPTIONAL = (DOVECONF,)
 
@@ -120,6 +123,26 @@ def _ssh_failed(stderr: str) -> bool:
 
 
 @dataclass(frozen=True)
+class DefaultRoute:
+    """A gateway's default route: its interface and next hop (None: a point-to-point link)."""
+
+    family: int
+    dev: str
+    via: str | None
+
+
+def _json_list(output: Output | None) -> list[dict[str, Any]]:
+    """The objects of a JSON list `ip -json` printed ([] for none, a failure or no JSON)."""
+    if output is None or not output.ok:
+        return []
+    try:
+        data = json.loads(output.stdout or "[]")
+    except ValueError:
+        return []
+    return [i for i in data if isinstance(i, dict)] if isinstance(data, list) else []
+
+
+@dataclass(frozen=True)
 class Facts:
     """A gateway's (and optionally its mail server's) collected state."""
 
@@ -144,14 +167,50 @@ class Facts:
     @property
     def interfaces(self) -> dict[str, tuple[str, ...]]:
         """Interface name → its addresses (CIDR)."""
-        try:
-            data = json.loads(self.outputs[ADDRESSES].stdout if ADDRESSES in self.outputs
-                              else "[]")
-        except ValueError:
-            return {}
         return {str(i.get("ifname")): tuple(f"{a['local']}/{a['prefixlen']}"
                                             for a in i.get("addr_info", []) if "local" in a)
-                for i in data if isinstance(i, dict)}
+                for i in _json_list(self.outputs.get(ADDRESSES))}
+
+    @property
+    def global_interfaces(self) -> dict[str, tuple[str, ...]]:
+        """Interface name → its addresses (CIDR), without loopback and link-local ones.
+
+        What can be a segment: the loopback interface and addresses valid only on one
+        link (fe80::/10, 169.254.0.0/16) are none. Interfaces left without an address
+        are left out.
+        """
+        found = {}
+        for name, addresses in self.interfaces.items():
+            if name in self._loopbacks:
+                continue
+            kept = tuple(a for a in addresses if not (
+                ip_interface(a).is_loopback or ip_interface(a).is_link_local))
+            if kept:
+                found[name] = kept
+        return found
+
+    @property
+    def _loopbacks(self) -> set[str]:
+        data = _json_list(self.outputs.get(ADDRESSES))
+        return {str(i.get("ifname")) for i in data
+                if i.get("link_type") == "loopback" or "LOOPBACK" in (i.get("flags") or [])}
+
+    def default_route(self, version: int) -> DefaultRoute | None:
+        """The main table's default route of that family (the lowest metric), if any.
+
+        None where the gateway has none, or where its routes were not read.
+        """
+        found = []
+        for route in _json_list(self.outputs.get(ROUTES[version])):
+            if route.get("dst") != "default" or route.get("type", "unicast") != "unicast":
+                continue  # blackhole, unreachable, prohibit, throw: no way out
+            hops = route.get("nexthops") or [route]  # a multipath route: its first hop
+            dev = hops[0].get("dev")
+            if isinstance(dev, str):
+                via = hops[0].get("gateway")
+                found.append((int(route.get("metric") or 0), DefaultRoute(
+                    version, dev, str(via) if isinstance(via, str) else None)))
+        return min(found, key=lambda f: f[0])[1] if found else None
 
     @property
     def nft(self) -> Output | None:

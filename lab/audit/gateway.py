@@ -18,7 +18,7 @@ from typing import Any
 
 from lab.audit import remote
 from lab.audit.facts import Facts, collect, runner
-from lab.compliance.addressing import Addressing
+from lab.compliance.addressing import Addressing, Requested
 from lab.compliance.checks import Finding, run_all
 
 
@@ -39,6 +39,7 @@ class AuditResult:
     addressing: Addressing
     findings: tuple[Finding, ...]
     elapsed_ms: float
+    assumed: tuple[str, ...] = ()  # what the addressing took from the gateway, said
 
     @property
     def passed(self) -> bool:
@@ -47,11 +48,12 @@ class AuditResult:
 
     @property
     def notes(self) -> list[str]:
-        """What the checks could not see."""
+        """What the checks assumed, and what they could not see."""
         tables = self.facts.nft_only_tables
         if not tables:
-            return []
-        return [f"nftables has tables iptables-save does not show ({', '.join(tables)}): "
+            return list(self.assumed)
+        return [*self.assumed,
+                f"nftables has tables iptables-save does not show ({', '.join(tables)}): "
                 "the checks and the twin read the iptables rules only; see `nft list "
                 "ruleset` in the JSON report"]
 
@@ -72,12 +74,16 @@ def gather(access: Access) -> Facts:
                 host.backend.client.close()
 
 
-def audit(access: Access, addressing: Addressing) -> AuditResult:
+def audit(access: Access, addressing: Addressing | Requested) -> AuditResult:
+    """Read the gateway and check it; what `Requested` leaves empty comes from the gateway."""
     started = time.monotonic()
     facts = gather(access)
+    assumed: tuple[str, ...] = ()
+    if isinstance(addressing, Requested):
+        addressing, assumed = addressing.resolve(facts)
     findings = tuple(run_all(facts, addressing))
     return AuditResult(facts, addressing, findings,
-                       round((time.monotonic() - started) * 1000, 1))
+                       round((time.monotonic() - started) * 1000, 1), assumed)
 
 
 def table(result: AuditResult) -> str:
@@ -85,8 +91,10 @@ def table(result: AuditResult) -> str:
     status = "PASS" if result.passed else "FAIL"
     a = result.addressing
     lines = [f"== audit {result.facts.gateway} {status} "
-             f"(read in {result.elapsed_ms / 1000:.1f} s; clients {', '.join(a.clients)}, "
-             f"mail server {', '.join(a.mail_server)}, inside {a.inside})"]
+             f"(read in {result.elapsed_ms / 1000:.1f} s; clients "
+             f"{', '.join(a.clients) or 'unknown'}, mail server "
+             f"{', '.join(a.mail_server) or 'unknown'}, inside "
+             f"{', '.join(i for i in a.insides if i) or 'unknown'})"]
     if result.facts.mail_server:
         lines.append(f"   mail server read: {result.facts.mail_server}")
     lines += [f"   note: {note}" for note in result.notes]
@@ -115,7 +123,7 @@ def as_json(result: AuditResult) -> dict[str, Any]:
     return {"gateway": result.facts.gateway, "mail_server": result.facts.mail_server,
             "passed": result.passed, "elapsed_ms": result.elapsed_ms, "notes": result.notes,
             "addressing": {"clients": list(a.clients), "mail_server": list(a.mail_server),
-                           "inside": a.inside},
+                           "inside": a.inside, "arrives_on": dict(a.arrives_on)},
             "findings": [{"check": f.check, "family": f.family, "title": f.title,
                           "status": f.status, "passed": f.passed, "detail": f.detail}
                          for f in result.findings],

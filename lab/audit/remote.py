@@ -43,6 +43,8 @@ ALLOWED = frozenset({
     "nft list ruleset",
     "sysctl net.ipv4.ip_forward net.ipv6.conf.all.forwarding",
     "ip -json address show",
+    "ip -json route show",
+    "ip -6 -json route show",
     "fail2ban-client status",
     "postconf -n",
     "postconf -M",

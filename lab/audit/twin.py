@@ -1,21 +1,28 @@
 """The twin: a live gateway's collected rules replayed on the lab's policy router.
 
-The rules are loaded line by line (a chain policy, a user chain, a rule each
-an iptables command), not with iptables-restore: restore is all-or-nothing
-per table, and the report must say which collected lines did not load in the
-lab and why. Interface names are mapped from the gateway's to the lab's.
-Then the scenario's own probe matrix runs on them: no packet ever goes to the
-production network.
+The lab is the gateway's own network where the audit could derive it
+(`lab.audit.derive`: its interfaces, names and addresses, its default route),
+else the scenario's site. The rules are loaded line by line (a chain policy, a
+user chain, a rule each an iptables command), not with iptables-restore:
+restore is all-or-nothing per table, and the report must say which collected
+lines did not load in the lab and why. Interface names are mapped from the
+gateway's to the lab's where they differ (`--map-interface`). Then the
+scenario's own probe matrix runs on them: no packet ever goes to the production
+network.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections import defaultdict
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from lab.audit import derive
 from lab.audit.facts import Facts
+from lab.compliance.addressing import Addressing, Requested
 from lab.errors import BadInput
-from lab.model.scenario import Scenario
+from lab.model.scenario import Expectation, Scenario
+from lab.model.site import Site
 from lab.netfilter import save
 from lab.netfilter.family import family as ip_family
 from lab.netfilter.policy import PolicyFile
@@ -114,11 +121,92 @@ def replay(facts: Facts, scenario: Scenario, mapping: dict[str, str]) -> Replay:
     return Replay(policies, tuple(notes))
 
 
-def twin_scenario(facts: Facts, scenario: Scenario,
-                  mapping: dict[str, str]) -> tuple[Scenario, tuple[str, ...]]:
-    """The scenario with its policy router running the gateway's rules instead of its own."""
+def twin_scenario(facts: Facts, scenario: Scenario, mapping: dict[str, str],
+                  site: Site | None = None) -> tuple[Scenario, tuple[str, ...]]:
+    """The scenario with its policy router running the gateway's rules instead of its own.
+
+    On `site` (the gateway's derived one) where given, else on the scenario's own.
+    """
+    notes: tuple[str, ...] = ()
+    if site is not None:
+        scenario, notes = on_site(scenario, site)
     collected = replay(facts, scenario, mapping)
     twin = scenario
     for family, policy in collected.policies.items():
         twin = twin.with_rules(family, policy)
-    return replace(twin, name=f"{scenario.name} twin of {facts.gateway}"), collected.notes
+    return (replace(twin, name=f"{scenario.name} twin of {facts.gateway}"),
+            notes + collected.notes)
+
+
+def derived_site(facts: Facts, requested: Requested, addressing: Addressing,
+                 router: str) -> tuple[Site | None, tuple[str, ...]]:
+    """The gateway's own network as a site, with `router` its policy router.
+
+    None where the gateway has no default route to tell its outside by: the twin
+    then runs on the scenario's site, as a note says.
+    """
+    found = requested.layout(facts)
+    if found.outside is None:
+        return None, ("the gateway has no default route (or `ip -json route show` could not "
+                      "be read): the twin runs on the scenario's own site; map interface "
+                      "names with --map-interface GATEWAY=LAB",)
+    return derive.site(facts, found, addressing.mail_server, router)
+
+
+@dataclass(frozen=True)
+class OnSite(Scenario):
+    """A scenario run on another site than its topology names: the twin's derived one."""
+
+    other: Site | None = None
+
+    @property
+    def site(self) -> Site:
+        return self.other if self.other is not None else super().site
+
+
+def on_site(scenario: Scenario, site: Site) -> tuple[Scenario, tuple[str, ...]]:
+    """The scenario on `site`, whose roles it needs; its clients' rows cover the site's."""
+    named = {r for e in scenario.expectations for r in (e.source, e.target)}
+    named |= set(scenario.traps) | set(scenario.suspects or ())
+    missing = sorted(named - set(site.role_names))
+    if missing:
+        raise BadInput(f"--twin {scenario.name}: the scenario names {missing[0]}, which the "
+                       f"twin's site lacks (it has {', '.join(site.role_names)})")
+    policies = {r: p for r, p in scenario.policies.items() if r in site.routers}
+    notes = [f"{scenario.name}: the twin has no router {r}: its policy is not loaded"
+             for r in scenario.policies if r not in policies]
+    lacking = sorted({4, 6} - {n.version for s in site.segments for n in s.networks()})
+    if lacking:  # the lab's services and probes expect both families on every site
+        raise BadInput(f"--twin {scenario.name}: the gateway has no IPv{lacking[0]} default "
+                       f"route, so its twin has no IPv{lacking[0]}, and the lab cannot run a "
+                       f"site without it yet (--write-site saves the site all the same)")
+    kept = {f.name: getattr(scenario, f.name) for f in fields(scenario)}
+    return OnSite(**{**kept, "topology": site.name, "policies": policies,
+                     "expectations": every_client(scenario.expectations,
+                                                  scenario.site.clients, site.clients)},
+                  other=site), tuple(notes)
+
+
+def every_client(expectations: tuple[Expectation, ...], old: tuple[str, ...],
+                 new: tuple[str, ...]) -> tuple[Expectation, ...]:
+    """Rows made for every client of the old site, made for every client of the new one.
+
+    A scenario's `from: clients` became a row per client of its own site when it was
+    read; on a site with more clients (a second client segment) the others get theirs.
+    """
+    extra = [c for c in new if c not in old]
+    if not extra or not old:
+        return expectations
+
+    def key(e: Expectation) -> tuple[object, ...]:
+        return (e.target, e.probe, e.family, e.verdict, e.variant, e.after)
+
+    sources: dict[tuple[object, ...], set[str]] = defaultdict(set)
+    for e in expectations:
+        sources[key(e)].add(e.source)
+    found: list[Expectation] = []
+    for e in expectations:
+        found.append(e)
+        if e.source == old[-1] and sources[key(e)] >= set(old):
+            found += [replace(e, source=c) for c in extra if c not in sources[key(e)]]
+    return tuple(found)

@@ -14,14 +14,11 @@ from dataclasses import dataclass, replace
 from ipaddress import ip_address, ip_network
 
 from lab.audit.facts import SYSCTLS, Facts
-from lab.compliance.addressing import Addressing
+from lab.compliance.addressing import OUTSIDE, Addressing
 from lab.netfilter import ruleset
 from lab.netfilter.rules import Rule
 from lab.netfilter.ruleset import Outcome, Packet
 from lab.netfilter.save import Ruleset
-
-# documentation addresses standing for "the Internet" in the evaluated packets
-OUTSIDE = {4: "198.51.100.25", 6: "2001:db8:ffff:1::25"}
 
 
 @dataclass(frozen=True)
@@ -88,7 +85,8 @@ def _paths(facts: Facts, a: Addressing, family: int | None, ports: tuple[int, ..
     else:
         sources = [a.a_client(n) for n in a.client_networks(family)]
     return [(f"{source} → {port}", ruleset.follow(rules, Packet(
-        source, OUTSIDE[family], "tcp", port, a.inside))) for source in sources for port in ports]
+        source, OUTSIDE[family], "tcp", port, a.inside_for(source))))
+        for source in sources for port in ports]
 
 
 def _smtp_blocked(facts: Facts, a: Addressing, family: int | None) -> tuple[bool | None, str]:
@@ -129,7 +127,7 @@ def _teredo(facts: Facts, a: Addressing, family: int | None) -> tuple[bool | Non
     rules = _rules(facts, 4)
     found = []
     for network in a.client_networks(4):
-        packet = Packet(a.a_client(network), OUTSIDE[4], "udp", 3544, a.inside)
+        packet = Packet(a.a_client(network), OUTSIDE[4], "udp", 3544, a.inside_for(network))
         for rule in rules.chain("filter", "FORWARD") + [
                 r for r in rules.rules if r.table == "filter" and r.chain != "FORWARD"]:
             if rule.target not in ("DROP", "REJECT"):
@@ -168,17 +166,22 @@ def _forwarding(facts: Facts, a: Addressing, family: int | None) -> tuple[bool |
 
 
 def _inside(facts: Facts, a: Addressing, family: int | None) -> tuple[bool | None, str]:
+    if not a.clients:
+        return None, "no client network given"
     interfaces = facts.interfaces
-    if a.inside not in interfaces:
-        return False, (f"the gateway has no interface {a.inside} (it has "
-                       f"{', '.join(sorted(interfaces))}): give the inside interface")
-    addresses = interfaces[a.inside]
-    inside = [c for c in addresses for n in a.clients
-              if ip_address(c.split("/")[0]) in ip_network(n, strict=False)]
-    if not inside:
-        return False, (f"{a.inside} has {', '.join(addresses) or 'no address'}, none in the "
-                       f"client networks {', '.join(a.clients)}")
-    return True, f"{a.inside}: {', '.join(addresses)}"
+    said = []
+    for name in a.insides:
+        if name not in interfaces:
+            return False, (f"the gateway has no interface {name or '(none given)'} (it has "
+                           f"{', '.join(sorted(interfaces))}): give the inside interface")
+        addresses = interfaces[name]
+        inside = [c for c in addresses for n in a.clients
+                  if ip_address(c.split("/")[0]) in ip_network(n, strict=False)]
+        if not inside:
+            return False, (f"{name} has {', '.join(addresses) or 'no address'}, none in the "
+                           f"client networks {', '.join(a.clients)}")
+        said.append(f"{name}: {', '.join(addresses)}")
+    return True, "; ".join(said)
 
 
 def _submission_auth_tls(facts: Facts, a: Addressing,

@@ -26,17 +26,13 @@ if TYPE_CHECKING:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from lab.compliance.addressing import Addressing
+    from lab.compliance.addressing import OPTIONS
 
-    default = Addressing()
     group = parser.getgroup("port25lab", "port25lab compliance checks "
                             "(pytest --pyargs lab.compliance --hosts=…)")
-    group.addoption("--port25lab-clients", default=",".join(default.clients),
-                    metavar="CIDR,…", help="client networks (default: %(default)s)")
-    group.addoption("--port25lab-mail-server", default=",".join(default.mail_server),
-                    metavar="ADDR,…", help="mail server addresses (default: %(default)s)")
-    group.addoption("--port25lab-inside", default=default.inside, metavar="IFACE",
-                    help="the gateway's inside interface (default: %(default)s)")
+    for name, (metavar, repeats, said) in OPTIONS.items():
+        group.addoption(f"--port25lab-{name}", metavar=metavar, help=said,
+                        **({"action": "append", "default": []} if repeats else {}))
     group.addoption("--port25lab-mx", metavar="HOSTSPEC",
                     help="the mail server, as testinfra names hosts (paramiko://user@mx): "
                          "its Postfix and Dovecot settings are checked too")
@@ -112,13 +108,29 @@ def port25lab_facts(host: Any, pytestconfig: pytest.Config) -> Iterator[Facts]:
 @pytest.fixture(scope="module")
 def port25lab_check(port25lab_facts: Facts,
                     pytestconfig: pytest.Config) -> Callable[[str, int | None], Finding]:
-    """Run one compliance check on the gateway's facts: `check("smtp-blocked", 4)`."""
-    from lab.compliance.addressing import Addressing
+    """Run one compliance check on the gateway's facts: `check("smtp-blocked", 4)`.
+
+    What the options leave out comes from the gateway, and a line says what was assumed.
+    """
+    from lab.compliance.addressing import Requested
     from lab.compliance.checks import check
+    from lab.errors import BadInput
 
     def split(option: str) -> tuple[str, ...]:
-        return tuple(v.strip() for v in pytestconfig.getoption(option).split(",") if v.strip())
+        given = pytestconfig.getoption(option) or ""
+        return tuple(v.strip() for v in given.split(",") if v.strip())
 
-    addressing = Addressing(split("port25lab_clients"), split("port25lab_mail_server"),
-                            pytestconfig.getoption("port25lab_inside"))
+    requested = Requested(split("port25lab_clients"), split("port25lab_mail_server"),
+                          tuple(pytestconfig.getoption("port25lab_inside")),
+                          tuple(pytestconfig.getoption("port25lab_management")))
+    try:
+        addressing, notes = requested.resolve(port25lab_facts)
+    except BadInput as exc:
+        pytest.fail(str(exc), pytrace=False)
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:  # absent with `-p no:terminal`
+        with capture.global_and_fixture_disabled():  # said now, not captured with the test
+            for note in notes:
+                reporter.write_line(f"port25lab: note: {note}")
     return lambda check_id, family: check(check_id)(port25lab_facts, addressing, family)

@@ -23,10 +23,13 @@ A host has one interface (`interface:`, default eth0) or, like a router,
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from ipaddress import IPv4Address, ip_address, ip_interface, ip_network
 from itertools import combinations
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from lab.errors import BadInput
 from lab.model import routes, yamlfile
@@ -86,6 +89,62 @@ class _File:
 def load(path: Path) -> Site:
     """The site in the file at `path`, checked; BadInput names the first mistake."""
     return parse(path, yamlfile.load(path, WHAT))
+
+
+class _OneLine(dict[str, Any]):
+    """A mapping a site file writes on one line, as people do: `{segment: lan, …}`."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(_OneLine, lambda dumper, data: dumper.represent_mapping(
+    "tag:yaml.org,2002:map", data.items(), flow_style=True))
+
+
+def dump(site: Site, header: Iterable[str] = ()) -> str:
+    """The site as a site file, which `load` reads back as this very site.
+
+    Routes the graph gives are left out (the loader computes them again); a node's
+    others are its `routes:`. `header`: comment lines to begin with.
+    """
+    def interfaces(node: Node) -> dict[str, Any]:
+        return {i.name: _OneLine(segment=i.segment, addresses=list(i.addresses))
+                for i in node.interfaces}
+
+    def own_routes(node: Node) -> dict[str, Any]:
+        graph = routes.computed(site, node)
+        own = tuple(r for r in node.routes if r not in graph)
+        if routes.with_own(graph, own) != node.routes:
+            raise ValueError(f"{node.name}: routes {node.routes} are not the graph's with "
+                             "some replaced or added: a site file cannot say them")
+        return {"routes": [_OneLine(to=r.destination, via=r.via) for r in own]} if own else {}
+
+    routers: dict[str, Any] = {}
+    hosts: dict[str, Any] = {}
+    for node in site.nodes:
+        if node.is_router:
+            routers[node.name] = {**({"policy": True} if node.policy else {}),
+                                  "interfaces": interfaces(node), **own_routes(node)}
+            continue
+        spec: dict[str, Any] = _OneLine(role=node.role)
+        if len(node.interfaces) == 1:
+            (one,) = node.interfaces
+            spec |= {"segment": one.segment, "addresses": list(one.addresses),
+                     **({"interface": one.name} if one.name != "eth0" else {})}
+        else:
+            spec["interfaces"] = interfaces(node)
+        spec.update(own_routes(node))
+        hosts[node.name] = spec
+    data = {"name": site.name, **({"description": site.description} if site.description
+                                  else {}),
+            "segments": {s.name: _OneLine(prefixes=list(s.prefixes),
+                                          **({"outside": True} if s.outside else {}))
+                         for s in site.segments},
+            "routers": routers, "hosts": hosts}
+    text = yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True)
+    return "".join(f"# {line}\n" if line else "#\n" for line in header) + text
 
 
 def parse(path: Path, data: Any) -> Site:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from lab.audit.facts import (
 )
 from lab.audit.gateway import AuditResult, table
 from lab.audit.remote import jail_status
-from lab.compliance.addressing import Addressing
+from lab.compliance.addressing import Addressing, Requested
 from lab.compliance.checks import run_all
 from lab.errors import BadInput
 from lab.model.scenario import load
@@ -111,6 +112,28 @@ def test_no_log_and_no_forwarding_and_other_addressing() -> None:
     assert statuses["smtp-blocked[v4]"] == "FAIL"
     assert statuses["smtp-blocked[v6]"] == "not checked"
     assert statuses["inside-interface"] == "FAIL"
+
+
+def test_each_client_network_is_checked_on_its_own_inside_interface() -> None:
+    # staff on eth0 as published, guests on eth2: each blocked where it arrives
+    guests = ("-A FORWARD -s 192.0.2.0/24 -i eth2 -p tcp -m multiport --dports 25,465 -j LOG\n"
+              "-A FORWARD -s 192.0.2.0/24 -i eth2 -p tcp -m multiport --dports 25,465 "
+              "-j DROP\nCOMMIT")
+    interfaces = [*INTERFACES, {"ifname": "eth2", "addr_info": [
+        {"local": "192.0.2.1", "prefixlen": 24}]}]
+    facts = _facts(PUBLISHED_V4.replace("COMMIT", guests))
+    facts.outputs[ADDRESSES] = _out(ADDRESSES, json.dumps(interfaces))
+    published = Addressing()
+    both = Addressing(("203.0.113.0/24", "192.0.2.0/24", *published.client_networks(6)),
+                      published.mail_server, "eth0", (("192.0.2.0/24", "eth2"),))
+    found = {f.name: f for f in run_all(facts, both)}
+    assert found["smtp-blocked[v4]"].passed, found["smtp-blocked[v4]"].detail
+    assert found["log-before-drop[v4]"].passed
+    assert found["inside-interface"].detail == "eth0: 203.0.113.1/24; eth2: 192.0.2.1/24"
+    # seen arriving on eth0 (one inside interface for all), the guests' SMTP would pass
+    one = replace(both, arrives_on=())
+    assert not {f.name: f for f in run_all(facts, one)}["smtp-blocked[v4]"].passed
+    assert Requested(("192.0.2.0/24",)).resolve(facts)[0].inside == "eth2"
 
 
 def test_evaluation_follows_user_chains_and_policies() -> None:

@@ -113,9 +113,17 @@ def test_every_command_the_audit_runs_is_on_the_allowlist() -> None:
     "fail2ban-client set sshd banip 203.0.113.10", "fail2ban-client stop",
     "postconf -e mynetworks=0.0.0.0/0", "doveconf -P", " iptables-save", "iptables-save\n",
     "test -e /etc/passwd", "sh -c iptables-save",
+    "ip route add default via 192.0.2.1", "ip -json route flush", "ip route show",
+    "ip -6 -json route show; reboot", "ip -json route show table all", "ip -4 -json route show",
 ])
 def test_nothing_else_is_allowed(command: str) -> None:
     assert not remote.allowed(command)
+
+
+def test_the_twin_reads_the_routes_of_both_families() -> None:
+    assert facts.ROUTES == {4: "ip -json route show", 6: "ip -6 -json route show"}
+    assert all(remote.allowed(c) for c in facts.ROUTES.values())
+    assert set(facts.ROUTES.values()) <= set(facts.OPTIONAL)  # read, and kept in the facts
 
 
 def test_an_odd_jail_name_is_not_asked_for() -> None:

@@ -1,0 +1,306 @@
+"""The twin of a gateway built outside the lab's own sites: its own names and addressing.
+
+The gateway is made here from plain network namespaces, not by the lab: a
+LAN on ens18 (192.0.2.0/24 and 2001:db8:cafe::/64, its mail server .25 and
+::25), the WAN on ens19 (198.51.100.1/24, 2001:db8:ffff:1::1/64, default
+routes via .254 and ::fe), management on ens20 (203.0.113.1/28 and
+2001:db8:e20::1/64), a private sshd there (the lab's own sshd service, on a
+handle of the plain namespace), and correct block rules written for that
+network. The auditor runs `port25lab audit --twin fixed-screened-block` in the
+management namespace. The namespaces carry a run's prefix (so that the lab's
+teardown removes them and what runs in them) and none is linked to the host's.
+
+    PREFIX-lan ── ens18 ┐
+                        PREFIX-gw ── ens19 ── PREFIX-up (198.51.100.254)
+    PREFIX-admin ─ ens20 ┘
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.audit.facts import Facts, Output
+from lab.audit.twin import twin_scenario
+from lab.engine.verify import verify
+from lab.model import scenario, site_file
+from lab.runtime import lifecycle
+from lab.runtime.handle import NodeHandle
+from lab.services import service, sshd
+from tests.support import CLI, leftovers, prefixes
+
+pytestmark = pytest.mark.lab
+
+GW = "203.0.113.1"
+MANAGEMENT = ("203.0.113.1/28", "2001:db8:e20::1/64")  # ens20: where its sshd listens
+# Her rules, as she wrote them for her network (scenarios/fixed-screened-block/rules.sh
+# with her interface and addresses).
+RULES = r"""
+LAN_IF=ens18
+LAN=192.0.2.0/24
+LAN6=2001:db8:cafe::/64
+MX=192.0.2.25
+MX6=2001:db8:cafe::25
+iptables -A FORWARD -i $LAN_IF -p tcp -m multiport -s $MX --dports 25,465 -j ACCEPT
+ip6tables -A FORWARD -i $LAN_IF -p tcp -m multiport -s $MX6 --dports 25,465 -j ACCEPT
+iptables -A FORWARD -i $LAN_IF -p tcp -m multiport -s $LAN --dports 25,465 -j LOG
+iptables -A FORWARD -i $LAN_IF -p tcp -m multiport -s $LAN --dports 25,465 -j DROP
+ip6tables -A FORWARD -i $LAN_IF -p tcp -m multiport -s $LAN6 --dports 25,465 -j LOG
+ip6tables -A FORWARD -i $LAN_IF -p tcp -m multiport -s $LAN6 --dports 25,465 -j DROP
+iptables -A FORWARD -i $LAN_IF -m conntrack --ctstate INVALID -j DROP
+iptables -A FORWARD -i $LAN_IF -p udp -s $LAN -m u32 --u32 "4 & 0x3FFF = 0 && 0 >> 22 & 0x3C @ 8 >> 28 = 6 && 0 >> 22 & 0x3C @ 12 >> 8 & 0xFF = 6 && 0 >> 22 & 0x3C @ 48 & 0xFFFF = 25,465" -j DROP
+iptables -A FORWARD -i $LAN_IF -p udp -s $LAN -m u32 --u32 "4 & 0x3FFF = 0 && 0 >> 22 & 0x3C @ 8 >> 16 = 0 && 0 >> 22 & 0x3C @ 16 >> 28 = 6 && 0 >> 22 & 0x3C @ 20 >> 8 & 0xFF = 6 && 0 >> 22 & 0x3C @ 56 & 0xFFFF = 25,465" -j DROP
+iptables -A FORWARD -i $LAN_IF -p udp -s $LAN -m u32 --u32 "4 & 0x3FFF = 0 && 0 >> 22 & 0x3C @ 8 = 0x10000 && 0 >> 22 & 0x3C @ 21 >> 28 = 6 && 0 >> 22 & 0x3C @ 24 & 0xFF = 6 && 0 >> 22 & 0x3C @ 61 & 0xFFFF = 25,465" -j DROP
+iptables -A FORWARD -i $LAN_IF -p udp -s $LAN -m u32 --u32 "4 & 0x3FFF = 0 && 0 >> 22 & 0x3C @ 8 >> 28 = 6 && 0 >> 22 & 0x3C @ 12 >> 8 & 0xFF = 0,60 && 0 >> 22 & 0x3C @ 48 >> 24 = 6 && 0 >> 22 & 0x3C @ 48 >> 13 & 0x7F8 @ 56 & 0xFFFF = 25,465" -j DROP
+iptables -A FORWARD -i $LAN_IF -p 41 -s $LAN -m u32 --u32 "4 & 0x3FFF = 0 && 0 >> 22 & 0x3C @ 4 >> 8 & 0xFF = 6 && 0 >> 22 & 0x3C @ 40 & 0xFFFF = 25,465" -j DROP
+"""  # noqa: E501  (a u32 expression is one word)
+
+
+class Namespace:
+    """A plain named network namespace as a lab node's handle wraps one (`popen`, `pid`)."""
+
+    def __init__(self, name: str) -> None:
+        self.enter = ["nsenter", f"--net=/run/netns/{name}"]
+        # something to be in it: /proc/PID/net is the namespace's (the teardown ends it)
+        self.holder = subprocess.Popen([*self.enter, "sleep", "infinity"])
+
+    @property
+    def pid(self) -> int:
+        return self.holder.pid
+
+    def popen(self, argv: list[str], **options: Any) -> subprocess.Popen[Any]:
+        return subprocess.Popen([*self.enter, *argv], **options)
+
+
+@dataclass(frozen=True)
+class Gateway:
+    run: lifecycle.Run
+    ssh: sshd.Instance
+
+    def inside(self, name: str, *argv: str, stdin: str | None = None) -> str:
+        """Run a program in one of the gateway's namespaces (network only; it must succeed)."""
+        done = subprocess.run(["nsenter", f"--net=/run/netns/{self.run.netns(name)}", *argv],
+                              input=stdin, capture_output=True, text=True, timeout=60,
+                              check=False)
+        assert done.returncode == 0, f"{name}: {argv}: {done.stderr}"
+        return done.stdout
+
+    def audit(self, *args: str) -> tuple[int, str, str]:
+        """`port25lab audit` as the auditor on the management network runs it."""
+        done = subprocess.run(
+            ["nsenter", f"--net=/run/netns/{self.run.netns('admin')}", CLI, "audit",
+             f"ssh://root@{GW}", "-i", str(self.ssh.client_key), "--known-hosts",
+             str(self.ssh.known_hosts), "--management", "ens20", "-q", *args],
+            capture_output=True, text=True, timeout=600, check=False)
+        return done.returncode, done.stdout, done.stderr
+
+
+def _build(run: lifecycle.Run) -> None:
+    """The namespaces, links, addresses and routes: nothing of it in the host's namespace."""
+    def ip(namespace: str, *argv: str) -> None:
+        subprocess.run(["ip", "-n", run.netns(namespace), *argv], check=True, timeout=30)
+
+    for name in ("gw", "lan", "up", "admin"):
+        subprocess.run(["ip", "netns", "add", run.netns(name)], check=True, timeout=30)
+        ip(name, "link", "set", "lo", "up")
+    links = {"ens18": ("lan", ["192.0.2.1/24", "2001:db8:cafe::1/64"],
+                       ["192.0.2.2/24", "2001:db8:cafe::2/64"]),
+             "ens19": ("up", ["198.51.100.1/24", "2001:db8:ffff:1::1/64"],
+                       ["198.51.100.254/24", "2001:db8:ffff:1::fe/64"]),
+             "ens20": ("admin", list(MANAGEMENT), ["203.0.113.2/28", "2001:db8:e20::2/64"])}
+    for ifname, (peer, mine, theirs) in links.items():
+        ip("gw", "link", "add", ifname, "type", "veth", "peer", "name", "eth0", "netns",
+           run.netns(peer))
+        for namespace, device, addresses in (("gw", ifname, mine), (peer, "eth0", theirs)):
+            for cidr in addresses:
+                ip(namespace, "address", "add", cidr, "dev", device, *(
+                    ["nodad"] if ":" in cidr else []))
+            ip(namespace, "link", "set", device, "up")
+    ip("gw", "route", "add", "default", "via", "198.51.100.254")
+    ip("gw", "-6", "route", "add", "default", "via", "2001:db8:ffff:1::fe")
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[Gateway]:
+    run = lifecycle.new_run()
+    services: list[service.Service] = []
+    holders: list[subprocess.Popen[Any]] = []
+    try:
+        _build(run)
+        no_fail2ban = run.folder / "no-fail2ban"  # not the host's fail2ban: none at all
+        no_fail2ban.mkdir()
+        namespace = Namespace(run.netns("gw"))
+        holders.append(namespace.holder)
+        server = sshd.Sshd(NodeHandle("gw", namespace, run.folder / "gw"),
+                           tuple(c.split("/")[0] for c in MANAGEMENT),
+                           mounts={"/etc/fail2ban": no_fail2ban})
+        services.append(server)
+        found = Gateway(run, server.instance)
+        found.inside("gw", "sysctl", "-qw", "net.ipv4.ip_forward=1",
+                     "net.ipv6.conf.all.forwarding=1")
+        found.inside("gw", "sh", "-e", stdin=RULES)
+        assert service.start(services) == {}
+        service.wait_ready(services)
+        yield found
+    finally:
+        service.stop_all(services, also=holders)
+        lifecycle.destroy(run)  # what is left in the run's namespaces, and them
+    assert leftovers(run.prefix) == []
+
+
+@dataclass(frozen=True)
+class Audited:
+    status: int
+    out: str
+    err: str
+    report: dict[str, Any]
+    site: Path
+
+
+@pytest.fixture(scope="module")
+def correct(gateway: Gateway) -> Audited:
+    """The audit with --twin and --write-site of the gateway running her correct rules."""
+    report, site = gateway.run.folder / "twin.json", gateway.run.folder / "twin-site.yaml"
+    status, out, err = gateway.audit("--twin", "fixed-screened-block", "--json", str(report),
+                                     "--write-site", str(site))
+    for prefix in prefixes(err + out) - {gateway.run.prefix}:
+        assert leftovers(prefix) == []  # the twin's lab is gone
+    return Audited(status, out, err, json.loads(report.read_text()), site)
+
+
+def _twin(report: dict[str, Any]) -> dict[str, Any]:
+    twin: dict[str, Any] = report["scenarios"][0]
+    assert twin["lab_error"] is None and twin["load_errors"] == []
+    return twin
+
+
+def _rows(twin: dict[str, Any]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    return {(r["source"], r["target"], r["probe"], r["variant"], r["family"]): r
+            for r in twin["results"]}
+
+
+def test_the_twin_of_correct_rules_passes_on_the_gateways_own_network(
+        correct: Audited) -> None:
+    status, out, err, data = correct.status, correct.out, correct.err, correct.report
+    findings = {(f["check"], f["family"]): f["status"] for f in data["audit"]["findings"]}
+    # only fail2ban is missing on this gateway (no --mx: its settings are not checked)
+    assert status == 1, out + err
+    assert {k for k, v in findings.items() if v != "PASS"} == {
+        ("fail2ban-jails", None), ("submission-auth-tls", None)}
+    # the checks' defaults came from the gateway, and said so
+    assert "note: clients assumed: 192.0.2.0/24, 2001:db8:cafe::/64, the prefixes of the " \
+           "gateway's ens18" in out
+    assert "note: mail server assumed: 192.0.2.25, 2001:db8:cafe::25" in out
+    assert "--map-interface" not in err  # the twin has the gateway's own interface names
+    twin = _twin(data)
+    assert twin["name"] == f"fixed-screened-block twin of ssh://root@{GW}"
+    assert twin["topology"] == "twin-203-0-113-1"
+    assert twin["passed"], [r for r in twin["results"] if not r["passed"]]
+    assert len(twin["results"]) == 66
+    blocked = [r for r in twin["results"] if r["source"].startswith("client")
+               and r["probe"] in ("smtp", "smtps") and r["target"] == "remote-mx"]
+    assert len(blocked) == 8
+    for row in blocked:  # the gateway's own ens18 rules decided
+        assert row["observed"] == "blocked" and "-i ens18" in row["rule"], row
+    # the site it ran on, saved: the loader reads it back
+    derived = site_file.load(correct.site)
+    assert derived.name == "twin-203-0-113-1"
+    assert [(i.name, i.addresses) for i in derived.role("gw").interfaces] == [
+        ("ens18", ("192.0.2.1/24", "2001:db8:cafe::1/64")),
+        ("ens19", ("198.51.100.1/24", "2001:db8:ffff:1::1/64")),
+        ("ens20", MANAGEMENT)]
+    assert derived.role("upstream").addresses()[:2] == ("198.51.100.254", "2001:db8:ffff:1::fe")
+    assert derived.role("mx").addresses() == ("192.0.2.25", "2001:db8:cafe::25")
+
+
+def test_the_saved_site_reproduces_the_twin_without_ssh(correct: Audited) -> None:
+    """The site file and the rules the audit read, booted by the twin's own code path."""
+    data = correct.report
+    commands = data["audit"]["facts"]["commands"]
+    facts = Facts(data["audit"]["gateway"], {
+        c["command"]: Output(c["command"], c["status"], c["stdout"], c["stderr"])
+        for c in commands})
+    twin, notes = twin_scenario(facts, scenario.load("fixed-screened-block"), {},
+                                site_file.load(correct.site))
+    assert notes == ()
+    run = lifecycle.new_run()
+    try:
+        again = verify(twin, run, lambda _: None)
+        assert again.lab_error is None and not again.load_errors
+    finally:
+        lifecycle.destroy(run)
+    assert leftovers(run.prefix) == []
+    assert {k: r["observed"] for k, r in _rows(_twin(data)).items()} == {
+        (r.source, r.target, r.probe, r.variant or None, r.family): str(r.observed)
+        for r in again.results}
+
+
+def test_the_twin_shows_a_forgotten_ipv6_block(gateway: Gateway) -> None:
+    gateway.inside("gw", "ip6tables", "-F", "FORWARD")
+    report = gateway.run.folder / "twin6.json"
+    try:
+        status, out, err = gateway.audit("--twin", "fixed-screened-block", "--json",
+                                         str(report))
+    finally:  # her rules again, for whatever runs next
+        gateway.inside("gw", "iptables", "-F", "FORWARD")
+        gateway.inside("gw", "sh", "-e", stdin=RULES)
+    assert status == 1, out + err
+    data = json.loads(report.read_text())
+    findings = {(f["check"], f["family"]): f["status"] for f in data["audit"]["findings"]}
+    assert findings[("smtp-blocked", 6)] == "FAIL" and findings[("smtp-blocked", 4)] == "PASS"
+    twin = _twin(data)
+    assert not twin["passed"]
+    rows = _rows(twin)
+    for client in ("client1", "client2"):
+        for probe in ("smtp", "smtps"):
+            leak = rows[(client, "remote-mx", probe, None, 6)]
+            assert (leak["expected"], leak["observed"]) == ("blocked", "allowed"), leak
+            held = rows[(client, "remote-mx", probe, None, 4)]
+            assert held["observed"] == "blocked" and "-i ens18" in held["rule"], held
+    failed = {(r["source"], r["probe"], r["family"]) for r in twin["results"] if not r["passed"]}
+    assert failed and {family for _, _, family in failed} == {6}  # IPv4 still holds
+    assert "the twin's mx takes 2001:db8:cafe::" in err  # no rule names its IPv6 address now
+
+
+def test_the_pytest_form_takes_the_same_defaults_from_the_gateway(gateway: Gateway) -> None:
+    xml = gateway.run.folder / "pytest.xml"
+    done = subprocess.run(
+        ["nsenter", f"--net=/run/netns/{gateway.run.netns('admin')}", "env", "-C",
+         str(gateway.run.folder), sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+         "--pyargs", "lab.compliance", f"--hosts=paramiko://root@{GW}",
+         f"--ssh-identity-file={gateway.ssh.client_key}",
+         f"--port25lab-known-hosts={gateway.ssh.known_hosts}",
+         "--port25lab-management=ens20", f"--junitxml={xml}"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr  # fail2ban-jails
+    assert "port25lab: note: clients assumed: 192.0.2.0/24, 2001:db8:cafe::/64" in done.stdout
+    failed = {c.get("name") for c in ET.parse(xml).getroot().iter("testcase")
+              if c.find("failure") is not None}
+    assert failed == {"test_fail2ban_jails[paramiko://203.0.113.1]"}  # testinfra drops the user
+
+
+def test_a_gateway_without_an_ipv6_default_route_is_refused_before_any_lab(
+        gateway: Gateway) -> None:
+    """Its site is saved; the twin is refused until the lab runs IPv4-only sites."""
+    gateway.inside("gw", "ip", "-6", "route", "del", "default")
+    site = gateway.run.folder / "twin4.yaml"
+    try:
+        status, out, err = gateway.audit("--twin", "fixed-screened-block", "--write-site",
+                                         str(site))
+    finally:
+        gateway.inside("gw", "ip", "-6", "route", "add", "default", "via",
+                       "2001:db8:ffff:1::fe")
+    assert status == 2, out + err
+    assert err.startswith("port25lab: --twin fixed-screened-block: the gateway has no IPv6 "
+                          "default route") and len(err.splitlines()) == 1, err
+    assert prefixes(out + err) == set()  # no lab booted
+    derived = site_file.load(site)
+    assert {n.version for s in derived.segments for n in s.networks()} == {4}
