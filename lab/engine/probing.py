@@ -20,7 +20,7 @@ from lab.evidence.bans import BanWatcher
 from lab.model.evidence import Endpoint, Evidence, Observation, SmtpTranscript
 from lab.model.results import Result
 from lab.model.scenario import Expectation
-from lab.model.site import TEREDO_SERVER, TUNNEL_END
+from lab.model.site import SUBMISSION, TEREDO_SERVER, TUNNEL_END, Site
 from lab.model.verdict import Decision, Verdict, decide
 from lab.netfilter.counters import Hit, hits
 from lab.netfilter.rules import Rule
@@ -77,6 +77,25 @@ def path_probe(lab: LabView, source: str, role: str, probe: Probe, family: int,
                       expects_answer=not probe.kind.arrival_is_enough)
     return Network(reached, decision, observation,
                 Evidence(reached, observation, got.sightings, got.rule_hits))
+
+
+def not_applicable(site: Site, expectation: Expectation) -> str | None:
+    """Why the site gives a row no path (a node it needs lacks the family), or None.
+
+    A tunnel probe travels in IPv4 and aims at the target's IPv6 address; a mail probe
+    also passes the source's own mail server.
+    """
+    probe = PROBES[expectation.probe]
+    family = expectation.family
+    needs = [(expectation.source, family), (expectation.target, family)]
+    if probe.kind.sends is TunnelRequest:
+        needs = [(expectation.source, 4), (expectation.target, 6)]
+    elif probe.via_submission_server and site.having(SUBMISSION):
+        needs.append((site.submission_server.name, family))
+    for role, wanted in needs:
+        if not site.role(role).has(wanted):
+            return f"{role} has no IPv{wanted} address on site {site.name}: not probed"
+    return None
 
 
 def probe_once(lab: LabView, expectation: Expectation, sport: int,

@@ -15,20 +15,9 @@ from tests.support import PROJECT
 
 CAMPUS = PROJECT / "examples" / "campus" / "campus.yaml"
 
-ONE_CLIENT = """\
-name: one
-segments:
-  lan: {prefixes: [192.0.2.0/24]}
-  wan: {outside: true, prefixes: [198.51.100.0/30]}
-routers:
-  edge:
-    policy: true
-    interfaces:
-      ens18: {segment: lan, addresses: [192.0.2.1/24]}
-      ens19: {segment: wan, addresses: [198.51.100.1/30]}
-hosts:
-  pc: {role: client, segment: lan, addresses: [192.0.2.10/24]}
-"""
+OFFICE = PROJECT / "examples" / "office" / "office.yaml"  # one client (pc1) and mx
+NO_MX = "".join(ln for ln in OFFICE.read_text().splitlines(keepends=True)
+                if not ln.startswith("  mx:"))
 
 
 def _site(tmp_path: Path, text: str, name: str = "one.yaml") -> Path:
@@ -50,32 +39,32 @@ def test_a_built_in_scenario_on_a_campus() -> None:
 
 
 def test_counterparts_go_by_what_a_node_is_not_by_its_name(tmp_path: Path) -> None:
-    text = ONE_CLIENT + ("  pc2: {role: client, segment: lan, addresses: [192.0.2.11/24]}\n"
-                         "  mail: {role: mx, segment: lan, addresses: [192.0.2.25/24]}\n")
+    text = (NO_MX.replace("  gw:", "  edge:")
+            + "  pc2: {role: client, segment: lan, addresses: [192.0.2.11/24]}\n"
+            + "  mail: {role: mx, segment: lan, addresses: [192.0.2.25/24]}\n")
     s = scenario.load("fixed-trap", site=_site(tmp_path, text))
     # fixed-trap's client2 is screened-host's second client; gw its policy router
     assert s.suspects == ("pc2",)
     assert list(s.traps) == ["edge"] and list(s.policies) == ["edge"]
-    assert {e.source for e in s.expectations} == {"pc", "pc2"}
+    assert {e.source for e in s.expectations} == {"pc1", "pc2"}
     assert any(e.target == "remote-mx" and e.probe == "mail" for e in s.expectations)
     mx = scenario.load("fixed-screened-block", site=_site(tmp_path, text))
     assert {e.source for e in mx.expectations if e.target == "remote-mx"} >= {"mail"}
 
 
 @pytest.mark.parametrize("name, text, said", [
-    ("fixed-trap", ONE_CLIENT + "  mx: {role: mx, segment: lan, addresses: [192.0.2.25/24]}\n",
-     "site one lacks a counterpart of client2 (the 2nd client of screened-host), which "
-     "scenario fixed-trap (expect #1) names: it has 1 client (pc); add a host with "
+    ("fixed-trap", OFFICE.read_text(),
+     "site office lacks a counterpart of client2 (the 2nd client of screened-host), which "
+     "scenario fixed-trap (expect #1) names: it has 1 client (pc1); add a host with "
      "`role: client`"),
-    ("fixed-screened-block", ONE_CLIENT,
-     "site one lacks a counterpart of mx (the 1st mail server (role mx) of screened-host), "
+    ("fixed-screened-block", NO_MX,
+     "site office lacks a counterpart of mx (the 1st mail server (role mx) of screened-host), "
      "which scenario fixed-screened-block (expect #3) names: it has no mail server (role mx); "
      "add a host with `role: mx`"),
     ("fixed-screened-block",
-     ONE_CLIENT.replace("/30", "/24") + (
-         "  mx: {role: mx, segment: lan, addresses: [192.0.2.25/24]}\n"
+     OFFICE.read_text().replace("/30", "/24") + (
          "  remote-mx: {role: remote-mx, segment: wan, addresses: [198.51.100.25/24]}\n"),
-     "site one lacks a counterpart of sink (the 1st sink host of screened-host), which "
+     "site office lacks a counterpart of sink (the 1st sink host of screened-host), which "
      "scenario fixed-screened-block (expect #2) names: it has no sink host; add a host with "
      "`role: sink` on the outside segment, or give none of remote-mx, sink and relay (then "
      "the lab places all three)"),
