@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lab.errors import BadInput
-from lab.model import scenario
+from lab.model import scenario, site_file
 from lab.model.verdict import Verdict
 from tests.support import PROJECT
 
@@ -136,3 +136,12 @@ def test_not_applicable_cannot_be_expected(tmp_path: Path) -> None:
         "expect #1: verdict 'not applicable' is not one of allowed, blocked, diverted, refused, "
         "banned, error (a scenario may expect all but error)")
     assert Verdict.NOT_APPLICABLE.value == "not applicable"
+
+
+def test_the_readme_walks_through_the_campus_example(tmp_path: Path) -> None:
+    text = (PROJECT / "README.md").read_text()
+    section = text[text.index("## Your own network"):]
+    snippet = _site(tmp_path, section.split("```yaml\n", 1)[1].split("```", 1)[0], "readme.yaml")
+    shown, example = site_file.load(snippet), site_file.load(CAMPUS)
+    assert (shown.segments, shown.nodes) == (example.segments, example.nodes)
+    assert "--site examples/campus/campus.yaml" in section
