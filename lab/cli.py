@@ -82,21 +82,36 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--all", action="store_true", help="every built-in scenario")
     verify.add_argument("--json", type=_file_name, metavar="FILE", help="write a JSON report")
     verify.add_argument("--junit", type=_file_name, metavar="FILE", help="write a JUnit XML report")
-    verify.add_argument("--rules-v4", type=_file_name, metavar="FILE",
-                        help="IPv4 policy for the policy router instead of the scenario's "
-                             "(iptables-save file or script of iptables commands)")
-    verify.add_argument("--rules-v6", type=_file_name, metavar="FILE",
-                        help="IPv6 policy for the policy router instead of the scenario's")
+    _site_options(verify)
     verify.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     suspects = commands.add_parser(
         "suspects", help="run scenarios and list the internal hosts their firewall logs "
                          "caught trying 25/465 of the world")
     suspects.add_argument("scenarios", nargs="+", type=_name, metavar="SCENARIO")
     suspects.add_argument("--json", type=_file_name, metavar="FILE", help="write a JSON report")
+    _site_options(suspects)
     shell = commands.add_parser("shell", help="boot a scenario's lab and open Mininet's CLI")
     shell.add_argument("scenario", type=_name, metavar="SCENARIO")
+    _site_options(shell)
     _audit_parser(commands)
     return parser
+
+
+def _site_options(command: argparse.ArgumentParser) -> None:
+    """Where a scenario runs and with which rules: --site, --rules, --rules-v4/-v6."""
+    command.add_argument("--site", type=_file_name, metavar="FILE",
+                         help="run on the network in this site file (YAML) instead of the "
+                              "scenario's topology; give its policy router's rules too")
+    command.add_argument("--rules", type=_file_name, action="append", default=[],
+                         metavar="FILE", help="the policy router's whole policy, both "
+                         "families, instead of the scenario's: a script of iptables and "
+                         "ip6tables commands, or iptables-save/ip6tables-save files "
+                         "(repeatable)")
+    command.add_argument("--rules-v4", type=_file_name, metavar="FILE",
+                         help="IPv4 policy for the policy router instead of the scenario's "
+                              "(iptables-save file or script of iptables commands)")
+    command.add_argument("--rules-v6", type=_file_name, metavar="FILE",
+                         help="IPv6 policy for the policy router instead of the scenario's")
 
 
 def _audit_parser(commands: Any) -> None:
@@ -259,12 +274,59 @@ def cmd_list(probes: bool = False) -> int:
     return OK
 
 
+def _scenarios(args: argparse.Namespace, names: Sequence[str]) -> tuple[list[Any], list[str]]:
+    """The scenarios asked for, on --site if given, with the policy router's rules from
+    --rules or --rules-v4/--rules-v6; and the notes to say once the input is known good."""
+    from lab.model import scenario
+    from lab.netfilter.family import family as ip_family
+    from lab.netfilter.policy import override, read_policy, shown
+
+    split = {4: args.rules_v4, 6: args.rules_v6}
+    if args.rules and any(split.values()):
+        raise BadInput("give --rules (the whole policy) or --rules-v4/--rules-v6, not both")
+    scenarios = [scenario.load(n, args.site) for n in names]
+    notes: list[str] = []
+    if args.site is not None and not args.rules and any(s.policies for s in scenarios):
+        if not any(split.values()):
+            own = next(s for s in scenarios if s.policies)
+            raise BadInput(f"--site {args.site}: scenario {own.name}'s own rules are written "
+                           f"for its topology, not this site: give the policy router's rules "
+                           "with --rules FILE (or --rules-v4 and --rules-v6)")
+        missing = next(f for f, path in split.items() if path is None) if not all(
+            split.values()) else None
+        if missing is not None:
+            raise BadInput(f"--site {args.site}: give --rules-v{missing} too (the scenario's "
+                           f"own IPv{missing} rules are written for its topology; an empty "
+                           "file is an empty policy), or the whole policy with --rules FILE")
+        scenarios = [s.with_policy(()) for s in scenarios]
+    for family, path in split.items():
+        if path is None:
+            continue
+        policy, said = override(path, family, split[ip_family(family).other.version])
+        notes += said
+        scenarios = [s.with_rules(family, policy) for s in scenarios]
+    if args.rules:
+        if len(set(args.rules)) < len(args.rules):
+            twice = next(p for p in args.rules if args.rules.count(p) > 1)
+            raise BadInput(f"--rules {twice} is given twice: its rules would load twice "
+                           "(give it once)")
+        files = tuple(read_policy(path) for path in args.rules)
+        held = {f for p in files for f in p.families}
+        for s in scenarios:
+            router = s.site.role(s.site.policy_router)
+            for family in (4, 6):
+                if family not in held and router.has(family):
+                    notes.append(f"--rules {', '.join(shown(p) for p in args.rules)}: no "
+                                 f"{ip_family(family).tool} rules: {router.name}'s IPv"
+                                 f"{family} chains accept everything (an empty policy)")
+        scenarios = [s.with_policy(files) for s in scenarios]
+    return scenarios, list(dict.fromkeys(notes))
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from lab import report
     from lab.engine.verify import verify
     from lab.model import scenario
-    from lab.netfilter.family import family as ip_family
-    from lab.netfilter.policy import override
     from lab.runtime import lifecycle
 
     if args.all and args.scenarios:
@@ -273,15 +335,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     names = scenario.builtin_names() if args.all else args.scenarios
     if not names:
         raise BadInput("no scenario given: name one (see `port25lab list`) or use --all")
-    scenarios = [scenario.load(n) for n in names]
-    rules = {4: args.rules_v4, 6: args.rules_v6}
-    notes: list[str] = []  # said once the input is known good: bad input is one line
-    for family, path in rules.items():
-        if path is None:
-            continue
-        policy, said = override(path, family, rules[ip_family(family).other.version])
-        notes += said
-        scenarios = [s.with_rules(family, policy) for s in scenarios]
+    # the notes are said once the input is known good: bad input is one line
+    scenarios, notes = _scenarios(args, names)
     _output(args.json, "--json")
     _output(args.junit, "--junit")
     _require_root("verify")
@@ -307,18 +362,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_suspects(args: argparse.Namespace) -> int:
     from lab import report
     from lab.engine.verify import verify
-    from lab.model import scenario
     from lab.runtime import lifecycle
 
-    scenarios = [scenario.load(n) for n in args.scenarios]
+    scenarios, notes = _scenarios(args, args.scenarios)
     _output(args.json, "--json")
     _require_root("suspects")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     results = []
     for s in scenarios:
         with lifecycle.opened() as run:
             result = verify(s, run, lambda _: None)
         results.append(result)
-        print(f"== {s.name} [{s.topology}]")
+        print(f"== {s.name} [{report.site_label(result)}]")
         if result.lab_error:
             print(f"   lab error: {result.lab_error}")
         print("\n".join(report.suspect_lines(result)), flush=True)
@@ -447,11 +503,12 @@ def cmd_shell(args: argparse.Namespace) -> int:
     from mininet.log import setLogLevel
 
     from lab.engine.verify import load_policies, start_traps
-    from lab.model import scenario
     from lab.runtime import lifecycle
     from lab.runtime.lab import Lab
 
-    s, notes = scenario.load(args.scenario).with_nflog()
+    (loaded,), said = _scenarios(args, [args.scenario])
+    s, notes = loaded.with_nflog()
+    notes = said + notes
     _require_root("shell")
     with lifecycle.opened() as run, Lab(s.site, run) as lab:
         for note in notes:

@@ -1,4 +1,11 @@
-"""Reports of verify runs: the terminal matrix, JSON and JUnit XML."""
+"""Reports of verify runs: the terminal matrix, JSON and JUnit XML.
+
+Each names the site a scenario ran on (its name, and its file unless built in) and
+the policy files each router ran. A row the site gives no path (a node without an
+address of its family) is `not applicable`: `n/a` in the matrix, `"passed": null`
+in JSON, `<skipped>` in JUnit; it counts neither way, and a scenario passes when
+every applicable row holds (and one at least is applicable).
+"""
 
 from __future__ import annotations
 
@@ -14,10 +21,22 @@ from lab.model.verdict import Verdict
 from probes.registry import GUESS, PROBES
 
 
+def site_label(scenario: ScenarioResult) -> str:
+    """The site as a report names it: `screened-host`, or `campus: campus.yaml`."""
+    return (f"{scenario.topology}: {scenario.site_file}" if scenario.site_file
+            else scenario.topology)
+
+
 def matrix(scenario: ScenarioResult) -> str:
     """One scenario as a table: a row per (source, target, probe), a column per family."""
     status = "PASS" if scenario.passed else "FAIL"
-    lines = [f"== {scenario.name} [{scenario.topology}] {status}"]
+    skipped = len(scenario.not_applicable)
+    if skipped:
+        status += f" ({skipped} of {len(scenario.results)} rows not applicable)"
+    lines = [f"== {scenario.name} [{site_label(scenario)}] {status}"]
+    if scenario.rules:
+        lines.append("   rules: " + "; ".join(f"{router}: {', '.join(files) or '(none)'}"
+                                            for router, files in scenario.rules.items()))
     if scenario.lab_error:
         lines.append(f"   lab error: {scenario.lab_error}")
     for error in scenario.load_errors:
@@ -38,11 +57,14 @@ def matrix(scenario: ScenarioResult) -> str:
                 cells.append("-")
                 continue
             r = found
+            if not r.applicable:
+                cells.append("n/a")
+                continue
             cell = str(r.observed)
             if r.rule:
                 rules.setdefault(r.rule, r.rule_source)
                 cell += f" [{list(rules).index(r.rule) + 1}]"
-            if not r.passed:
+            if r.failed:
                 cell += f" ✗ (want {r.expected})"
             cells.append(cell)
         table.append([source, target, probe, *cells])
@@ -68,9 +90,13 @@ def matrix(scenario: ScenarioResult) -> str:
         lines.append("   password guessing:")
         lines += [f"     {r.source} → {r.target} {label(r)}/v{r.family}: {r.detail}"
                   for r in guessed]
+    if skipped:
+        reasons = list(dict.fromkeys(r.detail for r in scenario.not_applicable))
+        lines.append(f"   not applicable (not probed, neither passed nor failed): "
+                     f"{'; '.join(reasons)}")
     lines += suspect_lines(scenario)
     lines += trap_lines(scenario)
-    wrong = [r for r in scenario.results if not r.passed]
+    wrong = [r for r in scenario.results if r.failed]
     if wrong:
         lines.append("   evidence of mismatches:")
         lines += [f"     {r.source} → {r.target} {label(r)}/v{r.family}: {r.detail}"
@@ -149,7 +175,10 @@ def as_json(scenarios: Sequence[ScenarioResult]) -> dict[str, Any]:
     return {"scenarios": [{
         "name": s.name,
         "topology": s.topology,
+        "site": {"name": s.topology, "file": s.site_file or None},
+        "rules": {router: list(files) for router, files in s.rules.items()},
         "passed": s.passed,
+        "not_applicable": len(s.not_applicable),
         "lab_error": s.lab_error,
         "notes": list(s.notes),
         "suspects": [{"host": x.role, "address": x.address, "count": x.count,
@@ -169,10 +198,17 @@ def as_json(scenarios: Sequence[ScenarioResult]) -> dict[str, Any]:
             "source": r.source, "target": r.target, "probe": r.probe,
             "variant": r.variant or None, "after": r.after or None, "family": r.family,
             "expected": str(r.expected), "observed": str(r.observed), "rule": r.rule,
-            "rule_source": r.rule_source or None, "detail": r.detail, "passed": r.passed,
-            "elapsed_ms": r.elapsed_ms, "wall_ms": r.wall_ms, "evidence": evidence_json(r.evidence),
+            "rule_source": r.rule_source or None, "detail": r.detail,
+            "passed": r.passed if r.applicable else None,
+            "status": status(r), "elapsed_ms": r.elapsed_ms,
+            "wall_ms": r.wall_ms, "evidence": evidence_json(r.evidence),
         } for r in s.results],
     } for s in scenarios]}
+
+
+def status(r: Result) -> str:
+    """A row's status: passed, failed, or not applicable."""
+    return "not applicable" if not r.applicable else "passed" if r.passed else "failed"
 
 
 def evidence_json(e: Evidence) -> dict[str, Any]:
@@ -223,26 +259,33 @@ def write_xml(path: Path, root: ET.Element) -> None:
 
 
 def junit(scenarios: Sequence[ScenarioResult]) -> ET.Element:
-    """`<testsuites>`: a suite per scenario, a case per expectation (and per load, lab)."""
+    """`<testsuites>`: a suite per scenario, a case per expectation (and per load, lab).
+
+    A row that is not applicable is a `<skipped>` case: JUnit's own status for neither.
+    """
     suites = ET.Element("testsuites")
     for s in scenarios:
-        cases: list[tuple[str, str | None]] = [
-            ("policy loads", "; ".join(map(str, s.load_errors)) or None)]
+        # (name, failure, skipped)
+        cases: list[tuple[str, str | None, str | None]] = [
+            ("policy loads", "; ".join(map(str, s.load_errors)) or None, None)]
         if s.lab_error:
-            cases.append(("lab runs", s.lab_error))
+            cases.append(("lab runs", s.lab_error, None))
         if s.expected_suspects is not None:
             cases.append(("firewall logs name the suspects", None if s.suspects_match else
                           f"logged {[x.role for x in s.suspects]}, "
-                          f"expected {list(s.expected_suspects)}"))
+                          f"expected {list(s.expected_suspects)}", None))
         for r in s.results:
             name = f"{r.source} -> {r.target} {label(r)} IPv{r.family}"
-            failure = None if r.passed else (
+            failure = None if not r.failed else (
                 f"expected {r.expected}, observed {r.observed}: {r.detail}")
-            cases.append((name, failure))
+            cases.append((name, failure, None if r.applicable else r.detail))
         suite = ET.SubElement(suites, "testsuite", name=s.name, tests=str(len(cases)),
-                              failures=str(sum(f is not None for _, f in cases)))
-        for name, failure in cases:
+                              failures=str(sum(f is not None for _, f, _ in cases)),
+                              skipped=str(sum(k is not None for _, _, k in cases)))
+        for name, failure, skipped in cases:
             case = ET.SubElement(suite, "testcase", classname=f"port25lab.{s.name}", name=name)
             if failure is not None:
                 ET.SubElement(case, "failure", message=failure[:200]).text = failure
+            if skipped is not None:
+                ET.SubElement(case, "skipped", message=f"not applicable: {skipped}"[:200])
     return suites

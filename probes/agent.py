@@ -9,7 +9,6 @@ typed requests and answers the lab sends and reads).
 from __future__ import annotations
 
 import json
-import random
 import select
 import socket
 import sys
@@ -62,8 +61,7 @@ class Agent:
     def syn(self, request: SynRequest) -> PacketAnswer:
         """Send one SYN and report the first answer to its source port within its wait."""
         self.drain()
-        packet = syn(request.family, request.dst, request.dport, request.sport,
-                     random.randrange(1 << 32))
+        packet = syn(request.family, request.dst, request.dport, request.sport)
         start = time.monotonic()
         self.raw[request.family].sendto(bytes(packet), (request.dst, 0))
         return self.await_answer(request.sport, start, request.wait)
@@ -130,7 +128,7 @@ class Agent:
         """Send one tunnelled SYN to the relay; report an ICMP error about it, if any."""
         self.drain()
         datagrams = build(request.kind, VARIANTS[request.kind][request.variant], request.relay,
-                          request.target6, request.sport, random.randrange(1 << 32))
+                          request.target6, request.sport, request.sport)
         start = time.monotonic()
         for datagram in datagrams:
             self.raw[4].sendto(datagram, (request.relay, 0))

@@ -17,10 +17,11 @@ from typing import Any, Literal
 from probes.requests import GuessRequest, Request, SynRequest, TunnelRequest, UdpRequest
 from probes.tunnel import SIX_IN_FOUR_VARIANTS, TEREDO_VARIANTS, Variant
 
-# How the far side's recorders key a probe's first packet: a TCP SYN by its
-# source port, a UDP datagram by its UDP source port, a 6in4 packet by the
-# source port of the TCP segment inside.
-FarSideKind = Literal["tcp", "udp", "6in4"]
+# How the far side's recorders key a probe's first packet (lab.runtime.lab.FarSide):
+# a crafted TCP SYN by its tag (its source port, also where NAT leaves it alone), a
+# UDP datagram by the TCP port a Teredo datagram carries or by its tag, a 6in4 packet
+# by the source port of the TCP segment inside, a kernel's connection by its port.
+FarSideKind = Literal["tcp", "udp", "6in4", "connect"]
 
 
 @dataclass(frozen=True)

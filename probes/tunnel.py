@@ -77,7 +77,9 @@ def build(kind: str, variant: Variant, relay: str, target6: str, sport: int,
     from scapy.packet import Raw
 
     options = [IPOption_NOP(), IPOption_NOP(), IPOption_NOP(), IPOption_EOL()]
-    outer = IP(dst=relay, options=options) if variant.ipv4_options else IP(dst=relay)
+    # the IPv4 id is the probe's tag too: a fragment without the UDP header is found by it
+    outer = IP(dst=relay, id=sport, options=options) if variant.ipv4_options else IP(
+        dst=relay, id=sport)
     inner: Any = IPv6(src=INNER_SOURCE, dst=target6, tc=variant.traffic_class,
                       fl=variant.flow_label)
     if variant.extension:

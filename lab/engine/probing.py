@@ -9,6 +9,7 @@ relay (or connect over a real Teredo tunnel); guessing runs its own ladder
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, replace
 
 from lab.engine.guessing import guess_probe
@@ -20,7 +21,7 @@ from lab.evidence.bans import BanWatcher
 from lab.model.evidence import Endpoint, Evidence, Observation, SmtpTranscript
 from lab.model.results import Result
 from lab.model.scenario import Expectation
-from lab.model.site import TEREDO_SERVER, TUNNEL_END
+from lab.model.site import SUBMISSION, TEREDO_SERVER, TUNNEL_END, Site
 from lab.model.verdict import Decision, Verdict, decide
 from lab.netfilter.counters import Hit, hits
 from lab.netfilter.rules import Rule
@@ -43,6 +44,7 @@ SECOND_WAIT = 1.5   # s: only when neither an answer nor a router rule explains 
 DIALOGUE_TIMEOUT = 5.0  # s: per SMTP command
 TUNNEL_FIRST_WAIT = 0.3  # s: over a qualified tunnel an open path answers in ms
 TUNNEL_CONNECT_TIMEOUT = 2.0  # s: only when silence has no rule to explain it
+SIX_IN_FOUR = 41  # the IPv4 protocol number of 6in4
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,25 @@ def path_probe(lab: LabView, source: str, role: str, probe: Probe, family: int,
                       expects_answer=not probe.kind.arrival_is_enough)
     return Network(reached, decision, observation,
                 Evidence(reached, observation, got.sightings, got.rule_hits))
+
+
+def not_applicable(site: Site, expectation: Expectation) -> str | None:
+    """Why the site gives a row no path (a node it needs lacks the family), or None.
+
+    A tunnel probe travels in IPv4 and aims at the target's IPv6 address; a mail probe
+    also passes the source's own mail server.
+    """
+    probe = PROBES[expectation.probe]
+    family = expectation.family
+    needs = [(expectation.source, family), (expectation.target, family)]
+    if probe.kind.sends is TunnelRequest:
+        needs = [(expectation.source, 4), (expectation.target, 6)]
+    elif probe.via_submission_server and site.having(SUBMISSION):
+        needs.append((site.submission_server.name, family))
+    for role, wanted in needs:
+        if not site.role(role).has(wanted):
+            return f"{role} has no IPv{wanted} address on site {site.name}: not probed"
+    return None
 
 
 def probe_once(lab: LabView, expectation: Expectation, sport: int,
@@ -143,6 +164,8 @@ def tunnel_probe(lab: LabView, expectation: Expectation, sport: int) -> Result:
         raise ValueError(f"{probe.name}: a tunnel probe without its encapsulation")
     end = lab.site.one(TUNNEL_END if probe.far_side == "6in4" else TEREDO_SERVER)
     relay = end.address(4)
+    if probe.far_side == "6in4":
+        forget_flows(lab, SIX_IN_FOUR)
     target6 = lab.site.role(expectation.target).address(6)
     got = evidence_round(lab, expectation.source,
                          TunnelRequest(probe.name, variant.name, relay, target6, sport), 4,
@@ -159,6 +182,26 @@ def tunnel_probe(lab: LabView, expectation: Expectation, sport: int) -> Result:
                   observation.elapsed_ms, variant=variant.name,
                   evidence=Evidence(Endpoint(end.name, relay, port), observation, got.sightings,
                                     got.rule_hits))
+
+
+def forget_flows(lab: LabView, protocol: int) -> None:
+    """Every router forgets its connection-tracking entries of a protocol without ports.
+
+    NAT tells such flows apart by their addresses alone: behind one MASQUERADE
+    address, another client's earlier 6in4 flow to the same relay still holds the one
+    mapping, and the kernel drops the next client's packet without any rule (its
+    conntrack counts it `insert_failed`). Each probe starts as a new flow, as it would
+    on a gateway where that other client is not tunnelling just then.
+    """
+    tool = shutil.which("conntrack", path="/usr/sbin:/sbin")
+    if tool is None:
+        raise LabFailure("conntrack (Debian package conntrack) is not installed: run "
+                         "`make setup`")
+    for router in lab.site.routers:
+        # 1: there was nothing to forget
+        status, _, err = lab.exec(router, [tool, "-D", "-p", str(protocol)], timeout=10)
+        if status not in (0, 1):
+            raise LabFailure(f"{router}: conntrack -D -p {protocol} failed: {err.strip()}")
 
 
 def real_teredo_probe(lab: LabView, expectation: Expectation, variant: Variant,
@@ -201,7 +244,7 @@ def _over_tunnel(lab: LabView, expectation: Expectation, variant: Variant, addre
     # the tunnel's packets are IPv4 on the routers: their IPv4 counters tell
     got = evidence_round(lab, expectation.source,
                          ConnectRequest(6, address, variant.inner_port, sport), 4,
-                         FarSideKey("tcp", sport), TUNNEL_FIRST_WAIT, TUNNEL_CONNECT_TIMEOUT,
+                         FarSideKey("connect", sport), TUNNEL_FIRST_WAIT, TUNNEL_CONNECT_TIMEOUT,
                          patience=30)
     observation = Observation.from_agent(got.answer)
     decision = decide(expectation.target, address, variant.inner_port, observation,

@@ -12,20 +12,28 @@ from functools import partial
 
 from lab.engine.bans import Progress, wait_for_ban
 from lab.engine.labview import LabView
-from lab.engine.probing import probe_once
+from lab.engine.probing import not_applicable, probe_once
 from lab.errors import LabFailure
 from lab.evidence.bans import BanWatcher
 from lab.evidence.firewall_log import suspects
 from lab.model.evidence import Ban, Suspect
 from lab.model.results import Result, ScenarioResult
-from lab.model.scenario import Scenario
+from lab.model.scenario import Expectation, Scenario
 from lab.model.site import Site
+from lab.model.verdict import Verdict
 from lab.netfilter.policy import LoadError, apply_policy, shown
 from lab.runtime.lab import Lab
 from lab.runtime.lifecycle import Run
 
 # How a run gets its lab: the real one, booted in namespaces (a test may pass a fake)
 Boot = Callable[[Site, Run], AbstractContextManager[LabView]]
+# Said where IPv6 rows do not apply: a network without IPv6 is not safe from it
+IPV6_STILL_MATTERS = (
+    "IPv6 rows of nodes without IPv6 are not applicable (not passed, not failed), but "
+    "consider IPv6 even if your network has none (considerar IPv6 mesmo que sua rede não "
+    "tenha IPv6): Teredo and 6in4 carry it through IPv4 (their rows still apply), and a "
+    "host that gains IPv6 (a router advertisement, a new uplink) reaches port 25 of the "
+    "world natively unless ip6tables blocks it")
 
 
 def source_ports() -> Iterator[int]:
@@ -54,8 +62,13 @@ def verify(scenario: Scenario, run: Run, progress: Progress, boot: Boot = Lab) -
     bans: tuple[Ban, ...] = ()
     boot_ms = 0.0
     scenario, notes = scenario.with_nflog()
+    if any(e.family == 6 and not_applicable(scenario.site, e) for e in scenario.expectations):
+        notes.append(IPV6_STILL_MATTERS)
     outcome = partial(ScenarioResult, scenario.name, scenario.topology, notes=tuple(notes),
-                      expected_suspects=scenario.suspects)
+                      expected_suspects=scenario.suspects,
+                      site_file=shown(scenario.site_file) if scenario.site_file else "",
+                      rules={router: tuple(shown(p.path) for p in files)
+                             for router, files in scenario.policies.items()})
     try:
         progress(f"{scenario.name}: booting {scenario.topology} as {run.prefix}")
         with boot(scenario.site, run) as lab:
@@ -68,17 +81,11 @@ def verify(scenario: Scenario, run: Run, progress: Progress, boot: Boot = Lab) -
             watching = BanWatcher(list(lab.traps), lab.exec) if lab.traps else None
             with watching or contextlib.nullcontext():
                 for number, expectation in enumerate(scenario.expectations, 1):
-                    waited = wait_for_ban(lab, scenario.name, watching, expectation, progress)
-                    probe_started = time.perf_counter()
-                    result = probe_once(lab, expectation, next(ports), watching)
-                    result = replace(result, after=expectation.after, wall_ms=round(
-                        (time.perf_counter() - probe_started) * 1000, 2))
-                    if waited is not None:
-                        result = replace(result, detail=f"{waited.said}; {result.detail}",
-                                         evidence=replace(result.evidence,
-                                                          ban=waited.ban or result.evidence.ban))
+                    result = probed(lab, scenario.name, expectation, next(ports), watching,
+                                    progress)
                     results.append(result)
-                    mark = "ok" if result.passed else f"expected {result.expected}"
+                    mark = ("n/a" if not result.applicable else "ok" if result.passed
+                            else f"expected {result.expected}")
                     label = (f"{result.probe}:{result.variant}" if result.variant
                              else result.probe)
                     progress(f"{scenario.name}: [{number}/{total}] {result.source} → "
@@ -95,6 +102,25 @@ def verify(scenario: Scenario, run: Run, progress: Progress, boot: Boot = Lab) -
                        suspects=tuple(found), bans=bans, owners=owners_of(scenario, bans))
     return outcome(tuple(load_errors), tuple(results), boot_ms=boot_ms, suspects=tuple(found),
                    bans=bans, owners=owners_of(scenario, bans))
+
+
+def probed(lab: LabView, name: str, expectation: Expectation, sport: int,
+           watching: BanWatcher | None, progress: Progress) -> Result:
+    """One row's result: not applicable where the site gives it no path, else probed."""
+    reason = not_applicable(lab.site, expectation)
+    if reason is not None:
+        return Result(expectation.source, expectation.target, expectation.probe,
+                      expectation.family, expectation.verdict, Verdict.NOT_APPLICABLE, None,
+                      reason, 0.0, variant=expectation.variant, after=expectation.after)
+    waited = wait_for_ban(lab, name, watching, expectation, progress)
+    started = time.perf_counter()
+    result = probe_once(lab, expectation, sport, watching)
+    result = replace(result, after=expectation.after,
+                     wall_ms=round((time.perf_counter() - started) * 1000, 2))
+    if waited is not None:
+        result = replace(result, detail=f"{waited.said}; {result.detail}",
+                         evidence=replace(result.evidence, ban=waited.ban or result.evidence.ban))
+    return result
 
 
 def start_traps(lab: LabView, scenario: Scenario, progress: Progress) -> list[LoadError]:

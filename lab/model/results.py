@@ -47,11 +47,20 @@ class Result:
         found = self.deciding_rule
         return found.source if found is not None else ""
 
+    @property
+    def applicable(self) -> bool:
+        """False for a row the site gives no path (not probed: neither passed nor failed)."""
+        return self.observed != Verdict.NOT_APPLICABLE
+
+    @property
+    def failed(self) -> bool:
+        return self.applicable and not self.passed
+
 
 @dataclass(frozen=True)
 class ScenarioResult:
     name: str
-    topology: str
+    topology: str  # the site's name
     load_errors: tuple[LoadError, ...] = ()
     results: tuple[Result, ...] = ()
     lab_error: str | None = None
@@ -61,6 +70,8 @@ class ScenarioResult:
     expected_suspects: tuple[str, ...] | None = None
     bans: tuple[Ban, ...] = ()
     owners: dict[str, str] = field(default_factory=dict)  # banned address → role
+    site_file: str = ""  # the site file it ran on ("": the built-in site)
+    rules: dict[str, tuple[str, ...]] = field(default_factory=dict)  # router → policy files
 
     @property
     def weak_accounts(self) -> tuple[str, ...]:
@@ -73,6 +84,13 @@ class ScenarioResult:
             sorted({s.role for s in self.suspects})) == self.expected_suspects
 
     @property
+    def not_applicable(self) -> tuple[Result, ...]:
+        return tuple(r for r in self.results if not r.applicable)
+
+    @property
     def passed(self) -> bool:
-        return (not self.load_errors and self.lab_error is None and bool(self.results)
-                and all(r.passed for r in self.results) and self.suspects_match)
+        """Every applicable row holds (and one at least does); rows the site gives no path
+        count neither way."""
+        return (not self.load_errors and self.lab_error is None
+                and any(r.applicable for r in self.results)
+                and not any(r.failed for r in self.results) and self.suspects_match)

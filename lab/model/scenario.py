@@ -1,7 +1,10 @@
 """Scenarios: a topology, the policy on its routers and the expectation matrix.
 
 A scenario is a folder with `scenario.yaml` and its policy files; it is data,
-validated here completely before any lab boots.
+validated here completely before any lab boots. Its `topology:` is a built-in
+site or a site file in its folder (`topology: campus.yaml`); `load(…, site=FILE)`
+runs it on another site, each node it names standing for its counterpart there
+(lab.model.counterpart).
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from typing import Any, TypeVar
 import topologies
 from lab import userfiles
 from lab.errors import BadInput
-from lab.model import yamlfile
+from lab.model import site_file, yamlfile
+from lab.model.counterpart import Counterparts
 from lab.model.site import Site
-from lab.model.verdict import Verdict
+from lab.model.verdict import EXPECTABLE, Verdict
 from lab.model.yamlfile import shown
 from lab.netfilter.family import family as ip_family
 from lab.netfilter.nflog import as_nflog
@@ -48,6 +52,7 @@ _WORDS = userfiles.Words(
     too_big="larger than {limit}, the most a scenario's file may be",
     not_utf8="not UTF-8 text (byte {byte})")
 MAX_FILES = 64  # policy or jail files of one node: the built-in scenarios have one
+SITE_SUFFIXES = (".yaml", ".yml")  # a `topology:` ending so names a site file
 NAME_MAX = 255  # bytes in one part of a path (Linux): longer, and open() fails
 
 
@@ -76,10 +81,13 @@ class Scenario:
     suspects: tuple[str, ...] | None = None
     # node → jail files of a private fail2ban in that node (lab.services.trap)
     traps: dict[str, tuple[Path, ...]] = field(default_factory=dict)
+    # the site file it runs on, read (None: the built-in site named `topology`)
+    site_file: Path | None = None
+    on_site: Site | None = field(default=None, compare=False, repr=False)
 
     @property
     def site(self) -> Site:
-        return topologies.load(self.topology)
+        return self.on_site if self.on_site is not None else topologies.load(self.topology)
 
     def with_nflog(self) -> tuple[Scenario, list[str]]:
         """This scenario with its LOG rules run as NFLOG, and a note per translated line."""
@@ -94,6 +102,10 @@ class Scenario:
                 notes += [note for note in said if note not in notes]
             policies[router] = tuple(translated)
         return replace(self, policies=policies), notes
+
+    def with_policy(self, files: tuple[PolicyFile, ...]) -> Scenario:
+        """This scenario with the policy router's whole policy (both families) replaced."""
+        return replace(self, policies={**self.policies, self.site.policy_router: files})
 
     def with_rules(self, family: int, policy: PolicyFile) -> Scenario:
         """This scenario with the policy router's rules of one family replaced."""
@@ -133,7 +145,8 @@ def find(name_or_path: str) -> Path:
                    "(`port25lab list` shows the built-in ones; or give a scenario folder)")
 
 
-def load(name_or_path: str) -> Scenario:
+def load(name_or_path: str, site: Path | None = None) -> Scenario:
+    """The scenario, checked; on the site in the file `site` if given, else on its own."""
     folder = find(name_or_path)
     spec_path = folder / SPEC
     try:
@@ -141,7 +154,7 @@ def load(name_or_path: str) -> Scenario:
     except BadInput as exc:
         raise _fail(spec_path, f"cannot read: {exc}") from None
     data = yamlfile.parse(spec_path, text, SPEC, needs="a scenario needs five")
-    return _build(folder, spec_path, data)
+    return _build(folder, spec_path, data, site)
 
 
 def _read_text(path: Path) -> str:
@@ -159,20 +172,54 @@ def _fail(spec: Path, message: str) -> BadInput:
     return BadInput(f"{spec}: {message}")
 
 
-def _build(folder: Path, spec: Path, data: Any) -> Scenario:
+@dataclass(frozen=True)
+class _Names:
+    """The node names a scenario gives, checked against its own topology and, when it
+    runs on another site, each mapped to its counterpart there."""
+
+    spec: Path
+    own: Site
+    onto: Counterparts | None = None
+
+    @property
+    def site(self) -> Site:
+        """The site the scenario runs on."""
+        return self.onto.site if self.onto is not None else self.own
+
+    def node(self, name: Any, what: str) -> str:
+        if name not in self.own.role_names:
+            raise _fail(self.spec, f"{what}: unknown role {shown(name)} in topology "
+                                   f"{self.own.name} (roles: {', '.join(self.own.role_names)})")
+        if self.onto is None:
+            return str(name)
+        return self.onto.of(str(name), f"scenario {self.spec.parent.name} ({what})")
+
+
+def _topology(folder: Path, spec: Path, topology: Any) -> tuple[Site, Path | None]:
+    """The scenario's own site: a built-in one, or a site file in its folder."""
+    if isinstance(topology, str) and topology.endswith(SITE_SUFFIXES):
+        path = folder / _file_name(spec, "topology", topology)
+        return site_file.load(path), path
+    if not isinstance(topology, str) or topology not in topologies.builtin_names():
+        raise _fail(spec, f"topology {shown(topology)} is not one of: "
+                          f"{', '.join(topologies.builtin_names())} (or a site file in the "
+                          "scenario's folder, e.g. campus.yaml)")
+    return topologies.load(topology), None
+
+
+def _build(folder: Path, spec: Path, data: Any, site: Path | None = None) -> Scenario:
     if not isinstance(data, dict):
         raise _fail(spec, "must be a mapping with topology, policy and expect")
     unknown = _unknown(data, _KEYS)
     if unknown:
         raise _fail(spec, f"unknown key {unknown} (known: {', '.join(sorted(_KEYS))})")
-    topology = data.get("topology")
-    if not isinstance(topology, str) or topology not in topologies.builtin_names():
-        raise _fail(spec, f"topology {shown(topology)} is not one of: "
-                          f"{', '.join(topologies.builtin_names())}")
-    plan = topologies.load(topology)
+    own, own_file = _topology(folder, spec, data.get("topology"))
+    names = _Names(spec, own) if site is None else _Names(
+        spec, own, Counterparts(own, site_file.load(site), site))
+    plan = names.site
     # an empty value (`policy:`) is none; `[]`, `0` or `false` are mistakes, not "none"
-    policies = _policies(folder, spec, plan, _or_empty(data.get("policy")))
-    traps = _traps(folder, spec, plan, _or_empty(data.get("trap")))
+    policies = _policies(folder, spec, names, _or_empty(data.get("policy")))
+    traps = _traps(folder, spec, names, _or_empty(data.get("trap")))
     summary = data.get("summary")
     if summary is not None and not isinstance(summary, str):
         raise _fail(spec, f"summary: must be a line of text, not {shown(summary)} "
@@ -180,7 +227,7 @@ def _build(folder: Path, spec: Path, data: Any) -> Scenario:
     if summary is not None and _has_control(summary.strip()):
         raise _fail(spec, f"summary: must be one line of text, not {shown(summary.strip())} "
                           "(remove the line break or control character)")
-    expectations = _expectations(spec, plan, data.get("expect"))
+    expectations = _expectations(spec, names, data.get("expect"))
     if not traps and any(e.after for e in expectations):
         raise _fail(spec, "expect: 'after' waits for a ban: the scenario needs a trap")
     suspects = None
@@ -189,9 +236,10 @@ def _build(folder: Path, spec: Path, data: Any) -> Scenario:
         if named is None:
             raise _fail(spec, "suspects: must be a list of roles (may be empty)")
         # a set: the logs' suspects are compared as one, and [client1, client1] never matched
-        suspects = tuple(sorted(_unique(_role(spec, plan, r, "suspects") for r in named)))
-    return Scenario(folder.name, folder, (summary or "").strip(), topology,
-                    policies, expectations, suspects, traps)
+        suspects = tuple(sorted(_unique(names.node(r, "suspects") for r in named)))
+    return Scenario(folder.name, folder, (summary or "").strip(), plan.name,
+                    policies, expectations, suspects, traps, site or own_file,
+                    None if site is None and own_file is None else plan)
 
 
 def _or_empty(value: Any) -> Any:
@@ -209,20 +257,14 @@ def _is_family(value: Any) -> bool:
     return type(value) is int and value in (4, 6)
 
 
-def _role(spec: Path, plan: Site, role: Any, what: str) -> str:
-    if role not in plan.role_names:
-        raise _fail(spec, f"{what}: unknown role {shown(role)} in topology {plan.name} "
-                          f"(roles: {', '.join(plan.role_names)})")
-    return str(role)
-
-
-def _policies(folder: Path, spec: Path, plan: Site, data: Any) -> dict[str, tuple[PolicyFile, ...]]:
+def _policies(folder: Path, spec: Path, names: _Names,
+              data: Any) -> dict[str, tuple[PolicyFile, ...]]:
     if not isinstance(data, dict):
         raise _fail(spec, "policy: must map a router role to a list of rules files")
     policies: dict[str, tuple[PolicyFile, ...]] = {}
     for router, files in data.items():
-        _role(spec, plan, router, "policy")
-        if router not in plan.routers:
+        mapped = names.node(router, "policy")
+        if router not in names.own.routers:
             raise _fail(spec, f"policy: {shown(router)} is not a router")
         entries = _listed(files)
         _at_most(spec, f"policy of {router}", entries)
@@ -251,17 +293,17 @@ def _policies(folder: Path, spec: Path, plan: Site, data: Any) -> dict[str, tupl
                 loaded.append(read_policy(folder / name, family))
             except BadInput as exc:
                 raise _fail(spec, f"policy of {router}: {exc}") from None
-        policies[str(router)] = tuple(loaded)
+        policies[mapped] = tuple(loaded)
     return policies
 
 
-def _traps(folder: Path, spec: Path, plan: Site, data: Any) -> dict[str, tuple[Path, ...]]:
+def _traps(folder: Path, spec: Path, names: _Names, data: Any) -> dict[str, tuple[Path, ...]]:
     if not isinstance(data, dict):
         raise _fail(spec, "trap: must map a node to a list of fail2ban jail files")
     traps: dict[str, tuple[Path, ...]] = {}
     for role, files in data.items():
-        _role(spec, plan, role, "trap")
-        if plan.role(role).kind not in ("router", "server"):
+        mapped = names.node(role, "trap")
+        if names.own.role(role).kind not in ("router", "server"):
             raise _fail(spec, f"trap: {shown(role)} is not a router or a server")
         entries = _listed(files)
         if not entries:
@@ -277,7 +319,7 @@ def _traps(folder: Path, spec: Path, plan: Site, data: Any) -> dict[str, tuple[P
             except BadInput as exc:
                 raise _fail(spec, f"trap of {role}: cannot read {entry}: {exc}") from None
             paths.append(path)
-        traps[str(role)] = tuple(paths)
+        traps[mapped] = tuple(paths)
     return traps
 
 
@@ -328,7 +370,7 @@ def _listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _expectations(spec: Path, plan: Site, data: Any) -> tuple[Expectation, ...]:
+def _expectations(spec: Path, names: _Names, data: Any) -> tuple[Expectation, ...]:
     if not isinstance(data, list) or not data:
         raise _fail(spec, "expect: must be a non-empty list of expectations")
     found: dict[tuple[str, str, str, int, str, str], Expectation] = {}
@@ -345,13 +387,15 @@ def _expectations(spec: Path, plan: Site, data: Any) -> tuple[Expectation, ...]:
         try:
             verdict = Verdict(item["verdict"])
         except ValueError:
+            verdict = None
+        if verdict is None or verdict == Verdict.NOT_APPLICABLE:
             raise _fail(spec, f"{where}: verdict {shown(item['verdict'])} is not one of "
-                              f"{', '.join(v.value for v in Verdict)} "
+                              f"{', '.join(v.value for v in (*EXPECTABLE, Verdict.ERROR))} "
                               "(a scenario may expect all but error)") from None
         if verdict == Verdict.ERROR:
             raise _fail(spec, f"{where}: verdict 'error' can never pass: it says the lab "
                               "could not decide (expect what the policy should do)")
-        target = _role(spec, plan, item["to"], where)
+        target = names.node(item["to"], where)
         for listed in ("from", "probes", "families"):
             if not _listed(item[listed]):
                 raise _fail(spec, f"{where}: {listed}: name at least one")
@@ -360,8 +404,8 @@ def _expectations(spec: Path, plan: Site, data: Any) -> tuple[Expectation, ...]:
             raise _fail(spec, f"{where}: after: {shown(after)} is not one of {', '.join(AFTER)}")
         # each list checked, then each name once: [clients, clients, …] x [teredo, teredo, …]
         # multiplied (300 of each, 5 KB, took 2.3 s; 1 MiB would take hours)
-        sources = _unique(_role(spec, plan, s, where) for group in _listed(item["from"])
-                          for s in (plan.clients if group == "clients" else [group]))
+        sources = _unique(s for group in _listed(item["from"]) for s in (
+            names.site.clients if group == "clients" else [names.node(group, where)]))
         for source in sources:
             if source == target:
                 raise _fail(spec, f"{where}: {source} cannot probe itself")

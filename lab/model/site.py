@@ -102,6 +102,10 @@ class Node:
     def segments(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(i.segment for i in self.interfaces))
 
+    def has(self, family: int) -> bool:
+        """Whether the node has an address of that family."""
+        return any(i.of_family(family) for i in self.interfaces)
+
     def address(self, family: int) -> str:
         """The node's first address of that family (what a probe aims at)."""
         for interface in self.interfaces:

@@ -33,6 +33,7 @@ import yaml
 
 from lab.errors import BadInput
 from lab.model import routes, yamlfile
+from lab.model.outside import Unplaceable, with_outside_roles
 from lab.model.site import HOST_ROLES, TEREDO_SERVER, Interface, Node, Route, Segment, Site
 
 WHAT = "site file"
@@ -163,6 +164,10 @@ def parse(path: Path, data: Any) -> Site:
     _check_site(file, top, site)
     _check_ways_out(file, site, dict(nodes))
     _check_teredo_server(file, site, dict(nodes))
+    try:
+        site = with_outside_roles(site)
+    except Unplaceable as exc:
+        raise file.fail(top, "segments", str(exc)) from None
     return Site(site.name, site.description, site.segments, tuple(
         Node(n.name, n.role, n.interfaces, routes.with_own(routes.computed(site, n), n.routes),
              n.policy) for n in site.nodes))

@@ -22,6 +22,12 @@ class Verdict(StrEnum):
     REFUSED = "refused"      # the mail server reached refused the mail (SMTP 4xx/5xx)
     BANNED = "banned"        # the host is cut off after a trap fired
     ERROR = "error"          # the lab could not decide; never a pass
+    # not probed: the site gives the row no path (a node without an address of its
+    # family); neither passed nor failed. decide() never says it: the engine does.
+    NOT_APPLICABLE = "not applicable"
+
+
+EXPECTABLE = tuple(v for v in Verdict if v not in (Verdict.ERROR, Verdict.NOT_APPLICABLE))
 
 
 @dataclass(frozen=True)

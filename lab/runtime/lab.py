@@ -93,9 +93,14 @@ class AgentProcess:
 class FarSide:
     """Reads the recorders' files and finds where a probe's first packet arrived.
 
-    Packets are found by the probe's unique source port: a TCP SYN by its own
-    port, a UDP datagram (Teredo) by its UDP port, a 6in4 packet by the port of
-    the TCP segment inside.
+    Packets are found by the probe's unique source port. NAT on the way may rewrite
+    the port a packet carries, so each is found by a number NAT leaves alone: a
+    crafted TCP SYN by its tag (its sequence number: the port again, probes.tcp), a
+    UDP datagram by the port of the TCP segment a Teredo datagram carries, else by
+    its tag (a DNS query's id, a fragment's IPv4 id), a 6in4 packet by the port of
+    the TCP segment inside. A kernel's own connection (over a Teredo tunnel, where no
+    NAT is on the way inside) is found by its port: kind "connect". A record without
+    a tag (written before tags were) is found by its ports.
     """
 
     def __init__(self, files: dict[str, Path]) -> None:
@@ -118,16 +123,18 @@ class FarSide:
         carried = (f"TCP to {inner['dst']} port {inner['dport']}"
                    if inner.get("proto") == 6 and "dport" in inner else "")
         flags = seen.get("flags", "")
+        tag = seen.get("tag", seen.get("sport"))  # no tag written: the port
+        keys: list[tuple[str, int | None]] = []
         if seen.get("proto") == 6 and "S" in flags and "A" not in flags:
-            key = ("tcp", seen["sport"])
+            keys = [("tcp", tag), ("connect", seen["sport"])]
         elif seen.get("proto") == 17 and "sport" in seen:
-            key = ("udp", seen["sport"])
+            keys = [("udp", inner.get("sport") if inner.get("proto") == 6 else tag)]
         elif seen.get("proto") == 41 and "sport" in inner:
-            key = ("6in4", inner["sport"])
-        else:
-            return
-        self.seen.setdefault(key, []).append(
-            Sighting(role, seen["dst"], seen.get("dport", 0), carried))
+            keys = [("6in4", inner["sport"])]
+        for kind, number in keys:
+            if number is not None:
+                self.seen.setdefault((kind, number), []).append(
+                    Sighting(role, seen["dst"], seen.get("dport", 0), carried))
 
     def sightings(self, sport: int, expect: bool, wait: float = 1.0,
                   kind: str = "tcp") -> list[Sighting]:

@@ -362,8 +362,11 @@ def servers_for(site: Site) -> dict[str, MailServer]:
         servers[remote.name] = MailServer(remote.name, f"mx.{FOREIGN}", (FOREIGN, FOREIGN_V6),
                                           submission=False)
     for role in site.having(SUBMISSION):
-        routes = () if remote is None else (
-            (FOREIGN, f"[{remote.address(4)}]"), (FOREIGN_V6, f"[ipv6:{remote.address(6)}]"))
+        # a foreign MTA of a site's own may lack a family: its mail cannot travel over it
+        routes = () if remote is None else tuple(
+            (domain, address.format(remote.address(family)))
+            for family, domain, address in ((4, FOREIGN, "[{}]"), (6, FOREIGN_V6, "[ipv6:{}]"))
+            if remote.has(family))
         servers[role.name] = MailServer(role.name, f"{role.name}.{ORGANISATION}",
                                         (ORGANISATION,), submission=True, routes=routes,
                                         users=LAB_USERS)

@@ -1,7 +1,9 @@
 """Far-side recorder: one JSON line per IP packet that arrives at this node.
 
 Runs inside a lab node (`python -m lab.services.recorder FILE`). It is the far side's
-evidence: a probe's SYN that reached this node is found here by its source port.
+evidence: a probe's SYN that reached this node is found here by its source port, or, as
+NAT may rewrite that port, by its tag: the number the probe writes where NAT leaves it
+alone (probes.tcp: a SYN's sequence number, a DNS query's id, the IPv4 id of a fragment).
 """
 
 from __future__ import annotations
@@ -19,11 +21,37 @@ PACKET_OUTGOING = 4
 ARPHRD_NONE = 0xFFFE  # tun devices (Teredo): bare IP packets, no Ethernet header
 _TCP, _UDP, _SIX_IN_FOUR, _IPV6_EXT = 6, 17, 41, frozenset({0, 43, 60})
 _FLAGS = "FSRPAUEC"
+_DNS = 53
+_TAG_SOURCES = ("seq", "id", "dns_id")  # facts the tag is taken from, not kept as facts
 
 
-def parse(frame: bytes, ethernet: bool = True) -> dict[str, Any] | None:
+def parse(frame: bytes, ethernet: bool = True, tagged: bool = False) -> dict[str, Any] | None:
     """The IP facts of an Ethernet frame (or of a bare IP packet from a tunnel
-    interface such as Teredo's), or None if it is not IP."""
+    interface such as Teredo's), or None if it is not IP; `tagged`: with its `tag`."""
+    facts = _parse(frame, ethernet)
+    if facts is None:
+        return None
+    tag = _tag(facts)
+    for found in (facts, facts.get("inner") or {}):
+        for key in _TAG_SOURCES:
+            found.pop(key, None)
+    return {**facts, "tag": tag} if tagged else facts
+
+
+def _tag(facts: dict[str, Any]) -> int | None:
+    """The probe's tag, if the packet carries one: NAT rewrites source addresses and
+    ports, never these (for Teredo: the sequence number of the SYN inside)."""
+    if facts.get("proto") == _TCP and "S" in facts.get("flags", ""):
+        return facts.get("seq")
+    if facts.get("proto") == _UDP:
+        inner = facts.get("inner") or {}
+        for found in (inner.get("seq"), facts.get("id"), facts.get("dns_id")):
+            if found is not None:
+                return int(found)
+    return None
+
+
+def _parse(frame: bytes, ethernet: bool) -> dict[str, Any] | None:
     if ethernet:
         ethertype = struct.unpack_from("!H", frame, 12)[0]
         data = frame[14:]
@@ -39,6 +67,8 @@ def parse(frame: bytes, ethernet: bool = True) -> dict[str, Any] | None:
             "src": str(ipaddress.IPv4Address(data[12:16])),
             "dst": str(ipaddress.IPv4Address(data[16:20])),
         }
+        if frag & 0x3FFF:  # more fragments, or an offset: a piece of a datagram
+            facts["id"] = struct.unpack_from("!H", data, 4)[0]
         if frag & 0x1FFF:
             facts["fragment"] = True
             return facts
@@ -76,6 +106,9 @@ def _transport(facts: dict[str, Any], proto: int, data: bytes,
         facts["sport"], facts["dport"] = struct.unpack_from("!HH", data)
         if proto == _TCP and len(data) >= 14:
             facts["flags"] = "".join(f for i, f in enumerate(_FLAGS) if data[13] & (1 << i))
+            facts["seq"] = struct.unpack_from("!I", data, 4)[0]
+        if proto == _UDP and facts["dport"] == _DNS and len(data) >= 10:
+            facts["dns_id"] = struct.unpack_from("!H", data, 8)[0]
     # IPv6 carried in IPv4 (6in4, or Teredo in UDP): what is inside, as evidence
     if tunnels and proto == _SIX_IN_FOUR:
         inner = _ipv6(data)
@@ -97,7 +130,7 @@ def main() -> int:
             frame, addr = sock.recvfrom(65535)
             if addr[2] == PACKET_OUTGOING:
                 continue
-            facts = parse(frame, ethernet=addr[3] != ARPHRD_NONE)
+            facts = parse(frame, ethernet=addr[3] != ARPHRD_NONE, tagged=True)
             if facts is not None:
                 facts["t"] = round(time.time(), 6)
                 facts["if"] = addr[0]

@@ -123,6 +123,15 @@ def test_a_site_without_a_remote_mx_has_no_routes() -> None:
     assert servers["hub"].submission and servers["hub"].routes == ()
 
 
+def test_a_remote_mx_without_ipv6_gets_ipv4_mail_only() -> None:
+    # a site of one's own may give its foreign MTA one family (before: LookupError at boot)
+    site = Site("v4", "", (Segment("lan", ("192.0.2.0/24",)),
+                           Segment("wan", ("198.51.100.0/24",), outside=True)), (
+        Node("mx", "mx", (Interface("eth0", "lan", ("192.0.2.25/24",)),)),
+        Node("remote-mx", "remote-mx", (Interface("eth0", "wan", ("198.51.100.25/24",)),))))
+    assert mail.servers_for(site)["mx"].routes == (("example.net", "[198.51.100.25]"),)
+
+
 def test_domain_for() -> None:
     mx, remote = SERVERS["mx"], SERVERS["remote-mx"]
     assert mail.domain_for(remote, 4) == "example.net"
