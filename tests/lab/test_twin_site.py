@@ -243,6 +243,25 @@ def test_the_saved_site_reproduces_the_twin_without_ssh(correct: Audited) -> Non
         for r in again.results}
 
 
+def test_verify_on_the_saved_site_gives_the_twins_verdicts(correct: Audited,
+                                                          tmp_path: Path) -> None:
+    """`--write-site`, then `verify --site FILE --rules-v4 … --rules-v6 …`: no SSH, same rows."""
+    outputs = {c["command"]: c["stdout"] for c in correct.report["audit"]["facts"]["commands"]}
+    v4, v6, report = tmp_path / "gw.v4", tmp_path / "gw.v6", tmp_path / "verify.json"
+    v4.write_text(outputs["iptables-save"])
+    v6.write_text(outputs["ip6tables-save"])
+    done = subprocess.run([CLI, "verify", "fixed-screened-block", "--site", str(correct.site),
+                           "--rules-v4", str(v4), "--rules-v6", str(v6), "--json", str(report),
+                           "-q"], capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (verified,) = json.loads(report.read_text())["scenarios"]
+    assert verified["lab_error"] is None and verified["load_errors"] == []
+    twin = _rows(_twin(correct.report))
+    assert {k: r["observed"] for k, r in _rows(verified).items()} == {
+        k: r["observed"] for k, r in twin.items()}
+    assert len(twin) == 66
+
+
 def test_the_twin_shows_a_forgotten_ipv6_block(gateway: Gateway) -> None:
     gateway.inside("gw", "ip6tables", "-F", "FORWARD")
     report = gateway.run.folder / "twin6.json"
