@@ -175,11 +175,6 @@ def on_site(scenario: Scenario, site: Site) -> tuple[Scenario, tuple[str, ...]]:
     policies = {r: p for r, p in scenario.policies.items() if r in site.routers}
     notes = [f"{scenario.name}: the twin has no router {r}: its policy is not loaded"
              for r in scenario.policies if r not in policies]
-    lacking = sorted({4, 6} - {n.version for s in site.segments for n in s.networks()})
-    if lacking:  # the lab's services and probes expect both families on every site
-        raise BadInput(f"--twin {scenario.name}: the gateway has no IPv{lacking[0]} default "
-                       f"route, so its twin has no IPv{lacking[0]}, and the lab cannot run a "
-                       f"site without it yet (--write-site saves the site all the same)")
     kept = {f.name: getattr(scenario, f.name) for f in fields(scenario)}
     return OnSite(**{**kept, "topology": site.name, "policies": policies,
                      "expectations": every_client(scenario.expectations,
