@@ -46,7 +46,15 @@ def _fake_run(prefix: str, owner_pid: int) -> subprocess.Popen[bytes]:
     owner = {"pid": owner_pid, "start": lifecycle._start_time(owner_pid)}
     (folder / "owner.json").write_text(json.dumps(owner))
     subprocess.run(["ip", "netns", "add", f"{prefix}-client1"], check=True)
-    return subprocess.Popen(["ip", "netns", "exec", f"{prefix}-client1", "sleep", "60"])
+    inside = subprocess.Popen(["ip", "netns", "exec", f"{prefix}-client1", "sleep", "60"])
+    # `ip netns exec` enters the namespace after it has started: until then no teardown
+    # could find it there (on a loaded machine that takes a while)
+    namespace = os.stat(lifecycle.NETNS_ROOT / f"{prefix}-client1").st_ino
+    deadline = time.monotonic() + 10
+    while os.stat(f"/proc/{inside.pid}/ns/net").st_ino != namespace:
+        assert time.monotonic() < deadline, "the process never entered its namespace"
+        time.sleep(0.005)
+    return inside
 
 
 def test_stale_runs_are_removed_and_live_ones_kept() -> None:
