@@ -36,7 +36,7 @@ def _commands(text: str) -> list[str]:
 
 
 def _code_spans(text: str) -> set[str]:
-    return set(re.findall(r"`([^`\n]+)`", FENCE.sub("", text)))
+    return {" ".join(span.split()) for span in re.findall(r"`([^`]+)`", FENCE.sub("", text))}
 
 
 def test_both_guides_exist_and_link_to_each_other_at_the_top() -> None:
