@@ -130,6 +130,8 @@ def test_every_scenario_has_a_faithful_portuguese_readme(folder: Path) -> None:
     en = (folder / "README.md").read_text(encoding="utf-8")
     pt = (folder / "README.pt-BR.md").read_text(encoding="utf-8")
     assert FENCE.findall(en) == FENCE.findall(pt)  # rule lines verbatim
+    quoted = re.compile(r"^    \S.*$", re.M)  # an indented block: a log line, a u32 expression
+    assert quoted.findall(en) == quoted.findall(pt)
     assert _code_spans(en) - _code_spans(pt) == set()
     assert "(README.md)" in pt.splitlines()[2]
 
