@@ -26,7 +26,7 @@ from lab.report import label
 
 @dataclass(frozen=True)
 class Link:
-    """Something to go to on the page: its words and its id."""
+    """Something to go to on the page: its words and its id ('': words only)."""
 
     text: str
     href: str
@@ -164,8 +164,12 @@ class _Lines:
         return self._at.get((file, int(number))) if file and number.isdigit() else None
 
     def link(self, source: str) -> Link | None:
-        found = self.line(source) if source else None
-        return Link(source, f"#{found.anchor}") if found is not None else None
+        """The source as a link to its line, or as text where the page lists no such line;
+        None for no source."""
+        if not source:
+            return None
+        found = self.line(source)
+        return Link(source, f"#{found.anchor}" if found is not None else "")
 
 
 def scenario_view(number: int, scenario: Scenario | None, result: ScenarioResult,
@@ -178,7 +182,8 @@ def scenario_view(number: int, scenario: Scenario | None, result: ScenarioResult
                      for j, (router, p) in enumerate(files))
     lines = _Lines(policies)
     cells = {id(r): f"{anchor}-r{k}" for k, r in enumerate(result.results)}
-    errors = tuple(ErrorView(e, f"{anchor}-e{k}", lines.link(f"{e.file}:{e.line}"))
+    errors = tuple(ErrorView(e, f"{anchor}-e{k}",
+                             lines.link(f"{e.file}:{e.line}") if e.line else None)
                    for k, e in enumerate(result.load_errors))
     explaining: dict[int, list[Link]] = {}
     for view in errors:

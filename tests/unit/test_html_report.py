@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -218,3 +219,21 @@ def test_the_html_report_renders_where_mininet_cannot_be_imported() -> None:
     assert drawn == "True" and "lab.html_report.view" in loaded
     assert not [m for m in loaded if m.startswith(("lab.runtime", "lab.engine", "lab.services",
                                                    "lab.audit", "mininet", "scapy"))], loaded
+
+
+def test_a_source_the_page_does_not_list_is_said_without_a_link() -> None:
+    s, rules = _seed()
+    result = _run(rules)
+    elsewhere = replace(_drop("their-rules.sh", 3), text="-p tcp -j DROP")
+    cited = replace(result.results[0], rule=elsewhere.cite(),
+                    evidence=Evidence(rule_hits=(Hit(elsewhere, 1),)))
+    jail = LoadError("jail.local", 0, "fail2ban in gw: no such jail")
+    page = parse(render([(s, replace(result, results=(cited,),
+                                     load_errors=(*result.load_errors, jail)))], None))
+    cell = page.by_id("s0-r0")
+    assert "(from their-rules.sh:3)" in cell.text() and cell.all("a") == []
+    (rule,) = page.all("ol", "rules")[0].all("li")
+    assert rule.text().endswith("— from their-rules.sh:3") and rule.all("a") == []
+    error = page.by_id("s0-e1")
+    assert error.all("strong")[0].text() == "jail.local" and error.all("a") == []
+    assert "fail2ban in gw: no such jail" in error.text()
