@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,7 +105,7 @@ def _chromium(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def _page_url(ran: Ran, anchor: str) -> str:
-    return ran.out("report.html").as_uri() + f"#{anchor}"
+    return ran.out("report.html").as_uri() + (f"#{anchor}" if anchor else "")
 
 
 def test_the_run_fails_where_the_teredo_line_did_not_load(ran: Ran) -> None:
@@ -185,16 +186,23 @@ def test_a_person_sees_the_matrix_the_diagram_and_a_failing_rows_evidence(ran: R
     assert all(not e.attrs.get("src") for e in page.walk())
 
 
-def test_a_screenshot_of_the_page(ran: Ran) -> None:
-    results = ran.json["scenarios"][0]["results"]
-    teredo = next(k for k, r in enumerate(results) if r["probe"] == "teredo")
+def test_a_screenshot_shows_the_diagram_and_the_verdicts_in_their_colours(ran: Ran) -> None:
+    from PIL import Image
+
     shot = ran.out("report.png")
-    _chromium(f"--screenshot={shot}", "--window-size=1280,2200",
-              _page_url(ran, f"s0-r{teredo}"), cwd=ran.folder.parent)
-    data = shot.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")) == (
-        1280, 2200)
+    _chromium(f"--screenshot={shot}", "--window-size=1280,2400", _page_url(ran, ""),
+              cwd=ran.folder.parent)
+    with Image.open(shot) as image:
+        assert image.size == (1280, 2400)
+        colours = Counter(image.convert("RGB").get_flattened_data())
+
+    def shown(css: str) -> int:
+        return colours[tuple(int(css[k:k + 2], 16) for k in (1, 3, 5))]
+
+    # the policy router's box (report.css and the diagram share these colours)
+    assert shown("#fde2e2") > 2000 and shown("#b91c1c") > 200
+    # the matrix: allowed and blocked cells (three of each, the summaries alone)
+    assert shown("#d1fae5") > 5000 and shown("#e0e7ff") > 5000
 
 
 def _one_line(done: subprocess.CompletedProcess[str], message: str) -> None:
@@ -265,3 +273,33 @@ def test_audit_writes_its_findings_and_its_twin_into_the_page(
         assert page.by_id(f"s0-r{k}").all("span", "verdict")[0].text() == r["observed"]
     (svg,) = page.all("svg")
     assert "router · policy" in [t.text() for t in svg.all("text")]
+
+
+# --- the page from a non-editable install: its templates are package data -------------------
+RENDER = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import lab
+from lab.html_report import render
+from lab.model import scenario
+from lab.model.results import ScenarioResult
+assert lab.__file__.startswith(sys.argv[1])
+s = scenario.load("fixed-dmz-block")
+page = render([(s, ScenarioResult(s.name, s.topology))], None)
+print("<svg" in page and "fixed-dmz-block" in page and "--allowed:" in page)
+"""
+
+
+def test_a_non_editable_install_renders_the_page(tmp_path: Path) -> None:
+    import sys
+
+    from tests.cli.test_install import IGNORED
+
+    source, target = tmp_path / "source", tmp_path / "target"
+    shutil.copytree(PROJECT, source, ignore=IGNORED)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                    "--no-build-isolation", "--disable-pip-version-check", "--target",
+                    str(target), str(source)], capture_output=True, timeout=300, check=True)
+    done = subprocess.run([sys.executable, "-I", "-c", RENDER, str(target)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout) == (0, "True\n"), done.stderr
