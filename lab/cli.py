@@ -17,7 +17,9 @@ import select
 import signal
 import stat
 import sys
+import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -82,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--all", action="store_true", help="every built-in scenario")
     verify.add_argument("--json", type=_file_name, metavar="FILE", help="write a JSON report")
     verify.add_argument("--junit", type=_file_name, metavar="FILE", help="write a JUnit XML report")
+    verify.add_argument("--html", type=_file_name, metavar="FILE",
+                        help="write an HTML report (one self-contained page)")
     _site_options(verify)
     verify.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     suspects = commands.add_parser(
@@ -153,6 +157,8 @@ def _audit_parser(commands: Any) -> None:
                            "(repeatable; needed only where the twin's names differ)")
     audit.add_argument("--json", type=_file_name, metavar="FILE", help="write a JSON report")
     audit.add_argument("--junit", type=_file_name, metavar="FILE", help="write a JUnit XML report")
+    audit.add_argument("--html", type=_file_name, metavar="FILE",
+                       help="write an HTML report (one self-contained page)")
     audit.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
 
@@ -199,20 +205,55 @@ def _output(path: Path | None, option: str) -> None:
                        "give another file") from None
 
 
-def _apart(json: Path | None, junit: Path | None) -> None:
-    """Refuse --json and --junit naming one file: the second report would replace the first."""
-    if json is None or junit is None:
-        return
-    same = os.path.realpath(json) == os.path.realpath(junit)
+def _apart(*reports: tuple[str, Path | None]) -> None:
+    """Refuse two report options naming one file: the second report would replace the first."""
+    given = [(option, path) for option, path in reports if path is not None]
+    for n, (option, path) in enumerate(given):
+        for other, elsewhere in given[n + 1:]:
+            _two(option, path, other, elsewhere)
+
+
+def _two(option: str, path: Path, other: str, elsewhere: Path) -> None:
+    same = os.path.realpath(path) == os.path.realpath(elsewhere)
     # Where both exist the files decide: hard links are one file, and a terminal or a pipe
     # takes one report after the other.
     with contextlib.suppress(OSError):
-        first, second = os.stat(json), os.stat(junit)
+        first, second = os.stat(path), os.stat(elsewhere)
         same = stat.S_ISREG(first.st_mode) and (
             (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino))
     if same:
-        raise BadInput(f"--json {json} and --junit {junit} are the same file: one report "
+        raise BadInput(f"{option} {path} and {other} {elsewhere} are the same file: one report "
                        "would overwrite the other; give two file names")
+
+
+def _reports(args: argparse.Namespace) -> None:
+    """The report files, checked before any lab boots: writable, and the HTML drawable."""
+    for option in ("json", "junit", "html"):
+        _output(getattr(args, option), f"--{option}")
+    if args.html is not None:
+        from lab.html_report.diagram import require_dot
+
+        require_dot()
+
+
+def _timed(s: Any, say: Callable[[str], None]) -> tuple[Any, Any]:
+    """Run one scenario in a lab of its own: its result, and its record (site, rules, time)."""
+    from lab.engine.verify import verify
+    from lab.model.record import of_scenario
+    from lab.runtime import lifecycle
+
+    started, clock = datetime.now(UTC), time.monotonic()
+    with lifecycle.opened() as run:
+        result = verify(s, run, say)
+    return result, of_scenario(s, started, time.monotonic() - clock)
+
+
+def _record(args: argparse.Namespace, records: Sequence[Any]) -> Any:
+    """The run's record: version, start, command, its scenarios' records, its time so far."""
+    from lab.model.record import RunRecord
+
+    return RunRecord(_version(), args.started, tuple(args.argv), tuple(records),
+                     round(time.monotonic() - args.clock, 3))
 
 
 def _write(reports: Sequence[tuple[str, Path | None, Callable[[Path], None]]]) -> bool:
@@ -324,35 +365,36 @@ def _scenarios(args: argparse.Namespace, names: Sequence[str]) -> tuple[list[Any
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from lab import report
-    from lab.engine.verify import verify
+    from lab import html_report, report
     from lab.model import scenario
-    from lab.runtime import lifecycle
 
     if args.all and args.scenarios:
         raise BadInput("give scenario names or --all, not both")
-    _apart(args.json, args.junit)
+    _apart(("--json", args.json), ("--junit", args.junit), ("--html", args.html))
     names = scenario.builtin_names() if args.all else args.scenarios
     if not names:
         raise BadInput("no scenario given: name one (see `port25lab list`) or use --all")
     # the notes are said once the input is known good: bad input is one line
     scenarios, notes = _scenarios(args, names)
-    _output(args.json, "--json")
-    _output(args.junit, "--junit")
+    _reports(args)
     _require_root("verify")
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
 
     say = _progress(args.quiet)
-    results = []
+    results, records = [], []
     for s in scenarios:
-        with lifecycle.opened() as run:
-            result = verify(s, run, say)
+        result, record = _timed(s, say)
         results.append(result)
+        records.append(record)
         print(report.matrix(result), flush=True)
     print(report.summary(results), flush=True)
-    if not _write([("--json", args.json, lambda p: report.write_json(p, results)),
-                   ("--junit", args.junit, lambda p: report.write_junit(p, results))]):
+    ran = _record(args, records)
+    if not _write([("--json", args.json, lambda p: report.write_json(p, results, ran)),
+                   ("--junit", args.junit, lambda p: report.write_junit(p, results, ran)),
+                   ("--html", args.html,
+                    lambda p: html_report.write_html(p, list(zip(scenarios, results,
+                                                                 strict=True)), ran))]):
         return BAD_INPUT
     if any(r.lab_error for r in results):
         return LAB_FAILED
@@ -414,13 +456,11 @@ def _requested(args: argparse.Namespace) -> Any:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from lab import report
+    from lab import html_report, report
     from lab.audit import gateway as audit
     from lab.audit import remote
     from lab.audit.twin import derived_site, parse_mapping, twin_scenario
-    from lab.engine.verify import verify
     from lab.model import scenario
-    from lab.runtime import lifecycle
 
     target = remote.parse_target(args.target)
     mx = remote.parse_target(args.mx, "--mx") if args.mx else None
@@ -432,10 +472,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if not 0 < args.timeout <= remote.MAX_COMMAND_TIMEOUT:  # also false for nan
         raise BadInput(f"--timeout must be a positive number of seconds, at most "
                        f"{remote.MAX_COMMAND_TIMEOUT:g} (given {args.timeout:g})")
-    _output(args.json, "--json")
-    _output(args.junit, "--junit")
+    _reports(args)
     _output(args.write_site, "--write-site")
-    _apart(args.json, args.junit)
+    _apart(("--json", args.json), ("--junit", args.junit), ("--html", args.html))
     if base is not None:
         _require_mininet()
         _require_root("audit --twin")
@@ -460,14 +499,19 @@ def cmd_audit(args: argparse.Namespace) -> int:
             notes += said
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
+    records = []
     if twin is not None:
-        with lifecycle.opened() as run:
-            twins.append(verify(twin, run, say))
+        ran, record = _timed(twin, say)
+        twins.append(ran)
+        records.append(record)
         print(report.matrix(twins[0]), flush=True)
+    run = _record(args, records)
     if not _write([
             ("--json", args.json,
-             lambda p: audit.write_json(p, result, report.as_json(twins) if twins else None)),
-            ("--junit", args.junit, lambda p: audit.write_junit(p, result, twins))]):
+             lambda p: audit.write_json(p, result, report.as_json(twins, run))),
+            ("--junit", args.junit, lambda p: audit.write_junit(p, result, twins)),
+            ("--html", args.html, lambda p: html_report.write_html(
+                p, [(twin, twins[0])] if twins else [], run, result))]):
         return BAD_INPUT
     if any(t.lab_error for t in twins):
         return LAB_FAILED
@@ -552,6 +596,9 @@ def reported(prog: str, work: Callable[[], int]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     def run() -> int:
         args = _parser().parse_args(argv)
+        # what the reports say of the run: its words, when it started (UTC)
+        args.argv = ["port25lab", *(sys.argv[1:] if argv is None else argv)]
+        args.started, args.clock = datetime.now(UTC), time.monotonic()
         if args.command is None:
             raise BadInput("no command given: list, verify, suspects, shell or audit "
                            "(see `port25lab --help`)")

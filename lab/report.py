@@ -12,10 +12,13 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 from lab.model.evidence import Evidence
+from lab.model.evidence_items import as_text
+from lab.model.record import RunRecord, ScenarioRecord, iso
 from lab.model.results import Result, ScenarioResult
 from lab.model.verdict import Verdict
 from probes.registry import GUESS, PROBES
@@ -171,13 +174,17 @@ def summary(scenarios: Sequence[ScenarioResult]) -> str:
     return f"{passed} of {len(scenarios)} scenarios pass"
 
 
-def as_json(scenarios: Sequence[ScenarioResult]) -> dict[str, Any]:
-    return {"scenarios": [{
+def as_json(scenarios: Sequence[ScenarioResult], run: RunRecord | None = None) -> dict[str, Any]:
+    """The results; with the run's record also its version, start (UTC), command and time,
+    and each scenario's site, rules files, start and time."""
+    data = {"scenarios": [{
         "name": s.name,
         "topology": s.topology,
         "site": {"name": s.topology, "file": s.site_file or None},
         "rules": {router: list(files) for router, files in s.rules.items()},
+        **_record_json(run.scenario(n) if run is not None else None),
         "passed": s.passed,
+        "boot_ms": s.boot_ms,
         "not_applicable": len(s.not_applicable),
         "lab_error": s.lab_error,
         "notes": list(s.notes),
@@ -203,7 +210,20 @@ def as_json(scenarios: Sequence[ScenarioResult]) -> dict[str, Any]:
             "status": status(r), "elapsed_ms": r.elapsed_ms,
             "wall_ms": r.wall_ms, "evidence": evidence_json(r.evidence),
         } for r in s.results],
-    } for s in scenarios]}
+    } for n, s in enumerate(scenarios)]}
+    if run is None:
+        return data
+    return {"version": run.version, "started": iso(run.started), "command": list(run.command),
+            "duration_s": run.seconds, **data}
+
+
+def _record_json(record: ScenarioRecord | None) -> dict[str, Any]:
+    """A scenario's start and time, as its run recorded them (its site and rules files
+    come with its result)."""
+    if record is None:
+        return {}
+    return {"started": iso(record.started) if record.started else None,
+            "duration_s": record.seconds}
 
 
 def status(r: Result) -> str:
@@ -244,13 +264,15 @@ def evidence_json(e: Evidence) -> dict[str, Any]:
     }
 
 
-def write_json(path: Path, scenarios: Sequence[ScenarioResult]) -> None:
-    path.write_text(json.dumps(as_json(scenarios), indent=2, ensure_ascii=False) + "\n",
+def write_json(path: Path, scenarios: Sequence[ScenarioResult],
+               run: RunRecord | None = None) -> None:
+    path.write_text(json.dumps(as_json(scenarios, run), indent=2, ensure_ascii=False) + "\n",
                     encoding="utf-8")
 
 
-def write_junit(path: Path, scenarios: Sequence[ScenarioResult]) -> None:
-    write_xml(path, junit(scenarios))
+def write_junit(path: Path, scenarios: Sequence[ScenarioResult],
+                run: RunRecord | None = None) -> None:
+    write_xml(path, junit(scenarios, run))
 
 
 def write_xml(path: Path, root: ET.Element) -> None:
@@ -258,34 +280,69 @@ def write_xml(path: Path, root: ET.Element) -> None:
     path.write_bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True))
 
 
-def junit(scenarios: Sequence[ScenarioResult]) -> ET.Element:
+def junit(scenarios: Sequence[ScenarioResult], run: RunRecord | None = None) -> ET.Element:
     """`<testsuites>`: a suite per scenario, a case per expectation (and per load, lab).
 
-    A row that is not applicable is a `<skipped>` case: JUnit's own status for neither.
+    Every suite and case has its `time` in seconds: a probe's case the probe's whole
+    round, a suite its scenario's boot to teardown as the run recorded it (without a
+    record: the boot and the probes), the cases that are no probe 0 (their time is the
+    suite's). A suite's `<properties>` name its site and each router's rules files; a
+    failure's text is its evidence, item by item.
     """
     suites = ET.Element("testsuites")
-    for s in scenarios:
-        # (name, failure, skipped)
-        cases: list[tuple[str, str | None, str | None]] = [
-            ("policy loads", "; ".join(map(str, s.load_errors)) or None, None)]
+    total = 0.0
+    for n, s in enumerate(scenarios):
+        record = run.scenario(n) if run is not None else None
+        skipped: dict[str, str] = {}  # not applicable rows: JUnit's own status for neither
+        # (name, failure, seconds)
+        cases: list[tuple[str, str | None, float]] = [
+            ("policy loads", "; ".join(map(str, s.load_errors)) or None, 0.0)]
         if s.lab_error:
-            cases.append(("lab runs", s.lab_error, None))
+            cases.append(("lab runs", s.lab_error, 0.0))
         if s.expected_suspects is not None:
             cases.append(("firewall logs name the suspects", None if s.suspects_match else
                           f"logged {[x.role for x in s.suspects]}, "
-                          f"expected {list(s.expected_suspects)}", None))
+                          f"expected {list(s.expected_suspects)}", 0.0))
         for r in s.results:
             name = f"{r.source} -> {r.target} {label(r)} IPv{r.family}"
             failure = None if not r.failed else (
-                f"expected {r.expected}, observed {r.observed}: {r.detail}")
-            cases.append((name, failure, None if r.applicable else r.detail))
+                f"expected {r.expected}, observed {r.observed}: {r.detail}\n"
+                f"{as_text(r, without=('in words',))}")
+            cases.append((name, failure, r.wall_ms / 1000))
+            if not r.applicable:
+                skipped[name] = r.detail
+        seconds = record.seconds if record is not None else (
+            s.boot_ms / 1000 + sum(t for _, _, t in cases))
+        total += seconds
         suite = ET.SubElement(suites, "testsuite", name=s.name, tests=str(len(cases)),
                               failures=str(sum(f is not None for _, f, _ in cases)),
-                              skipped=str(sum(k is not None for _, _, k in cases)))
-        for name, failure, skipped in cases:
-            case = ET.SubElement(suite, "testcase", classname=f"port25lab.{s.name}", name=name)
+                              skipped=str(len(skipped)), time=_seconds(seconds))
+        if record is not None and record.started is not None:
+            # JUnit's timestamp: ISO 8601 without a zone (this one is UTC)
+            suite.set("timestamp", record.started.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+        properties = ET.SubElement(suite, "properties")
+        ET.SubElement(properties, "property", name="site",
+                      value=record.site if record is not None else s.topology)
+        if record is not None and record.site_file:
+            ET.SubElement(properties, "property", name="site file", value=record.site_file)
+        for router, files in (record.rules.items() if record is not None else ()):
+            ET.SubElement(properties, "property", name=f"rules of {router}",
+                          value=", ".join(files) or "(none)")
+        for name, failure, took in cases:
+            case = ET.SubElement(suite, "testcase", classname=f"port25lab.{s.name}", name=name,
+                                 time=_seconds(took))
             if failure is not None:
-                ET.SubElement(case, "failure", message=failure[:200]).text = failure
-            if skipped is not None:
-                ET.SubElement(case, "skipped", message=f"not applicable: {skipped}"[:200])
+                ET.SubElement(case, "failure", message=failure.splitlines()[0][:200]
+                              ).text = failure
+            if name in skipped:
+                ET.SubElement(case, "skipped", message=f"not applicable: {skipped[name]}"[:200])
+    for key, value in (("tests", sum(int(x.get("tests", 0)) for x in suites)),
+                       ("failures", sum(int(x.get("failures", 0)) for x in suites)),
+                       ("time", _seconds(run.seconds if run is not None else total))):
+        suites.set(key, str(value))
     return suites
+
+
+def _seconds(value: float) -> str:
+    """A JUnit `time`: seconds, to the millisecond."""
+    return f"{value:.3f}"

@@ -1,0 +1,85 @@
+"""The site's diagram: drawn by Graphviz's dot from the site, every node, address and link."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+import topologies
+from lab.errors import BadInput
+from lab.html_report import diagram
+from lab.model.site import Interface, Node
+from tests.html_dom import Element, parse
+
+
+def _drawn(name: str, prefix: str = "site-0") -> Element:
+    return parse(diagram.svg(topologies.load(name), prefix))
+
+
+def _texts(group: Element) -> list[str]:
+    return [t.text() for t in group.all("text")]
+
+
+@pytest.mark.parametrize("name", ["screened-host", "dmz"])
+def test_every_node_segment_interface_and_address_is_drawn(name: str) -> None:
+    site = topologies.load(name)
+    svg = _drawn(name)
+    (root,) = svg.all("svg")
+    assert root.children[0] != "<?xml"  # the element alone, for a page
+    for node in site.nodes:
+        group = svg.by_id(f"site-0-node-{node.name}")
+        texts = _texts(group)
+        assert texts[0] == node.name
+        for interface in node.interfaces:
+            for address in interface.addresses:
+                assert f"{interface.name}: {address}" in texts
+    for segment in site.segments:
+        texts = _texts(svg.by_id(f"site-0-segment-{segment.name}"))
+        assert texts[0] == (f"{segment.name} (outside)" if segment.outside else segment.name)
+        assert texts[1:] == list(segment.prefixes)
+    links = [e for e in svg.walk() if e.attrs.get("id", "").startswith("site-0-link-")]
+    assert len(links) == sum(len(n.interfaces) for n in site.nodes)
+    # a router's link says which of its interfaces it is
+    routers = [n for n in site.nodes if n.is_router]
+    for router in routers:
+        for number, interface in enumerate(router.interfaces):
+            assert _texts(svg.by_id(f"site-0-link-{router.name}-{number}")) == [interface.name]
+
+
+def test_the_policy_router_is_marked() -> None:
+    svg = _drawn("dmz")
+    inner, outer = svg.by_id("site-0-node-inner"), svg.by_id("site-0-node-outer")
+    assert _texts(inner)[1] == "router · policy" and _texts(outer)[1] == "router"
+    (inner_shape,) = inner.all("path")
+    (outer_shape,) = outer.all("path")
+    assert inner_shape.attrs["stroke"] == "#b91c1c" and inner_shape.attrs["stroke-width"] == "2.5"
+    assert outer_shape.attrs["stroke"] == "black"
+
+
+def test_the_drawing_reads_from_the_inside_to_the_outside() -> None:
+    svg = _drawn("dmz")
+
+    def x(anchor: str) -> float:
+        return float(svg.by_id(anchor).all("text")[0].attrs["x"])
+
+    order = ["node-client1", "segment-lan", "node-inner", "segment-dmz", "node-outer",
+             "segment-wan", "node-remote-mx"]
+    places = [x(f"site-0-{a}") for a in order]
+    assert places == sorted(places), dict(zip(order, places, strict=True))
+
+
+def test_names_are_drawn_as_text_never_as_dot_or_html() -> None:
+    site = topologies.load("screened-host")
+    odd = replace(site, description="x", nodes=(*site.nodes, Node(
+        "odd", "sink", (Interface('<b>"e\\n0</b>', "wan", ("198.51.100.99/24",)),))))
+    svg = parse(diagram.svg(odd, "p"))
+    assert _texts(svg.by_id("p-node-odd")) == ["odd", "sink (records what arrives)",
+                                               '<b>"e\\n0</b>: 198.51.100.99/24']
+
+
+def test_without_dot_the_html_report_is_bad_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(BadInput, match=r"^--html: Graphviz's `dot` is not installed .*"
+                                       r"\(Debian package graphviz\)$"):
+        diagram.require_dot()
