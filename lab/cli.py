@@ -17,13 +17,17 @@ import select
 import signal
 import stat
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from rich.text import Text
+
 from lab.compliance.addressing import OPTIONS
 from lab.errors import BadInput, LabFailure
 from lab.runtime.lifecycle import Interrupted, interrupt_on_signals
+from lab.terminal import Progress, printer
 
 OK, FAILED, BAD_INPUT, LAB_FAILED = 0, 1, 2, 3
 
@@ -87,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
                              "(iptables-save file or script of iptables commands)")
     verify.add_argument("--rules-v6", type=_file_name, metavar="FILE",
                         help="IPv6 policy for the policy router instead of the scenario's")
-    verify.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    _terminal_options(verify)
     suspects = commands.add_parser(
         "suspects", help="run scenarios and list the internal hosts their firewall logs "
                          "caught trying 25/465 of the world")
@@ -97,6 +101,17 @@ def _parser() -> argparse.ArgumentParser:
     shell.add_argument("scenario", type=_name, metavar="SCENARIO")
     _audit_parser(commands)
     return parser
+
+
+def _terminal_options(command: argparse.ArgumentParser) -> None:
+    said = command.add_mutually_exclusive_group()
+    said.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    said.add_argument("-v", "--verbose", action="store_true",
+                      help="a progress line per step and probe (as where standard error is "
+                           "not a terminal; on a terminal: one line that each step replaces)")
+    command.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                         help="colour the report: auto (the default) where standard output "
+                              "is a terminal and NO_COLOR is not set")
 
 
 def _audit_parser(commands: Any) -> None:
@@ -138,7 +153,7 @@ def _audit_parser(commands: Any) -> None:
                            "(repeatable; needed only where the twin's names differ)")
     audit.add_argument("--json", type=_file_name, metavar="FILE", help="write a JSON report")
     audit.add_argument("--junit", type=_file_name, metavar="FILE", help="write a JUnit XML report")
-    audit.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    _terminal_options(audit)
 
 
 def _require_mininet() -> None:
@@ -219,24 +234,6 @@ def _write(reports: Sequence[tuple[str, Path | None, Callable[[Path], None]]]) -
     return written
 
 
-def _progress(quiet: bool) -> Any:
-    gone = False
-
-    def say(message: str) -> None:
-        nonlocal gone
-        if quiet or gone:
-            return
-        try:
-            print(f"  … {message}", file=sys.stderr, flush=True)
-        except OSError as exc:
-            # A closed terminal (EIO) hangs the session up: its SIGHUP ends the run with a
-            # teardown a moment later; until then the run goes on without progress lines.
-            if exc.errno != errno.EIO:
-                raise
-            gone = True
-    return say
-
-
 def cmd_list(probes: bool = False) -> int:
     from lab.model import scenario
 
@@ -288,14 +285,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
 
-    say = _progress(args.quiet)
+    show = printer(args.color)
+    started = time.monotonic()
     results = []
-    for s in scenarios:
-        with lifecycle.opened() as run:
-            result = verify(s, run, say)
-        results.append(result)
-        print(report.matrix(result), flush=True)
-    print(report.summary(results), flush=True)
+    with Progress(args.quiet, args.verbose) as say:
+        for s in scenarios:
+            with lifecycle.opened() as run:
+                result = verify(s, run, say)
+            results.append(result)
+            say.clear()
+            show(report.styled(result, s))
+    show(Text(report.totals(results, time.monotonic() - started)))
+    show(Text(report.summary(results), report.GOOD if all(r.passed for r in results)
+              else report.BAD))
     if not _write([("--json", args.json, lambda p: report.write_json(p, results)),
                    ("--junit", args.junit, lambda p: report.write_junit(p, results))]):
         return BAD_INPUT
@@ -388,7 +390,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         target, remote.Login(tuple(args.identity), args.agent, password),
         remote.Trust(args.known_hosts or remote.default_known_hosts(),
                      tuple(args.accept_host_key)), mx, args.timeout)
-    say = _progress(args.quiet)
+    show = printer(args.color)
+    say = Progress(args.quiet, args.verbose)
     result = audit.audit(access, requested)
     print(audit.table(result), flush=True)
     twins = []
@@ -405,9 +408,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
     if twin is not None:
-        with lifecycle.opened() as run:
+        with say, lifecycle.opened() as run:
             twins.append(verify(twin, run, say))
-        print(report.matrix(twins[0]), flush=True)
+        show(report.styled(twins[0], twin))
     if not _write([
             ("--json", args.json,
              lambda p: audit.write_json(p, result, report.as_json(twins) if twins else None)),

@@ -7,9 +7,10 @@ import io
 import re
 from dataclasses import replace
 
+import pytest
 from rich.console import Console
 
-from lab import report
+from lab import report, terminal
 from lab.model import scenario
 from lab.model.results import Result, ScenarioResult
 from lab.model.scenario import Scenario
@@ -188,3 +189,90 @@ def test_the_styled_matrix_is_the_plain_one_in_colour() -> None:
     assert "\x1b[1;31mFAIL" in header  # a failing scenario's status: bold red
     assert "\x1b[1;31m ✗ (want allowed)" in shown
     assert "\x1b[32mPASS" in _rendered(report.styled(PASSING), colour=True)
+
+
+# --- the terminal's printer and progress, and the command line's options ------------
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize(("tty", "env", "color", "coloured"), [
+    (True, {}, "auto", True),
+    (False, {}, "auto", False),  # a pipe or a file: the plain text
+    (True, {"NO_COLOR": "1"}, "auto", False),
+    (True, {"NO_COLOR": ""}, "auto", True),  # set but empty: not asked for (no-color.org)
+    (True, {"TERM": "dumb"}, "auto", False),
+    (False, {}, "always", True),
+    (True, {"NO_COLOR": "1"}, "always", True),  # the option wins over the environment
+    (True, {}, "never", False),
+])
+def test_the_report_is_coloured_only_where_asked(
+        monkeypatch: pytest.MonkeyPatch, tty: bool, env: dict[str, str], color: str,
+        coloured: bool) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    out = _Stream(tty)
+    monkeypatch.setattr("sys.stdout", out)
+    terminal.printer(color)(report.styled(FAILING))
+    shown = out.getvalue()
+    assert bool(SGR.search(shown)) is coloured, shown
+    assert SGR.sub("", shown) == report.matrix(FAILING) + "\n"
+
+
+def test_progress_is_one_updating_line_on_a_terminal_and_lines_elsewhere(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TERM", "xterm")
+    messages = ["x: booting screened-host as p25-000000", "x: [1/2] a", "x: [2/2] b"]
+    for tty, verbose, quiet in ((False, False, False), (True, True, False),
+                                (True, False, False), (True, False, True)):
+        err = _Stream(tty)
+        monkeypatch.setattr("sys.stderr", err)
+        with terminal.Progress(quiet, verbose) as say:
+            for message in messages:
+                say(message)
+        shown = err.getvalue()
+        if quiet:
+            assert shown == ""
+        elif not tty or verbose:  # a line per step, as programs reading stderr expect
+            assert shown == "".join(f"  … {m}\n" for m in messages)
+        else:  # one line, replaced at each step, and taken away at the end
+            assert "\n  … " not in shown
+            assert all(f"  … {m}" in shown for m in messages)
+            assert shown.count("\r\x1b[2K") >= 2
+            assert shown.endswith("\x1b[2K")  # erased: the report goes where it was
+
+
+def test_a_closed_terminal_stops_the_progress_line_and_nothing_else(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    class Closed(_Stream):
+        def write(self, text: str) -> int:
+            raise OSError(5, "Input/output error")  # EIO: the terminal hung up
+
+    err = Closed(True)
+    monkeypatch.setattr("sys.stderr", err)
+    monkeypatch.setenv("TERM", "xterm")
+    for verbose in (False, True):
+        with terminal.Progress(False, verbose) as say:
+            say("x: [1/2] a")
+            assert say.gone
+            say("x: [2/2] b")  # not written: the SIGHUP that follows ends the run
+
+
+def test_quiet_and_verbose_together_are_bad_input() -> None:
+    from lab import cli
+    from lab.errors import BadInput
+
+    with pytest.raises(BadInput, match="not allowed with argument"):
+        cli._parser().parse_args(["verify", "x", "-q", "-v"])
+    args = cli._parser().parse_args(["verify", "x", "-v", "--color", "never"])
+    assert (args.verbose, args.quiet, args.color) == (True, False, "never")
+    with pytest.raises(BadInput, match="invalid choice: 'sometimes'"):
+        cli._parser().parse_args(["verify", "x", "--color", "sometimes"])
