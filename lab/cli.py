@@ -97,7 +97,8 @@ def _parser() -> argparse.ArgumentParser:
                          "caught trying 25/465 of the world")
     suspects.add_argument("scenarios", nargs="+", type=_name, metavar="SCENARIO")
     suspects.add_argument("--json", type=_file_name, metavar="FILE", help="write a JSON report")
-    shell = commands.add_parser("shell", help="boot a scenario's lab and open Mininet's CLI")
+    shell = commands.add_parser("shell", help="boot a scenario's lab and explore it: Mininet's "
+                                "CLI with probe, rules, logs, accounts, pingall (see `help`)")
     shell.add_argument("scenario", type=_name, metavar="SCENARIO")
     _audit_parser(commands)
     return parser
@@ -446,13 +447,11 @@ def _write_site(path: Path, site: Any, result: Any, scenario: str | None,
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
-    from mininet.cli import CLI
-    from mininet.log import setLogLevel
-
     from lab.engine.verify import load_policies, start_traps
     from lab.model import scenario
     from lab.runtime import lifecycle
     from lab.runtime.lab import Lab
+    from lab.shell import open_shell
 
     s, notes = scenario.load(args.scenario).with_nflog()
     _require_root("shell")
@@ -463,13 +462,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
             print(f"load error: {error}", file=sys.stderr)
         print(f"{s.name} is up (namespaces {run.prefix}-ROLE); roles: "
               f"{', '.join(lab.site.role_names)}. Leave with `exit`.", file=sys.stderr)
-        setLogLevel("output")  # the CLI prints what commands print at this level
-
-        class LabCLI(CLI):  # type: ignore[misc]
-            identchars = CLI.identchars + "-"  # so that `remote-mx ping …` names a node
-
-        LabCLI(lab.net)
-        setLogLevel("error")
+        open_shell(lab, s)
     return OK
 
 
