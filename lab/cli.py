@@ -23,9 +23,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+from rich.text import Text
+
 from lab.compliance.addressing import OPTIONS
 from lab.errors import BadInput, LabFailure
 from lab.runtime.lifecycle import Interrupted, interrupt_on_signals
+from lab.terminal import Progress, printer
 
 OK, FAILED, BAD_INPUT, LAB_FAILED = 0, 1, 2, 3
 
@@ -87,14 +90,15 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--html", type=_file_name, metavar="FILE",
                         help="write an HTML report (one self-contained page)")
     _site_options(verify)
-    verify.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    _terminal_options(verify)
     suspects = commands.add_parser(
         "suspects", help="run scenarios and list the internal hosts their firewall logs "
                          "caught trying 25/465 of the world")
     suspects.add_argument("scenarios", nargs="+", type=_name, metavar="SCENARIO")
     suspects.add_argument("--json", type=_file_name, metavar="FILE", help="write a JSON report")
     _site_options(suspects)
-    shell = commands.add_parser("shell", help="boot a scenario's lab and open Mininet's CLI")
+    shell = commands.add_parser("shell", help="boot a scenario's lab and explore it: Mininet's "
+                                "CLI with probe, rules, logs, accounts, pingall (see `help`)")
     shell.add_argument("scenario", type=_name, metavar="SCENARIO")
     _site_options(shell)
     _audit_parser(commands)
@@ -116,6 +120,17 @@ def _site_options(command: argparse.ArgumentParser) -> None:
                               "(iptables-save file or script of iptables commands)")
     command.add_argument("--rules-v6", type=_file_name, metavar="FILE",
                          help="IPv6 policy for the policy router instead of the scenario's")
+
+
+def _terminal_options(command: argparse.ArgumentParser) -> None:
+    said = command.add_mutually_exclusive_group()
+    said.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    said.add_argument("-v", "--verbose", action="store_true",
+                      help="a progress line per step and probe (as where standard error is "
+                           "not a terminal; on a terminal: one line that each step replaces)")
+    command.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                         help="colour the report: auto (the default) where standard output "
+                              "is a terminal and NO_COLOR is not set")
 
 
 def _audit_parser(commands: Any) -> None:
@@ -159,7 +174,7 @@ def _audit_parser(commands: Any) -> None:
     audit.add_argument("--junit", type=_file_name, metavar="FILE", help="write a JUnit XML report")
     audit.add_argument("--html", type=_file_name, metavar="FILE",
                        help="write an HTML report (one self-contained page)")
-    audit.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    _terminal_options(audit)
 
 
 def _require_mininet() -> None:
@@ -275,24 +290,6 @@ def _write(reports: Sequence[tuple[str, Path | None, Callable[[Path], None]]]) -
     return written
 
 
-def _progress(quiet: bool) -> Any:
-    gone = False
-
-    def say(message: str) -> None:
-        nonlocal gone
-        if quiet or gone:
-            return
-        try:
-            print(f"  … {message}", file=sys.stderr, flush=True)
-        except OSError as exc:
-            # A closed terminal (EIO) hangs the session up: its SIGHUP ends the run with a
-            # teardown a moment later; until then the run goes on without progress lines.
-            if exc.errno != errno.EIO:
-                raise
-            gone = True
-    return say
-
-
 def cmd_list(probes: bool = False) -> int:
     from lab.model import scenario
 
@@ -381,14 +378,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
 
-    say = _progress(args.quiet)
+    show = printer(args.color)
+    started = time.monotonic()
     results, records = [], []
-    for s in scenarios:
-        result, record = _timed(s, say)
-        results.append(result)
-        records.append(record)
-        print(report.matrix(result), flush=True)
-    print(report.summary(results), flush=True)
+    with Progress(args.quiet, args.verbose) as say:
+        for s in scenarios:
+            result, record = _timed(s, say)
+            results.append(result)
+            records.append(record)
+            say.clear()
+            show(report.styled(result, s))
+    show(Text(report.totals(results, time.monotonic() - started)))
+    show(Text(report.summary(results), report.GOOD if all(r.passed for r in results)
+              else report.BAD))
     ran = _record(args, records)
     if not _write([("--json", args.json, lambda p: report.write_json(p, results, ran)),
                    ("--junit", args.junit, lambda p: report.write_junit(p, results, ran)),
@@ -483,7 +485,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         target, remote.Login(tuple(args.identity), args.agent, password),
         remote.Trust(args.known_hosts or remote.default_known_hosts(),
                      tuple(args.accept_host_key)), mx, args.timeout)
-    say = _progress(args.quiet)
+    show = printer(args.color)
+    say = Progress(args.quiet, args.verbose)
     result = audit.audit(access, requested)
     print(audit.table(result), flush=True)
     twins = []
@@ -501,10 +504,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print(f"note: {note}", file=sys.stderr)
     records = []
     if twin is not None:
-        ran, record = _timed(twin, say)
+        with say:
+            ran, record = _timed(twin, say)
         twins.append(ran)
         records.append(record)
-        print(report.matrix(twins[0]), flush=True)
+        show(report.styled(twins[0], twin))
     run = _record(args, records)
     if not _write([
             ("--json", args.json,
@@ -521,8 +525,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def _write_site(path: Path, site: Any, result: Any, scenario: str | None,
                 notes: tuple[str, ...]) -> None:
     """The twin's site as a site file, with how it was made and how to run it again."""
-    import time
-
     from lab.model import site_file
 
     if site is None:  # --write-site alone, on a gateway without a default route
@@ -543,12 +545,10 @@ def _write_site(path: Path, site: Any, result: Any, scenario: str | None,
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
-    from mininet.cli import CLI
-    from mininet.log import setLogLevel
-
     from lab.engine.verify import load_policies, start_traps
     from lab.runtime import lifecycle
     from lab.runtime.lab import Lab
+    from lab.shell import open_shell
 
     (loaded,), said = _scenarios(args, [args.scenario])
     s, notes = loaded.with_nflog()
@@ -561,13 +561,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
             print(f"load error: {error}", file=sys.stderr)
         print(f"{s.name} is up (namespaces {run.prefix}-ROLE); roles: "
               f"{', '.join(lab.site.role_names)}. Leave with `exit`.", file=sys.stderr)
-        setLogLevel("output")  # the CLI prints what commands print at this level
-
-        class LabCLI(CLI):  # type: ignore[misc]
-            identchars = CLI.identchars + "-"  # so that `remote-mx ping …` names a node
-
-        LabCLI(lab.net)
-        setLogLevel("error")
+        open_shell(lab, s)
     return OK
 
 
