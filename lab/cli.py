@@ -251,6 +251,13 @@ def _reports(args: argparse.Namespace) -> None:
         require_dot()
 
 
+def _html() -> Any:
+    """The HTML report's module, imported only when a page is written (Jinja2 is not light)."""
+    from lab import html_report
+
+    return html_report
+
+
 def _timed(s: Any, say: Callable[[str], None]) -> tuple[Any, Any]:
     """Run one scenario in a lab of its own: its result, and its record (site, rules, time)."""
     from lab.engine.verify import verify
@@ -362,7 +369,7 @@ def _scenarios(args: argparse.Namespace, names: Sequence[str]) -> tuple[list[Any
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from lab import html_report, report
+    from lab import report
     from lab.model import scenario
 
     if args.all and args.scenarios:
@@ -395,8 +402,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not _write([("--json", args.json, lambda p: report.write_json(p, results, ran)),
                    ("--junit", args.junit, lambda p: report.write_junit(p, results, ran)),
                    ("--html", args.html,
-                    lambda p: html_report.write_html(p, list(zip(scenarios, results,
-                                                                 strict=True)), ran))]):
+                    lambda p: _html().write_html(p, list(zip(scenarios, results,
+                                                             strict=True)), ran))]):
         return BAD_INPUT
     if any(r.lab_error for r in results):
         return LAB_FAILED
@@ -458,7 +465,7 @@ def _requested(args: argparse.Namespace) -> Any:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from lab import html_report, report
+    from lab import report
     from lab.audit import gateway as audit
     from lab.audit import remote
     from lab.audit.twin import derived_site, parse_mapping, twin_scenario
@@ -514,7 +521,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             ("--json", args.json,
              lambda p: audit.write_json(p, result, report.as_json(twins, run))),
             ("--junit", args.junit, lambda p: audit.write_junit(p, result, twins)),
-            ("--html", args.html, lambda p: html_report.write_html(
+            ("--html", args.html, lambda p: _html().write_html(
                 p, [(twin, twins[0])] if twins else [], run, result))]):
         return BAD_INPUT
     if any(t.lab_error for t in twins):
