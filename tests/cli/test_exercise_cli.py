@@ -56,6 +56,20 @@ def test_exercise_2_names_each_ipv6_row_that_still_fails(tmp_path: Path) -> None
     assert "over IPv4" not in done.stdout  # the IPv4 block holds
 
 
+def test_exercise_4_checks_the_builtin_divert_scenario_on_the_students_rules(
+        tmp_path: Path) -> None:
+    assert _cli("start", "4", cwd=tmp_path).returncode == 0
+    work = tmp_path / "port25lab-exercise-4"
+    wrong = _cli("check", cwd=work)
+    assert wrong.returncode == 1, wrong.stderr
+    assert "mx → remote-mx smtp over IPv4: should be allowed" in wrong.stdout
+    assert "client1 → remote-mx smtps over IPv6: should be blocked, is allowed" in wrong.stdout
+    (work / "rules.sh").write_text((PROJECT / "scenarios/fixed-proxy/rules.sh").read_text())
+    right = _cli("check", cwd=work)
+    assert right.returncode == 0, right.stdout
+    assert "PASS — exercise 4: every expectation holds." in right.stdout
+
+
 def test_start_keeps_the_students_edits_and_hints_cycle(tmp_path: Path) -> None:
     assert _cli("start", "1", cwd=tmp_path).returncode == 0
     work = tmp_path / "port25lab-exercise-1"

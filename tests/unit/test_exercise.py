@@ -20,8 +20,8 @@ ONE = ROOT / "exercises" / "01-dport"
 
 def test_the_builtin_exercises_follow_the_talk_in_both_languages() -> None:
     found = exercise.builtin()
-    assert [e.number for e in found] == [1, 2, 3]
-    assert [e.name for e in found] == ["01-dport", "02-ipv6", "03-teredo"]
+    assert [e.number for e in found] == [1, 2, 3, 4]
+    assert [e.name for e in found] == ["01-dport", "02-ipv6", "03-teredo", "04-divert"]
     for e in found:
         assert set(e.title) == set(e.goal) == {"en", "pt-BR"}
         assert e.hints and all(set(h) == {"en", "pt-BR"} for h in e.hints)
@@ -30,6 +30,8 @@ def test_the_builtin_exercises_follow_the_talk_in_both_languages() -> None:
     assert "-dport 3544" in found[0].rules.read_text()  # the published line, as published
     assert "ip6tables" not in found[1].rules.read_text()  # IPv6 forgotten
     assert exercise.find("01") == exercise.find("1") == found[0]
+    assert found[3].scenario == "fixed-proxy"  # a built-in scenario, by name
+    assert found[3].rules.read_text() == (ROOT / "scenarios/seed-proxy/rules.sh").read_text()
 
 
 @pytest.mark.parametrize(("value", "lang"), [
