@@ -122,7 +122,11 @@ def cmd_check(lang: str, work: Path, color: str) -> int:
         raise BadInput(f"{rules}: the rules you edit are gone (run `port25lab exercise start "
                        f"{e.number}` again in the folder above to get the starting ones)")
     s = scenario.load(e.scenario)
-    s = dataclasses.replace(s.with_policy((read_policy(rules),)), name=e.name)
+    if e.trap:  # the student's jail in place of the scenario's on that node
+        s = dataclasses.replace(s, traps={**s.traps, e.trap: (rules,)})
+    else:  # the student's rules as the policy router's whole policy, as verify --rules
+        s = s.with_policy((read_policy(rules),))
+    s = dataclasses.replace(s, name=e.name)
     _require_root()
     from lab.engine.verify import verify
     from lab.runtime import lifecycle

@@ -5,7 +5,9 @@ An exercise is a folder `NN-name/` with `exercise.yaml`:
     title: {en: ..., pt-BR: ...}
     goal: {en: ..., pt-BR: ...}
     scenario: scenario      # a scenario folder inside the exercise, or a built-in name
-    rules: start.sh         # the starting rules the student edits (a file of the folder)
+    rules: rules.sh         # the starting rules the student edits (a file of the folder)
+    trap: gw                # optional: the file is a fail2ban jail for this node's trap,
+                            # not the policy router's rules
     hints:                  # shown one at a time
       - {en: ..., pt-BR: ...}
 
@@ -31,6 +33,7 @@ BUILTIN = Path(str(resources.files("exercises")))
 SPEC = "exercise.yaml"
 LANGS = ("en", "pt-BR")
 _KEYS = {"title", "goal", "scenario", "rules", "hints"}
+_OPTIONAL = {"trap"}
 _FOLDER = re.compile(r"^(\d{1,3})-[a-z0-9][a-z0-9-]*$")
 
 
@@ -44,6 +47,7 @@ class Exercise:
     scenario: str  # a folder path or a built-in scenario name, as scenario.load takes it
     rules: Path  # the starting rules
     hints: tuple[dict[str, str], ...]
+    trap: str = ""  # the node whose trap (jail) the student edits; "": the policy's rules
 
     def text(self, key: str, lang: str) -> str:
         value: dict[str, str] = getattr(self, key)
@@ -94,9 +98,10 @@ def load(folder: Path) -> Exercise:
 
     if not isinstance(data, dict):
         raise fail(None, f"an exercise is a mapping of {', '.join(sorted(_KEYS))}")
-    unknown = sorted(set(data) - _KEYS, key=str)
+    unknown = sorted(set(data) - _KEYS - _OPTIONAL, key=str)
     if unknown:
-        raise fail(unknown[0], f"unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})")
+        raise fail(unknown[0], f"unknown key {unknown[0]!r} (known: "
+                               f"{', '.join(sorted(_KEYS | _OPTIONAL))})")
     missing = sorted(_KEYS - set(data))
     if missing:
         raise fail(None, f"missing key {missing[0]!r} (an exercise needs "
@@ -130,12 +135,17 @@ def load(folder: Path) -> Exercise:
         raise fail("scenario", f"scenario: {named!r} is neither a folder of the exercise nor "
                                "a built-in scenario (see `port25lab list`)")
     try:
-        scenario.load(target)
+        checked = scenario.load(target)
     except BadInput as exc:
         raise fail("scenario", f"scenario: {exc}") from None
+    trap = data.get("trap", "")
+    if "trap" in data and (not isinstance(trap, str) or trap not in checked.traps):
+        raise fail("trap", f"trap: {trap!r} is not a node with a trap in the scenario (it "
+                           f"has: {', '.join(sorted(checked.traps)) or 'none'})")
     return Exercise(
         number=int(match.group(1)), name=folder.resolve().name, folder=folder,
         title=texts(data["title"], "title", data, "title"),
         goal=texts(data["goal"], "goal", data, "goal"),
         scenario=target, rules=folder / rules,
-        hints=tuple(texts(h, f"hints[{i}]", hints, i) for i, h in enumerate(hints)))
+        hints=tuple(texts(h, f"hints[{i}]", hints, i) for i, h in enumerate(hints)),
+        trap=trap)

@@ -70,6 +70,18 @@ def test_exercise_4_checks_the_builtin_divert_scenario_on_the_students_rules(
     assert "PASS — exercise 4: every expectation holds." in right.stdout
 
 
+def test_exercise_5_puts_the_students_jail_in_the_trap(tmp_path: Path) -> None:
+    assert _cli("start", "5", cwd=tmp_path).returncode == 0
+    work = tmp_path / "port25lab-exercise-5"
+    wrong = _cli("check", cwd=work)  # the stock ban: INPUT, 25/465 only
+    assert wrong.returncode == 1, wrong.stderr
+    assert "client2 → sink web over IPv4: should be banned, is allowed" in wrong.stdout
+    (work / "jail.local").write_text((PROJECT / "scenarios/fixed-trap/jail.local").read_text())
+    right = _cli("check", cwd=work)
+    assert right.returncode == 0, right.stdout
+    assert "PASS — exercise 5: every expectation holds." in right.stdout
+
+
 def test_start_keeps_the_students_edits_and_hints_cycle(tmp_path: Path) -> None:
     assert _cli("start", "1", cwd=tmp_path).returncode == 0
     work = tmp_path / "port25lab-exercise-1"

@@ -20,8 +20,9 @@ ONE = ROOT / "exercises" / "01-dport"
 
 def test_the_builtin_exercises_follow_the_talk_in_both_languages() -> None:
     found = exercise.builtin()
-    assert [e.number for e in found] == [1, 2, 3, 4]
-    assert [e.name for e in found] == ["01-dport", "02-ipv6", "03-teredo", "04-divert"]
+    assert [e.number for e in found] == [1, 2, 3, 4, 5]
+    assert [e.name for e in found] == ["01-dport", "02-ipv6", "03-teredo", "04-divert",
+                                       "05-trap"]
     for e in found:
         assert set(e.title) == set(e.goal) == {"en", "pt-BR"}
         assert e.hints and all(set(h) == {"en", "pt-BR"} for h in e.hints)
@@ -32,6 +33,9 @@ def test_the_builtin_exercises_follow_the_talk_in_both_languages() -> None:
     assert exercise.find("01") == exercise.find("1") == found[0]
     assert found[3].scenario == "fixed-proxy"  # a built-in scenario, by name
     assert found[3].rules.read_text() == (ROOT / "scenarios/seed-proxy/rules.sh").read_text()
+    assert (found[4].trap, found[4].scenario) == ("gw", "fixed-trap")  # a jail to edit
+    assert found[4].rules.read_text() == (ROOT / "scenarios/seed-trap/jail.local").read_text()
+    assert all(not e.trap for e in found[:4])
 
 
 @pytest.mark.parametrize(("value", "lang"), [
@@ -75,6 +79,8 @@ def test_a_teachers_folder_loads_as_a_built_in_one(tmp_path: Path) -> None:
     (lambda t: t.split("hints:")[0] + "hints: []\n", "hints: a list of at least one hint"),
     (lambda t: "- a list\n", "an exercise is a mapping"),
     (lambda t: t + "goal: again\n", "goal"),
+    (lambda t: t + "trap: gw\n", "trap: 'gw' is not a node with a trap in the scenario (it has: "
+                                  "none)"),
 ])
 def test_a_bad_exercise_file_is_one_line(tmp_path: Path, edit: object, said: str) -> None:
     folder = _copy(tmp_path)
