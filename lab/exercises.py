@@ -45,6 +45,7 @@ _SAY = {
         "lab": "  the lab could not run: {error}",
         "more": "Stuck? `port25lab exercise hint`",
         "hint": "hint {i} of {n}: {text}",
+        "weak": " (the guesser got in as {account})",
     },
     "pt-BR": {
         "exercise": "Exercício", "goal": "Objetivo", "edit": "Edite as regras em",
@@ -59,6 +60,7 @@ _SAY = {
         "lab": "  o laboratório não pôde rodar: {error}",
         "more": "Travou? `port25lab exercise hint`",
         "hint": "dica {i} de {n}: {text}",
+        "weak": " (quem tentava adivinhar entrou como {account})",
     },
 }
 
@@ -156,7 +158,8 @@ def verdict_lines(result: ScenarioResult, e: Exercise, lang: str) -> list[str]:
             probe = f"{r.probe}:{r.variant}" if r.variant else r.probe
             lines.append(say["row"].format(
                 source=r.source, target=r.target, probe=probe, family=r.family,
-                want=words.get(r.expected, r.expected), got=words.get(r.observed, r.observed)))
+                want=words.get(r.expected, r.expected), got=words.get(r.observed, r.observed))
+                + (say["weak"].format(account=r.weak_account) if r.weak_account else ""))
     lines.append(say["more"])
     return lines
 

@@ -82,6 +82,19 @@ def test_exercise_5_puts_the_students_jail_in_the_trap(tmp_path: Path) -> None:
     assert "PASS — exercise 5: every expectation holds." in right.stdout
 
 
+def test_exercise_6_bans_the_guessers_only_with_a_strict_jail(tmp_path: Path) -> None:
+    assert _cli("start", "6", "--lang", "en", cwd=tmp_path).returncode == 0
+    work = tmp_path / "port25lab-exercise-6"
+    wrong = _cli("check", cwd=work)  # maxretry = 20: the guesser finds the weak password
+    assert wrong.returncode == 1, wrong.stderr
+    assert "remote-mx → mx guessing over IPv4: should be banned, is allowed (the guesser " \
+        "got in as " in wrong.stdout
+    (work / "jail.local").write_text((PROJECT / "scenarios/guessing/jail.local").read_text())
+    right = _cli("check", cwd=work)
+    assert right.returncode == 0, right.stdout
+    assert "PASS — exercise 6: every expectation holds." in right.stdout
+
+
 def test_start_keeps_the_students_edits_and_hints_cycle(tmp_path: Path) -> None:
     assert _cli("start", "1", cwd=tmp_path).returncode == 0
     work = tmp_path / "port25lab-exercise-1"

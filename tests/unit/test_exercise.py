@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -20,9 +21,9 @@ ONE = ROOT / "exercises" / "01-dport"
 
 def test_the_builtin_exercises_follow_the_talk_in_both_languages() -> None:
     found = exercise.builtin()
-    assert [e.number for e in found] == [1, 2, 3, 4, 5]
+    assert [e.number for e in found] == [1, 2, 3, 4, 5, 6]
     assert [e.name for e in found] == ["01-dport", "02-ipv6", "03-teredo", "04-divert",
-                                       "05-trap"]
+                                       "05-trap", "06-passwords"]
     for e in found:
         assert set(e.title) == set(e.goal) == {"en", "pt-BR"}
         assert e.hints and all(set(h) == {"en", "pt-BR"} for h in e.hints)
@@ -36,6 +37,7 @@ def test_the_builtin_exercises_follow_the_talk_in_both_languages() -> None:
     assert (found[4].trap, found[4].scenario) == ("gw", "fixed-trap")  # a jail to edit
     assert found[4].rules.read_text() == (ROOT / "scenarios/seed-trap/jail.local").read_text()
     assert all(not e.trap for e in found[:4])
+    assert (found[5].trap, found[5].scenario) == ("mx", "guessing")
 
 
 @pytest.mark.parametrize(("value", "lang"), [
@@ -126,6 +128,10 @@ def test_check_says_what_still_fails_in_plain_words() -> None:
         "Travou? `port25lab exercise hint`"]
     assert "  client1 → remote-mx smtp over IPv6: should be blocked, is allowed" in \
         verdict_lines(failing, e, "en")
+    guessed = dataclasses.replace(_row(Verdict.BANNED, Verdict.ALLOWED), weak_account="carol")
+    assert verdict_lines(ScenarioResult("g", "screened-host", results=(guessed,)), e,
+                         "pt-BR")[2].endswith(", está liberado (quem tentava adivinhar entrou "
+                                               "como carol)")
     passing = ScenarioResult("01-dport", "screened-host",
                              results=(_row(Verdict.BLOCKED, Verdict.BLOCKED),))
     assert verdict_lines(passing, e, "en")[-1].startswith("PASS — exercise 1")
