@@ -56,6 +56,25 @@ def test_exercise_2_names_each_ipv6_row_that_still_fails(tmp_path: Path) -> None
     assert "over IPv4" not in done.stdout  # the IPv4 block holds
 
 
+@pytest.mark.parametrize("name", ["01-dport", "02-ipv6", "03-teredo"])
+def test_the_solution_each_exercise_folder_carries_passes(name: str) -> None:
+    done = subprocess.run([CLI, "verify", "-q", f"exercises/{name}/scenario"],
+                          capture_output=True, text=True, timeout=300, cwd=PROJECT, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.rstrip().endswith("1 of 1 scenarios pass")
+
+
+def test_exercise_3_says_the_teredo_rows_still_pass_through(tmp_path: Path) -> None:
+    assert _cli("start", "3", cwd=tmp_path).returncode == 0
+    done = _cli("check", cwd=tmp_path / "port25lab-exercise-3")
+    assert done.returncode == 1, done.stderr
+    assert "client1 → remote-mx teredo:plain over IPv4: should be blocked, is allowed" \
+        in done.stdout
+    said = done.stdout.split("FAIL — exercise 3: still failing:")[1]  # after the matrix
+    assert "did not load" not in said  # exercise 1's fix is in: every line loads
+    assert "teredo:plain over" in said and "control-80" not in said  # the control row holds
+
+
 def test_exercise_4_checks_the_builtin_divert_scenario_on_the_students_rules(
         tmp_path: Path) -> None:
     assert _cli("start", "4", cwd=tmp_path).returncode == 0
