@@ -135,3 +135,26 @@ def test_check_says_what_still_fails_in_plain_words() -> None:
     passing = ScenarioResult("01-dport", "screened-host",
                              results=(_row(Verdict.BLOCKED, Verdict.BLOCKED),))
     assert verdict_lines(passing, e, "en")[-1].startswith("PASS — exercise 1")
+
+
+def test_start_and_hint_keep_their_state_in_the_work_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lab import exercises
+
+    assert exercises.cmd_start("2", "pt-BR", tmp_path) == 0
+    work = tmp_path / "port25lab-exercise-2"
+    assert "Objetivo:" in capsys.readouterr().out
+    for expected in ("dica 1 de 3", "dica 2 de 3", "dica 3 de 3", "dica 1 de 3"):
+        exercises.cmd_hint("pt-BR", work)
+        assert capsys.readouterr().out.startswith(expected)
+    # another exercise's folder by that name, or a broken state: one line, nothing changed
+    (tmp_path / "port25lab-exercise-1").mkdir()
+    (tmp_path / "port25lab-exercise-1" / exercises.STATE).write_text(
+        (work / exercises.STATE).read_text())
+    with pytest.raises(BadInput, match="the work folder of another exercise"):
+        exercises.cmd_start("1", "en", tmp_path)
+    assert not (tmp_path / "port25lab-exercise-1" / "rules.sh").exists()
+    (work / exercises.STATE).write_text("{not json")
+    with pytest.raises(BadInput, match="unreadable") as caught:
+        exercises.cmd_hint("en", work)
+    assert "\n" not in str(caught.value)
