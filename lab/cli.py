@@ -102,7 +102,30 @@ def _parser() -> argparse.ArgumentParser:
     shell.add_argument("scenario", type=_name, metavar="SCENARIO")
     _site_options(shell)
     _audit_parser(commands)
+    _exercise_parser(commands)
     return parser
+
+
+def _exercise_parser(commands: Any) -> None:
+    exercise = commands.add_parser(
+        "exercise", help="guided exercises: list, start N, check, hint (in en or pt-BR)")
+    actions = exercise.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    language = argparse.ArgumentParser(add_help=False)
+    language.add_argument("--lang", choices=("pt-BR", "en"),
+                          help="the exercises' language (default: from LANG; pt* is pt-BR)")
+    actions.add_parser("list", parents=[language], help="the exercises, by number")
+    start = actions.add_parser("start", parents=[language],
+                               help="make ./port25lab-exercise-N/ with the rules to edit "
+                                    "(never overwriting your edits) and say the goal")
+    start.add_argument("number", type=_name, metavar="N",
+                       help="an exercise's number, or an exercise folder")
+    check = actions.add_parser("check", parents=[language],
+                               help="in the work folder: run the exercise in a lab on your "
+                                    "rules and say what still fails (needs root)")
+    check.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                       help="colour the matrix (auto: on a terminal, unless NO_COLOR is set)")
+    actions.add_parser("hint", parents=[language],
+                       help="in the work folder: the next hint (one at a time)")
 
 
 def _site_options(command: argparse.ArgumentParser) -> None:
@@ -601,12 +624,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.argv = ["port25lab", *(sys.argv[1:] if argv is None else argv)]
         args.started, args.clock = datetime.now(UTC), time.monotonic()
         if args.command is None:
-            raise BadInput("no command given: list, verify, suspects, shell or audit "
+            raise BadInput("no command given: list, verify, suspects, shell, audit or exercise "
                            "(see `port25lab --help`)")
         if args.command == "audit":  # reading a gateway needs no Mininet; its twin does
             return cmd_audit(args)
         if args.command == "list":  # scenarios and sites are data
             return cmd_list(args.probes)
+        if args.command == "exercise":  # only `check` boots a lab
+            from lab import exercises
+
+            if args.action is None:
+                raise BadInput("exercise: give list, start N, check or hint "
+                               "(see `port25lab exercise --help`)")
+            if args.action == "check":
+                _require_mininet()
+            return exercises.main(args)
         _require_mininet()
         if args.command == "verify":
             return cmd_verify(args)
