@@ -6,7 +6,7 @@ STAMPS    := $(VENV)/.stamps
 DEB_PKGS  := mininet iptables iproute2 tcpdump bridge-utils python3-venv procps iputils-ping \
              postfix dovecot-core openssl miredo miredo-server ulogd2 ulogd2-json \
              fail2ban python3-pyinotify openssh-server openssh-client bubblewrap conntrack \
-             graphviz chromium fonts-dejavu-core
+             graphviz chromium fonts-dejavu-core nftables python3-nftables
 # graphviz: `dot` draws the site in the HTML report; chromium (and a font): the tests
 # read that report in a real browser, headless.
 # The lab runs private instances of these daemons; the services of a package

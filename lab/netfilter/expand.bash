@@ -62,7 +62,8 @@ set -T
 set -f
 trap 'set +e; P25_LINE=$LINENO' DEBUG
 
-ulimit -v 262144 -u 32 -f 0
+ulimit -v 262144 -u "$P25_PROCESSES" -f 0
+unset P25_PROCESSES
 BASH_ARGV0=$P25_NAME
 . /p25/script start
 printf '%s\0' D "$?" >&99

@@ -182,6 +182,9 @@ def expand_script(path: Path, text: str) -> Script:
     if trace.stopped == "time":
         raise BadInput(f"{path}: still running after {shell.TIME_LIMIT:g} s when the lab "
                        "expands it (an endless loop?): a policy script must end")
+    if trace.stopped == "processes":
+        raise BadInput(f"{path}: starts more than {shell.PROCESS_LIMIT} processes at once when "
+                       "the lab expands it (a fork bomb?): a policy script must not")
     if trace.stopped:
         what = "prints" if trace.stopped == "output" else "calls iptables with"
         limit = shell.OUTPUT_LIMIT if trace.stopped == "output" else shell.CALLS_LIMIT

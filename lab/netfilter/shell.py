@@ -37,6 +37,10 @@ from lab.errors import LabFailure
 TIME_LIMIT = 5.0  # seconds: far above any real script's expansion (a few ms)
 OUTPUT_LIMIT = 1 << 20  # what the script prints, stdout and stderr together
 CALLS_LIMIT = 16 << 20  # the recorded calls: twice the largest policy file the lab reads
+PROCESS_LIMIT = 32  # processes at once (`ulimit -u` in expand.bash)
+# bash's word when a fork hits that limit: it would retry for up to 15 s, so the lab
+# stops the sandbox at the first one (a fork bomb ends in milliseconds, not at the time limit)
+_FORK_LIMIT_HIT = b": fork: retry: "
 # the folders the stand-ins are in (by any other path a tool is not found)
 FOLDERS = ("/sbin", "/usr/sbin", "/bin", "/usr/bin")
 SCRIPT = "/p25/script"  # where the script is in the sandbox: bash names it in complaints
@@ -64,7 +68,7 @@ class Trace:
     `exit`: (line, status) of the script's own `exit`, if it called one;
     `finished`: it ran to its last line; `garbled`: the records end in something
     expand.bash did not write (the script wrote to its descriptor); `stopped`: why
-    the sandbox was stopped ("time", "output", "calls"), or "".
+    the sandbox was stopped ("time", "output", "calls", "processes"), or "".
     """
 
     calls: tuple[Call, ...] = ()
@@ -95,6 +99,7 @@ def expand(text: str, name: str, programs: Iterable[str], paths: Iterable[str] =
     info_r, info_w = os.pipe()  # bwrap says there the PID of the sandbox's PID 1
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "P25_FD": str(record_w),
            "P25_NAME": name, "P25_PROGRAMS": " ".join(programs),
+           "P25_PROCESSES": str(PROCESS_LIMIT),
            "P25_PATHS": " ".join(p for p in paths if _SAFE_PATH.fullmatch(p))}
     argv = [bwrap, "--info-fd", str(info_w), *_sandbox(programs, *data)]
     for variable, value in env.items():
@@ -215,6 +220,8 @@ def _collect(record_fd: int, output_fd: int) -> tuple[bytes, bytes, str]:
                 limit, why = limits[key.fd]
                 if len(streams[key.fd]) > limit:
                     return b"", b"", why
+                if key.fd == output_fd and _FORK_LIMIT_HIT in streams[output_fd]:
+                    return b"", b"", "processes"
     return bytes(streams[record_fd]), bytes(streams[output_fd]), ""
 
 
