@@ -55,6 +55,15 @@ class Rule:
     `router` is the lab node it was read from ('' for a gateway read by the audit);
     `line` is its line in the text it was read from; `source` the policy file and
     line it was written in, where known ('rules.sh:17').
+
+    A rule of a native nftables table (one `nft` made, not iptables-nft's
+    xtables tables) has its nft family (`table_family`: ip, ip6, inet, bridge,
+    netdev, arp) and its kernel `handle`; `text` is the rule as `nft list`
+    prints it, and `target` the iptables word for its verdict statement
+    (DROP, REJECT, ACCEPT, RETURN, DNAT, SNAT, MASQUERADE, REDIRECT, LOG, the
+    chain of a jump/goto; '' for a rule that only counts, or whose verdict
+    differs per packet, as a verdict map's). `family` is the IP family a
+    verdict concerns (an inet rule is read once per family it was hit in).
     """
 
     router: str
@@ -67,10 +76,18 @@ class Rule:
     packets: int = 0
     line: int = 0
     source: str = ""
+    table_family: str = ""  # set only for native nftables rules
+    handle: int = 0  # the kernel's handle of a native nftables rule
 
     @property
     def key(self) -> tuple[str, int, str, str, int, str]:
-        return (self.router, self.family, self.table, self.chain, self.position, self.text)
+        return (self.router, self.family, self.table_family + self.table, self.chain,
+                self.position, self.text)
+
+    @property
+    def native(self) -> bool:
+        """A rule of a native nftables table (written in nft, not iptables)."""
+        return bool(self.table_family)
 
     @property
     def words(self) -> tuple[str, ...]:
@@ -104,6 +121,11 @@ class Rule:
 
     def in_chain(self) -> str:
         """The rule by its place and text: `FORWARD#3: -A FORWARD …`."""
+        if self.native:
+            where = f"{self.table_family} {self.table} {self.chain}"
+            if self.is_policy:
+                return f"{where} policy {self.target.lower()}"
+            return f"{where} handle {self.handle}: {self.text}"
         if self.is_policy:
             return f"{self.chain} policy {self.target}"
         return f"{self.chain}#{self.position}: -A {self.chain} {shlex.join(self.words)}".rstrip()
@@ -115,6 +137,9 @@ class Rule:
         """
         if not self.router:
             return self.in_chain()
+        if self.native:  # `gw: nft inet filter forward handle 7: tcp dport 25 drop`
+            return f"{self.router}: nft {self.in_chain()}" + (
+                " (policy)" if self.is_policy else "")
         tool = ip_family(self.family).tool
         if self.is_policy:
             return f"{self.router}: {tool} -t {self.table} -P {self.chain} {self.target} (policy)"

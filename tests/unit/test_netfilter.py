@@ -83,3 +83,14 @@ def test_each_family_knows_the_other_and_its_tools_names() -> None:
         family(4), family(6), family(6)]
     for name in ("iptables-save", "nft", "arptables", "ip6tables-restore", ""):
         assert of_program(name) is None
+
+
+def test_a_native_nft_rule_is_cited_by_family_table_chain_and_handle() -> None:
+    rule = Rule("gw", 4, "filter", "forward", 3, 'iifname "ens18" tcp dport { 25, 465 } drop',
+                "DROP", source="gw.nft:12", table_family="inet", handle=7)
+    assert rule.native and rule.drops
+    assert rule.reference() == ('gw: nft inet filter forward handle 7: iifname "ens18" '
+                                'tcp dport { 25, 465 } drop (from gw.nft:12)')
+    policy = Rule("gw", 6, "filter", "forward", 0, "", "DROP", table_family="inet")
+    assert policy.cite() == "gw: nft inet filter forward policy drop (policy)"
+    assert policy.key != Rule("gw", 6, "filter", "forward", 0, "", "DROP").key
