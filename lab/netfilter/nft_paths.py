@@ -68,6 +68,7 @@ class Outcome(ruleset.Outcome):
 
     chains: tuple[str, ...] = ()  # each base chain the packet passed, with its verdict
     rewritten: str = ""  # the destination a dnat gave it (`192.0.2.25:587`), if one did
+    diverted_by: Rule | None = None  # that dnat's rule
     masqueraded_by: Rule | None = None
 
     @property
@@ -247,6 +248,7 @@ class _Walk:
     unknown: list[Rule] = field(default_factory=list)
     passed: list[str] = field(default_factory=list)
     rewritten: str = ""
+    diverted_by: Rule | None = None
     masqueraded_by: Rule | None = None
 
 
@@ -279,7 +281,8 @@ def _outcome(walk: _Walk, verdict: str, rule: Rule | None) -> Outcome:
         return replace(r, family=walk.packet.version)
     return Outcome(verdict, seen(rule) if rule else None, tuple(map(seen, walk.logged)),
                    tuple(map(seen, walk.unknown)), tuple(walk.passed), walk.rewritten,
-                   walk.masqueraded_by)
+                   walk.diverted_by and seen(walk.diverted_by),
+                   walk.masqueraded_by and seen(walk.masqueraded_by))
 
 
 def _base_chain(walk: _Walk, chain: Chain) -> tuple[str, Rule | None]:
@@ -394,6 +397,7 @@ def _evaluate(walk: _Walk, item: NftRule) -> tuple[str, str] | None:
             return ("CONTINUE" if verdict == "continue" else _VERDICTS[verdict]), ""
         elif kind == "dnat" or kind == "redirect":
             _dnat(walk, kind, value or {})
+            walk.diverted_by = item.rule
             return _VERDICTS[kind], ""
         elif kind in ("masquerade", "snat"):
             walk.masqueraded_by = item.rule
@@ -620,3 +624,23 @@ def xtables(rules: NftRuleset, saves: dict[int, str]) -> frozenset[tuple[str, st
 def native_tables(rules: NftRuleset, iptables: frozenset[tuple[str, str]]) -> list[tuple[str, str]]:
     """The tables written in nft (every table iptables-save does not print)."""
     return [t for t in rules.tables if t not in iptables]
+
+
+def single_sources(rules: NftRuleset, version: int) -> list[str]:
+    """The single addresses the rules match as `ip saddr` / `ip6 saddr` (in rule order)."""
+    wanted = "ip" if version == 4 else "ip6"
+    found: list[str] = []
+    for items in rules.rules.values():
+        for item in items:
+            for statement in item.expr:
+                match = statement.get("match")
+                if not isinstance(match, dict) or match.get("op", "==") != "==":
+                    continue
+                left, right = match.get("left"), match.get("right")
+                if left == {"payload": {"protocol": wanted, "field": "saddr"}} and \
+                        isinstance(right, str) and not right.startswith("@"):
+                    try:
+                        found.append(str(ip_address(right)))
+                    except ValueError:
+                        continue
+    return list(dict.fromkeys(found))
