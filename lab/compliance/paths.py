@@ -27,4 +27,5 @@ def follow(facts: Facts, family: int, packet: Packet) -> Outcome:
         packet.source_port)
     if route is not None and not moved.outside:
         moved = replace(moved, outside=route.dev)
-    return nft_paths.follow(nft, moved, rules, facts.xtables)
+    legacy = "(legacy)" in facts.rules(family).partition("\n*")[0]  # its header
+    return nft_paths.follow(nft, moved, rules, facts.xtables, legacy)

@@ -77,7 +77,7 @@ class Outcome(ruleset.Outcome):
 
     def cite(self) -> str:
         if self.decided_by is None:
-            return f"{self.verdict}: no base chain on that hook"
+            return "no base chain on the way"
         return self.decided_by.in_chain()
 
 
@@ -91,6 +91,7 @@ class Chain:
     policy: str = "accept"
     type: str = ""
     device: str = ""
+    legacy: bool = False  # iptables-legacy's filter FORWARD, hooked beside nftables
 
     @property
     def base(self) -> bool:
@@ -253,19 +254,27 @@ class _Walk:
 
 
 def follow(rules: NftRuleset, packet: Packet, iptables: Ruleset | None = None,
-           iptables_tables: frozenset[tuple[str, str]] = frozenset()) -> Outcome:
+           iptables_tables: frozenset[tuple[str, str]] = frozenset(),
+           legacy: bool = False) -> Outcome:
     """The verdict of every base chain on the packet's way, the rule that decided and the logs.
 
     A forwarded packet passes prerouting, forward and postrouting; one for the gateway
     itself prerouting and input. `iptables_tables` are the (family, table) of
-    iptables-nft (decided by `iptables`, the same family's iptables-save rules).
+    iptables-nft (decided by `iptables`, the same family's iptables-save rules); with
+    `legacy`, the iptables rules are iptables-legacy's, outside nftables: their filter
+    FORWARD runs at its own priority (0) beside the nft chains.
     """
     walk = _Walk(rules, packet, iptables, iptables_tables)
     hooks = {"forward": ("prerouting", "forward", "postrouting"),
              "input": ("prerouting", "input"), "prerouting": ("prerouting",)}[packet.hook]
     last: tuple[str, Rule | None] = ("ACCEPT", None)
     for hook in hooks:
-        for chain in rules.base_chains(hook, packet.version):
+        chains = rules.base_chains(hook, packet.version)
+        if legacy and iptables is not None and hook == "forward":
+            own = Chain("ip" if packet.version == 4 else "ip6", "filter", "FORWARD", hook, 0,
+                        type="filter", legacy=True)
+            chains = sorted([*chains, own], key=lambda c: c.priority)
+        for chain in chains:
             verdict, rule = _base_chain(walk, chain)
             walk.passed.append(f"{chain.family} {chain.table} {chain.name} ({hook}, priority "
                                f"{chain.priority}): {verdict.lower()}")
@@ -286,7 +295,7 @@ def _outcome(walk: _Walk, verdict: str, rule: Rule | None) -> Outcome:
 
 
 def _base_chain(walk: _Walk, chain: Chain) -> tuple[str, Rule | None]:
-    if (chain.family, chain.table) in walk.iptables_tables:
+    if chain.legacy or (chain.family, chain.table) in walk.iptables_tables:
         return _iptables(walk, chain)
     try:
         decided = _chain(walk, chain, 0)

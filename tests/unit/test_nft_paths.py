@@ -159,6 +159,15 @@ def test_an_iptables_nft_table_is_read_as_its_iptables_rules() -> None:
     assert path.chains[0] == "inet lan forward (forward, priority -5): accept"
 
 
+def test_iptables_legacy_rules_run_beside_the_nft_chains() -> None:
+    rules = _rules("two-base-chains")  # inet early (-10) accepts; ip late (10) drops 25
+    iptables = ruleset.parse(SAVE.replace("(nf_tables)", "(legacy)"), 4)
+    path = nft_paths.follow(rules, _smtp(465), iptables, frozenset(), legacy=True)
+    assert path.verdict == "DROP" and path.cite().startswith("FORWARD#1: -A FORWARD -i ens18")
+    assert path.chains[1] == "ip filter FORWARD (forward, priority 0): drop"
+    assert nft_paths.follow(rules, _smtp(465), iptables).verdict == "ACCEPT"  # not asked
+
+
 def test_which_tables_are_iptables() -> None:
     rules = _rules("mixed")
     incompatible = ("# Table `filter' contains incompatible base-chains, use 'nft' tool to "
