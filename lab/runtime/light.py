@@ -10,6 +10,7 @@ so the run's teardown removes them with the rest.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterable
@@ -72,14 +73,40 @@ def _batch(lines: Iterable[str], namespace: str | None = None) -> None:
                          f"{said[0] if said else f'status {done.returncode}'}")
 
 
-def _own_lines(node: Node) -> list[str]:
-    """A light client's addresses, links and routes, as `ip -batch` lines."""
+def mac(index: int) -> str:
+    """Light client number `index`'s MAC address (locally administered)."""
+    return "02:25:" + ":".join(f"{b:02x}" for b in index.to_bytes(4, "big"))
+
+
+def _router_macs(site: Site, run: Run) -> dict[str, list[tuple[str, str, str]]]:
+    """Per segment: each router's (interface, MAC, address) there."""
+    found: dict[str, list[tuple[str, str, str]]] = {}
+    for name in site.routers:
+        router = site.role(name)
+        done = subprocess.run(["ip", "-n", run.netns(name), "-j", "link", "show"],
+                              capture_output=True, text=True, check=False)
+        macs = {link["ifname"]: link.get("address", "") for link in json.loads(done.stdout or "[]")}
+        for interface in router.interfaces:
+            found.setdefault(interface.segment, []).extend(
+                (interface.name, macs.get(interface.name, ""), cidr.split("/")[0])
+                for cidr in interface.addresses)
+    return found
+
+
+def _own_lines(node: Node, routers: list[tuple[str, str, str]]) -> list[str]:
+    """A light client's addresses, links, routes and neighbours, as `ip -batch` lines."""
     (interface,) = node.interfaces
     # no duplicate address detection: its IPv6 addresses are usable at once
     lines = ["link set lo up",
              *(f"addr add {cidr} dev {interface.name}{' nodad' if ':' in cidr else ''}"
                for cidr in interface.addresses),
              f"link set {interface.name} up"]
+    # Permanent neighbours both ways: the kernel's neighbour tables are the host's, shared
+    # by every namespace, and full at gc_thresh3 (1024) entries; permanent ones do not
+    # count (a thousand clients and their router need two thousand; the host is not ours
+    # to change).
+    lines += [f"neigh replace {address} lladdr {lladdr} dev {interface.name} nud permanent"
+              for _, lladdr, address in routers if node.has(6 if ":" in address else 4)]
     lines += [f"route replace {r.destination} via {r.via}" for r in node.routes]
     # as LabHost: the host's resolvers unreachable (no query leaves for the world)
     lines += [f"route replace unreachable {r}" for r in host_resolvers()
@@ -99,7 +126,8 @@ def make(site: Site, run: Run, inodes: set[int]) -> dict[str, NodeHandle]:
     _batch(f"netns add {run.netns(n.name)}" for n in light)
     for node in light:
         inodes.add(os.stat(NETNS_ROOT / run.netns(node.name)).st_ino)
-    _batch(f"link add name {n.interfaces[0].name} netns {run.netns(n.name)} type veth "
+    _batch(f"link add name {n.interfaces[0].name} address {mac(i)} netns {run.netns(n.name)} "
+           "type veth "
            f"peer name {port_name(i)} netns {run.netns(n.interfaces[0].segment)}"
            for i, n in enumerate(light))
     for segment in site.segments:
@@ -108,6 +136,17 @@ def make(site: Site, run: Run, inodes: set[int]) -> dict[str, NodeHandle]:
         if ports:
             _batch((f"link set {p} master {segment.name} up" for p in ports),
                    run.netns(segment.name))
+    routers = _router_macs(site, run)
+    for name in site.routers:
+        lines = [f"neigh replace {cidr.split('/')[0]} lladdr {mac(i)} dev {own.name} "
+                 "nud permanent"
+                 for own in site.role(name).interfaces
+                 for i, n in enumerate(light) if n.interfaces[0].segment == own.segment
+                 for cidr in n.interfaces[0].addresses
+                 if own.of_family(6 if ":" in cidr else 4)]
+        if lines:
+            _batch(lines, run.netns(name))
     with ThreadPoolExecutor(WORKERS) as pool:
-        list(pool.map(lambda n: _batch(_own_lines(n), run.netns(n.name)), light))
+        list(pool.map(lambda n: _batch(_own_lines(n, routers.get(n.interfaces[0].segment, [])),
+                                       run.netns(n.name)), light))
     return {n.name: LightHandle(n.name, run.netns(n.name), run.folder / n.name) for n in light}
