@@ -24,6 +24,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -296,11 +297,13 @@ class Tracer:
         self.nodes: dict[str, NodeTracer] = {}
 
     def of(self, nodes: Sequence[NodeHandle]) -> list[NodeTracer]:
-        for node in nodes:
-            if node.name not in self.nodes:
-                started = NodeTracer(node, self.folder / f"{node.name}.trace.log")
-                self.nodes[node.name] = started
-                started.start()
+        """The nodes' tracers; those not yet running are started side by side."""
+        fresh = [NodeTracer(n, self.folder / f"{n.name}.trace.log") for n in nodes
+                 if n.name not in self.nodes]
+        self.nodes.update((t.node.name, t) for t in fresh)
+        with ThreadPoolExecutor(max_workers=max(1, len(fresh))) as pool:
+            for started in [pool.submit(t.start) for t in fresh]:
+                started.result()  # its failure, raised here
         return [self.nodes[n.name] for n in nodes]
 
     def stop(self) -> None:
