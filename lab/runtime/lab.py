@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -170,26 +170,31 @@ class FarSide:
 
 @dataclass
 class PacketEvidence:
-    """The rules the probe's packets met, from each router's trace (lab.runtime.tracer)."""
+    """The rules the probe's packets met, from each router's trace (lab.runtime.tracer).
+
+    Each round reads the packets traced since its own start: rounds that overlap
+    (probes at once) each find their own packets by their tags.
+    """
 
     tracers: list[NodeTracer]
     tag: int
+    since: list[int] = field(default_factory=list)
 
     def begin(self) -> None:
         """From now on: what came before is not this probe's."""
-        for t in self.tracers:
-            t.collect()
+        self.since = [t.mark() for t in self.tracers]
 
     def dropped_silently(self) -> bool:
-        return any(t.dropped_silently(self.tag) for t in self.tracers)
+        return any(t.dropped_silently(self.tag, since)
+                   for t, since in zip(self.tracers, self.since, strict=True))
 
     def hits(self) -> list[Hit]:
         """Once every router's trace is read to now: the rules the probe's packets met."""
         sent = [(t, t.send_barrier()) for t in self.tracers]  # all routers at once
         for t, number in sent:
             t.wait_for(number)
-        return [h for t in self.tracers
-                for h in trace.hits(t.traced(self.tag), t.rule, t.rule_text)]
+        return [h for t, since in zip(self.tracers, self.since, strict=True)
+                for h in trace.hits(t.traced(self.tag, since), t.rule, t.rule_text)]
 
 
 class Lab:

@@ -97,7 +97,8 @@ def marking(barrier_port: int) -> str:
     low, high = trace.PROBE_PORTS.start, trace.PROBE_PORTS.stop - 1
     marks = (f"meta l4proto {{ tcp, udp }} th sport {low}-{high} meta nftrace set 1; "
              f"meta l4proto {{ tcp, udp }} th dport {low}-{high} meta nftrace set 1; "
-             f"ip id {low}-{high} meta nftrace set 1; ")
+             f"ip protocol ipv6 ip id {low}-{high} meta nftrace set 1; "
+             f"ip frag-off & 0x1fff != 0 ip id {low}-{high} meta nftrace set 1; ")
     return (f"table inet {trace.LAB_TABLE} {{\n"
             f"  chain mark_in {{ type filter hook prerouting priority -500; {marks}}}\n"
             f"  chain mark_out {{ type filter hook output priority -500; {marks}"
@@ -111,8 +112,7 @@ class NodeTracer:
         self.node = node
         self.log = log
         self.lock = threading.Condition()
-        self.packets: list[trace.PacketTrace] = []
-        self.collecting = False
+        self.packets: list[trace.PacketTrace] = []  # every probe packet traced, in order
         self.barriers_seen: set[int] = set()
         self.next_barrier = 0
         self.process: subprocess.Popen[str] | None = None
@@ -183,17 +183,16 @@ class NodeTracer:
                     continue
                 barriers.discard(trace_id)
                 packet, new = packets.add(trace_id, step)
-                if new and self.collecting:
+                if new:
                     self.packets.append(packet)
                 self.lock.notify_all()
         with self.lock:
             self.lock.notify_all()
 
-    def collect(self) -> None:
-        """Forget what was traced so far; keep what comes from now on."""
+    def mark(self) -> int:
+        """Where the packets traced from now on begin (for `traced` and `dropped_silently`)."""
         with self.lock:
-            self.packets = []
-            self.collecting = True
+            return len(self.packets)
 
     def _until_listening(self, tries: int = 100) -> None:
         """The monitor subscribes some time after it starts: barriers until one is read."""
@@ -232,14 +231,15 @@ class NodeTracer:
                                      f"lab's barrier packet (see {self.log})")
                 self.lock.wait(left)
 
-    def traced(self, tag: int) -> list[trace.PacketTrace]:
+    def traced(self, tag: int, since: int = 0) -> list[trace.PacketTrace]:
+        """The packets carrying `tag` traced since the mark `since`."""
         with self.lock:
-            return [p for p in self.packets if p.carries(tag)]
+            return [p for p in self.packets[since:] if p.carries(tag)]
 
-    def dropped_silently(self, tag: int) -> bool:
+    def dropped_silently(self, tag: int, since: int = 0) -> bool:
         """A packet of the probe's was dropped without an answer (as read so far)."""
         with self.lock:
-            return any(p.carries(tag) and p.dropped_silently for p in self.packets)
+            return any(p.carries(tag) and p.dropped_silently for p in self.packets[since:])
 
     # -- its rules -------------------------------------------------------------
     def _kernel_handles(self) -> dict[tuple[str, str, str], list[int]]:

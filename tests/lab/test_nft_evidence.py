@@ -19,6 +19,7 @@ from lab.model.scenario import Expectation
 from lab.model.verdict import Verdict
 from lab.runtime import lifecycle
 from lab.runtime.lab import Lab
+from probes.requests import SynRequest
 from tests.support import leftovers
 
 pytestmark = pytest.mark.lab
@@ -50,7 +51,7 @@ def lab() -> Iterator[Lab]:
         with Lab(topologies.load("screened-host"), run) as booted:
             status, _, err = booted.exec("gw", ["nft", "-f", "-"], stdin=RULESET)
             assert status == 0, err
-            booted.start_agents(["client1"])
+            booted.start_agents(["client1", "client2"])
             yield booted
         prefix = run.prefix
     assert leftovers(prefix) == []
@@ -126,3 +127,18 @@ def test_no_rule_met_is_no_hit(lab: Lab) -> None:
     assert {(h.rule.chain, h.rule.is_policy, h.rule.target)
             for h in result.evidence.rule_hits} == {("early", True, "ACCEPT"),
                                                    ("forward", True, "ACCEPT")}
+
+
+def test_overlapping_rounds_each_see_only_their_own_packets(lab: Lab) -> None:
+    # two probes at once: each round's window holds the other's packets too, and
+    # its tag, never its timing, tells them apart
+    web, smtp = lab.packet_evidence(21301), lab.packet_evidence(21302)
+    smtp.begin()
+    lab.agent("client2").ask(SynRequest(4, "198.51.100.25", 25, 21302, 0.05), timeout=5)
+    web.begin()  # the smtp round is still open: its packets stay its own
+    lab.agent("client1").ask(SynRequest(4, "198.51.100.80", 80, 21301, 0.05), timeout=5)
+    assert not web.dropped_silently() and smtp.dropped_silently()
+    assert not any(h.rule.drops for h in web.hits())
+    (drop,) = [h for h in smtp.hits() if h.rule.drops]
+    assert (drop.rule.handle, drop.rule.source, drop.packets) == (_handle(lab, "gw.nft:9"),
+                                                                  "gw.nft:9", 1)
