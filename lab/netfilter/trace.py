@@ -149,6 +149,12 @@ class Packets:
         self.current.pop(trace_id, None)
 
 
+def removes_lab_table(line: str) -> bool:
+    """A line of `nft monitor` saying the lab's table was deleted (as `flush ruleset` does)."""
+    return line.startswith(f"delete table inet {LAB_TABLE} ") or line.strip() == (
+        f"delete table inet {LAB_TABLE}")
+
+
 def read(node: str, lines: Iterable[str]) -> list[PacketTrace]:
     """The packets of a trace's lines, in the order their first lines came."""
     packets = Packets(node)

@@ -179,10 +179,14 @@ class PacketEvidence:
     tracers: list[NodeTracer]
     tag: int
     since: list[int] = field(default_factory=list)
+    removals: list[int] = field(default_factory=list)
 
     def begin(self) -> None:
         """From now on: what came before is not this probe's."""
-        self.since = [t.mark() for t in self.tracers]
+        sent = [(t, t.send_barrier()) for t in self.tracers]  # all routers at once
+        marks = [t.mark(number) for t, number in sent]
+        self.since = [since for since, _ in marks]
+        self.removals = [removals for _, removals in marks]
 
     def dropped_silently(self) -> bool:
         return any(t.dropped_silently(self.tag, since)
@@ -193,6 +197,10 @@ class PacketEvidence:
         sent = [(t, t.send_barrier()) for t in self.tracers]  # all routers at once
         for t, number in sent:
             t.wait_for(number)
+        for t, removals in zip(self.tracers, self.removals, strict=True):
+            if t.removals != removals:  # put back meanwhile: some packets went untraced
+                raise LabFailure(f"{t.node.name}: a rule change removed the lab's table "
+                                 f"inet {trace.LAB_TABLE} while a probe ran")
         return [h for t, since in zip(self.tracers, self.since, strict=True)
                 for h in trace.hits(t.traced(self.tag, since), t.rule, t.rule_text)]
 

@@ -123,6 +123,8 @@ class NodeTracer:
         self.ctx: Any = None
         self.text_ctx: Any = None
         self.barrier: socket.socket | None = None
+        # how often a rule change (`flush ruleset`) removed the lab's table, and put back
+        self.removals = self.repaired = 0
 
     # -- start and stop ----------------------------------------------------------
     def start(self) -> None:
@@ -133,7 +135,8 @@ class NodeTracer:
         self.nft(f"delete table inet {trace.LAB_TABLE}", check=False)
         self.nft(marking(port))
         with self.log.open("a") as err:
-            self.process = self.node.popen(["nft", "-a", "monitor", "trace"],
+            # all events, not only traces: the reader learns that the lab's table is gone
+            self.process = self.node.popen(["nft", "-a", "monitor"],
                                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                            stderr=err, text=True, bufsize=1)
         self.reader = threading.Thread(target=self._read, name=f"trace-{self.node.name}",
@@ -170,6 +173,10 @@ class NodeTracer:
         for line in self.process.stdout:
             parsed = trace.parse_line(line)
             if parsed is None:
+                if trace.removes_lab_table(line):
+                    with self.lock:
+                        self.removals += 1
+                        self.lock.notify_all()
                 continue
             trace_id, step = parsed
             with self.lock:
@@ -189,10 +196,20 @@ class NodeTracer:
         with self.lock:
             self.lock.notify_all()
 
-    def mark(self) -> int:
-        """Where the packets traced from now on begin (for `traced` and `dropped_silently`)."""
+    def mark(self, number: int) -> tuple[int, int]:
+        """Where the packets traced from now on begin, and the table's removals so far.
+
+        The trace is read up to the barrier `number` (sent) first: a lab table that a
+        rule change removed (`flush ruleset`) is put back before the probe is sent.
+        """
         with self.lock:
-            return len(self.packets)
+            self._wait(number, BARRIER_WAIT, until_removed=True)
+            removed = self.removals > self.repaired
+        if removed and self.barrier is not None:
+            self.nft(marking(self.barrier.getsockname()[1]))
+        with self.lock:
+            self.repaired = self.removals
+            return len(self.packets), self.removals
 
     def _until_listening(self, tries: int = 100) -> None:
         """The monitor subscribes some time after it starts: barriers until one is read."""
@@ -222,14 +239,22 @@ class NodeTracer:
 
     def wait_for(self, number: int, wait: float = BARRIER_WAIT) -> None:
         """Until the barrier's trace was read: every line written before it was too."""
-        deadline = time.monotonic() + wait
         with self.lock:
-            while number not in self.barriers_seen:
-                left = deadline - time.monotonic()
-                if left <= 0 or (self.process is not None and self.process.poll() is not None):
-                    raise LabFailure(f"{self.node.name}: nft monitor trace did not see the "
-                                     f"lab's barrier packet (see {self.log})")
-                self.lock.wait(left)
+            self._wait(number, wait)
+
+    def _wait(self, number: int, wait: float, until_removed: bool = False) -> None:
+        deadline = time.monotonic() + wait
+        while number not in self.barriers_seen:
+            if self.removals > self.repaired:
+                if until_removed:
+                    return  # the caller puts the table back
+                raise LabFailure(f"{self.node.name}: a rule change removed the lab's table "
+                                 f"inet {trace.LAB_TABLE} while a probe ran")
+            left = deadline - time.monotonic()
+            if left <= 0 or (self.process is not None and self.process.poll() is not None):
+                raise LabFailure(f"{self.node.name}: nft monitor did not see the lab's "
+                                 f"barrier packet (see {self.log})")
+            self.lock.wait(left)
 
     def traced(self, tag: int, since: int = 0) -> list[trace.PacketTrace]:
         """The packets carrying `tag` traced since the mark `since`."""

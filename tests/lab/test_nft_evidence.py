@@ -142,3 +142,14 @@ def test_overlapping_rounds_each_see_only_their_own_packets(lab: Lab) -> None:
     (drop,) = [h for h in smtp.hits() if h.rule.drops]
     assert (drop.rule.handle, drop.rule.source, drop.packets) == (_handle(lab, "gw.nft:9"),
                                                                   "gw.nft:9", 1)
+
+
+def test_a_flushed_ruleset_gets_the_lab_table_back_before_the_next_probe(lab: Lab) -> None:
+    assert _probe(lab, "smtps", 4, 21401).observed == Verdict.BLOCKED  # tracing runs
+    status, _, err = lab.exec("gw", ["nft", "-f", "-"], stdin="flush ruleset\n" + RULESET)
+    assert status == 0, err
+    result = _probe(lab, "smtps", 4, 21402)
+    assert result.observed == Verdict.BLOCKED, result.detail
+    assert _deciding(result)[1] == "gw.nft:15"
+    _, tables, _ = lab.exec("gw", ["nft", "list", "tables"])
+    assert "table inet p25" in tables

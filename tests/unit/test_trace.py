@@ -166,3 +166,11 @@ def test_a_trace_id_used_again_is_another_packet() -> None:
     packets = trace.read("gw", same)
     assert [p.headers.split("tcp sport ")[1].split()[0] for p in packets] == ["21105", "80"]
     assert [p.dropped_silently for p in packets] == [False, True]
+
+
+def test_the_monitor_line_that_removes_the_lab_table() -> None:
+    # as `nft -a monitor` printed it for a `flush ruleset` on this kernel
+    assert trace.removes_lab_table("delete table inet p25 # handle 1\n")
+    assert not trace.removes_lab_table("delete table inet p250 # handle 1\n")
+    assert not trace.removes_lab_table("delete table ip filter # handle 2\n")
+    assert not trace.removes_lab_table("delete rule inet p25 out handle 2\n")
