@@ -39,3 +39,18 @@ def test_asking_for_the_checks_collects_them(pytester: pytest.Pytester) -> None:
     names = [ln.split("::")[1] for ln in done.outlines if "::" in ln]
     assert len(names) == 14
     assert "test_smtp_blocked[local-v4]" in names and "test_fail2ban_jails[local]" in names
+
+
+@pytest.mark.parametrize("nodeid, gateway", [
+    ("test_gateway.py::test_smtp_blocked[paramiko://203.0.113.4-v6]", "paramiko://203.0.113.4"),
+    ("lab/compliance/test_gateway.py::test_fail2ban_jails[ssh://gw-v4.example.org]",
+     "ssh://gw-v4.example.org"),
+    ("test_gateway.py::test_teredo_rule[ansible://gw01]", "ansible://gw01"),
+    ("tests/unit/test_fleet.py::test_a_fleet_is_one_report", None),
+    ("test_gateway.py::test_inside_interface", None),
+], ids=["per-family", "path-and-name", "ansible", "another-test", "no-host"])
+def test_xdist_groups_the_compliance_tests_by_gateway(nodeid: str, gateway: str | None) -> None:
+    from lab.compliance.plugin import gateway_of
+
+    assert gateway_of(nodeid) == gateway
+
