@@ -47,7 +47,9 @@ LEAKS = {
 class Member:
     name: str  # gwNN
     address: str
-    kind: str  # "correct", a key of LEAKS, or "unknown-key" (left out of known_hosts)
+    # "correct", a key of LEAKS, "unknown-key" (left out of known_hosts) or
+    # "refused-login" (authorizes no key)
+    kind: str
     ssh: sshd.Instance
 
     @property
@@ -165,9 +167,11 @@ def fleet(kinds: list[str]) -> Iterator[Fleet]:
         assert service.start(services) == {}
         service.wait_ready(services)
         shared = members[0].ssh.client_key
-        for m in members[1:]:  # gw01's key opens every gateway (besides each one's own)
+        for m in members[1:]:  # gw01's key opens every gateway (besides each one's own) ...
             with (m.ssh.root / "authorized_keys").open("a") as keys:
                 keys.write(Path(f"{shared}.pub").read_text())
+            if m.kind == "refused-login":  # ... but this one, which takes no key at all
+                (m.ssh.root / "authorized_keys").write_text("")
         known = run.folder / "known_hosts"
         known.write_text("".join(m.ssh.known_hosts.read_text() for m in members
                                  if m.kind != "unknown-key"))

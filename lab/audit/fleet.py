@@ -225,11 +225,14 @@ def audit(members: Sequence[Member], requested: Requested, jobs: int = JOBS,
     """Every gateway, at most `jobs` at once; the results in the order the fleet was given."""
     started = time.monotonic()
     workers = max(1, min(jobs, len(members)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="audit") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="audit")
+    try:
         futures = [pool.submit(_one, m, requested) for m in members]
         for future in as_completed(futures):  # said as each ends, from this thread
             done(future.result())
         audits = tuple(f.result() for f in futures)
+    finally:  # on a signal: none is started any more (those reading end by their deadlines)
+        pool.shutdown(wait=False, cancel_futures=True)
     return FleetResult(audits, workers, round((time.monotonic() - started) * 1000, 1))
 
 

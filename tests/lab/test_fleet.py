@@ -1,10 +1,10 @@
 """A fleet audit of 20 in-lab gateways, each with its own rules and sshd (tests/fleet_support.py).
 
-Fifteen run correct rules, four leak (two forgot IPv6, two lost the IPv4 drop), one
-offers a host key known_hosts does not have, and one more address answers nothing:
-the reports name exactly the leaking ones and the two that could not be read, in
-one run, from the command line (ssh:// targets, or an Ansible inventory) and from
-the pytest form under pytest-xdist.
+Fourteen run correct rules, four leak (two forgot IPv6, two lost the IPv4 drop), one
+offers a host key known_hosts does not have, one refuses the login, and one more
+address answers nothing: the reports name exactly the leaking ones and the three
+that could not be read, in one run, from the command line (ssh:// targets, or an
+Ansible inventory) and from the pytest form under pytest-xdist.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.lab
 
 KINDS = ["correct"] * 20
 for _n, _kind in ((4, "no-ipv6"), (9, "no-ipv4-drop"), (13, "no-ipv6"), (17, "no-ipv4-drop"),
-                  (20, "unknown-key")):
+                  (19, "refused-login"), (20, "unknown-key")):
     KINDS[_n - 1] = _kind
 GONE = f"ssh://root@{UNREACHABLE}"
 # what each leak fails, and nothing else (submission-auth-tls: no mail server given)
@@ -65,7 +65,7 @@ def test_the_fleet_report_names_exactly_the_leaking_and_the_unread_gateways(
                                       str(out_html))
     elapsed = time.monotonic() - started
     assert (status, err) == (1, ""), out + err
-    assert out.startswith("== fleet audit FAIL: 21 gateways, 15 pass, 4 fail, 2 not read")
+    assert out.startswith("== fleet audit FAIL: 21 gateways, 14 pass, 4 fail, 3 not read")
     report = json.loads(out_json.read_text())
     found = _by_name(report)
     assert list(found) == targets
@@ -79,13 +79,17 @@ def test_the_fleet_report_names_exactly_the_leaking_and_the_unread_gateways(
         elif kind == "unknown-key":
             assert entry["status"] == "NOT READ"
             assert entry["error"].startswith("REFUSED: unknown host key ssh-ed25519 SHA256:")
+        elif kind == "refused-login":
+            assert entry["status"] == "NOT READ"
+            assert entry["error"] == f"authentication refused for user root (tried: key " \
+                                     f"{gateways.key})"
         else:
             assert entry == {"name": GONE, "status": "NOT READ", "passed": False,
                              "elapsed_ms": entry["elapsed_ms"],
                              "error": "cannot connect: No route to host"}
     # the terminal: a row per gateway per check; under it, exactly what failed
     rows = [line.split() for line in out.splitlines() if line.startswith("   ssh://")]
-    assert len(rows) == 19 * 9 + 2
+    assert len(rows) == 18 * 9 + 3
     said = {line.split(": ")[0].strip() for line in out.split("   what failed:\n")[1]
             .splitlines()}
     assert said == {m.target for m in gateways.members if m.kind != "correct"} | {GONE}
@@ -95,7 +99,7 @@ def test_the_fleet_report_names_exactly_the_leaking_and_the_unread_gateways(
     assert {t for t, s in suites.items() if s.get("failures") != "0"} == {
         m.target for m in gateways.members if m.kind in FAILS}
     assert {t for t, s in suites.items() if s.get("errors") == "1"} == {
-        GONE, *(m.target for m in gateways.members if m.kind == "unknown-key")}
+        GONE, *(m.target for m in gateways.members if m.kind in ("unknown-key", "refused-login"))}
     # HTML: the fleet's summary row per gateway
     page = parse(out_html.read_text())
     summary = {tr.all("td")[0].text(): tr.all("td")[1].text()
@@ -143,11 +147,13 @@ def test_the_pytest_form_over_the_fleet_with_xdist(gateways: Fleet) -> None:
             assert host is not None, params
             failed.setdefault(host.group(1), set()).add(test)
     by_address = {m.address: m for m in gateways.members}
-    assert {by_address[a].name for a in failed} == gateways.named(*FAILS, "unknown-key")
+    assert {by_address[a].name for a in failed} == gateways.named(*FAILS, "unknown-key",
+                                                                  "refused-login")
     for address, tests in failed.items():
         member = by_address[address]
         if member.kind == "no-ipv6":
             assert tests == {"test_smtp_blocked", "test_log_before_drop"}, tests
     after = _accepted(gateways)
     assert {n: after[n] - before[n] for n in after} == {
-        m.name: 0 if m.kind == "unknown-key" else 1 for m in gateways.members}
+        m.name: 0 if m.kind in ("unknown-key", "refused-login") else 1
+        for m in gateways.members}
