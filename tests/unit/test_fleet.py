@@ -102,6 +102,8 @@ def test_a_fleet_is_one_report_with_a_row_per_gateway_per_check(
     assert gone.find("error") is not None and suites[2].get("errors") == "1"
     # HTML: a summary row per gateway, then each one's findings
     page = parse(out_html.read_text())
+    assert page.all("title")[0].text() == "port25lab report: 0 of 3 gateways pass"
+    assert page.all("p", "summary")[0].text() == "0 of 3 gateways pass the audit"
     summary = [[td.text() for td in tr.all("td")]
                for tr in page.by_id("fleet").all("tbody")[0].all("tr")]
     assert [row[:2] for row in summary] == [[GOOD, "FAIL"], [LEAK, "FAIL"], [GONE, "NOT READ"]]
