@@ -81,11 +81,20 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 
 def _reader(host: Any, config: pytest.Config) -> Any:
-    """The host to read: the audit's own backend in place of testinfra's paramiko one."""
+    """The host to read: the audit's own backend in place of testinfra's paramiko one.
+
+    An `ansible://` host is the connection testinfra opens for it from the inventory
+    (its paramiko one replaced the same way), unless `--force-ansible` runs Ansible.
+    """
     import getpass
 
     from lab.audit import remote
 
+    backend = host.backend
+    if backend.get_connection_type() == "ansible" and not backend.force_ansible:
+        inner = backend.ansible_runner.get_host(backend.host, ssh_config=backend.ssh_config,
+                                                ssh_identity_file=backend.ssh_identity_file)
+        return host if inner is None else _reader(inner, config)
     if host.backend.get_connection_type() != "paramiko" or isinstance(
             host.backend, remote.ReadOnlyBackend):
         return host
