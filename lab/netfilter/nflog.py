@@ -50,6 +50,8 @@ def as_nflog(policy: PolicyFile) -> tuple[PolicyFile, list[str]]:
     The notes a script's reading left (lines the lab does not run) come first.
     """
     notes: list[str] = list(policy.notes)
+    if policy.kind == "nft":  # an nft `log` statement is left as written
+        return policy, notes
     if policy.kind == "script":
         commands: list[Command] = []
         for cmd in policy.commands:

@@ -39,10 +39,13 @@ _COMMANDS = {"-A": "-A", "--append": "-A", "-I": "-I", "--insert": "-I", "-R": "
 _CHAIN_COMMANDS = {"-F": "-F", "--flush": "-F", "-E": "-E", "--rename-chain": "-E"}
 
 
-def tag(file: str, line: int) -> str:
-    """The comment that says where a rule was written: `p25:FILE:LINE`, at most LIMIT bytes."""
+def tag(file: str, line: int, limit: int = LIMIT) -> str:
+    """The comment that says where a rule was written: `p25:FILE:LINE`, at most `limit` bytes.
+
+    (An nft rule comment holds 128 bytes: lab.netfilter.nft gives its limit.)
+    """
     pieces = [_quoted(c) for c in file]  # by character: a cut never splits one
-    budget = LIMIT - len(PREFIX) - len(f":{line}")
+    budget = limit - len(PREFIX) - len(f":{line}")
     if sum(map(len, pieces)) > budget:
         budget -= len(_quoted(_SHORTENED))
         kept: list[str] = []
@@ -68,6 +71,17 @@ def untag(text: str) -> tuple[str, str]:
     rest = (text[:found.start()] + text[found.end():]).strip()
     file = urllib.parse.unquote(found.group(2), errors="surrogateescape")
     return rest, f"{file}:{found.group(3)}"
+
+
+_WHOLE_TAG = re.compile(re.escape(PREFIX) + r'([A-Za-z0-9%' + re.escape(_SAFE) + r']*):(\d+)')
+
+
+def source(comment: str) -> str:
+    """The `FILE:LINE` a comment that is the lab's tag names ('' if it is not one)."""
+    found = _WHOLE_TAG.fullmatch(comment)
+    if found is None:
+        return ""
+    return f"{urllib.parse.unquote(found.group(1), errors='surrogateescape')}:{found.group(2)}"
 
 
 @dataclass(frozen=True)
