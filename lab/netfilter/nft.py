@@ -128,7 +128,8 @@ class Ruleset:
 
     @property
     def file(self) -> str:
-        return shown(self.path)
+        """The file as reports name it (the top file's line comes first in `origins`)."""
+        return self.origins[0][0] if self.origins else shown(self.path)
 
     def where(self, line: int) -> tuple[str, int]:
         """The file and line of one of the text's lines (the file itself for line 0)."""
@@ -468,3 +469,104 @@ def without_lines(ruleset: Ruleset, numbers: set[int]) -> Ruleset:
 def source(comment: str) -> str:
     """The `FILE:LINE` an nft rule comment that is the lab's tag names ('' if none)."""
     return origin.source(comment)
+
+
+# --- a collected ruleset (the twin's) ----------------------------------------------------------
+
+def from_text(source: str, text: str) -> Ruleset:
+    """A ruleset collected from a gateway (`nft list ruleset`), its lines named by `source`.
+
+    `nft list` never prints an include: one in collected text is refused, never followed.
+    """
+    for token in tokens(text):
+        if token.kind == "word" and token.text == "include":
+            raise BadInput(f"{source}:{token.line}: an include in a collected ruleset is "
+                           "not followed")
+    count = text.count("\n") + 1
+    return Ruleset(Path(source), text, tuple((source, n) for n in range(1, count + 1)))
+
+
+def tables(text: str) -> list[tuple[str, str, int, int]]:
+    """Each top-level `table FAMILY NAME { … }`: its family, name, and first and last line."""
+    found: list[tuple[str, str, int, int]] = []
+    every = list(tokens(text))
+    at = 0
+    while at < len(every):
+        token = every[at]
+        words = [t.text for t in every[at:at + 4] if t.kind == "word"]
+        starts = at == 0 or every[at - 1].kind in ("nl", ";")
+        if starts and token.kind == "word" and _head(words) == "table":
+            named = words[words.index("table") + 1:]
+            family, name = (named[0], named[1]) if len(named) > 1 and named[0] in FAMILIES \
+                else ("ip", named[0] if named else "")
+            brace = next((i for i in range(at, len(every))
+                          if every[i].kind in ("{", "nl", ";")), len(every))
+            if brace < len(every) and every[brace].kind == "{":
+                depth, end = 0, brace
+                for end in range(brace, len(every)):
+                    depth += (every[end].kind == "{") - (every[end].kind == "}")
+                    if depth == 0:
+                        break
+                found.append((family, name, token.line, every[end].line))
+                at = end + 1
+                continue
+        at += 1
+    return found
+
+
+def without_tables(ruleset: Ruleset, dropped: set[tuple[str, str]]) -> Ruleset:
+    """The ruleset without some of its tables (their lines left blank: the others keep theirs)."""
+    lines: set[int] = set()
+    for family, name, first, last in tables(ruleset.text):
+        if (family, name) in dropped:
+            lines |= set(range(first, last + 1))
+    return without_lines(ruleset, lines)
+
+
+_INTERFACE_WORDS = frozenset({"iifname", "oifname", "iif", "oif"})
+
+
+def _interface_tokens(text: str) -> Iterator[Token]:
+    """The tokens that name an interface: after iifname/oifname/iif/oif, alone or in a set."""
+    every = list(tokens(text))
+    for i, token in enumerate(every):
+        if token.kind != "word" or token.text not in _INTERFACE_WORDS:
+            continue
+        j = i + 1
+        if j < len(every) and every[j].kind == "word" and every[j].text in ("!=", "=="):
+            j += 1
+        if j < len(every) and every[j].kind == "{":
+            j += 1
+            while j < len(every) and every[j].kind not in ("}",):
+                if every[j].kind in ("word", "string") and every[j].text != ",":
+                    yield every[j]
+                j += 1
+        elif j < len(every) and every[j].kind in ("word", "string"):
+            yield every[j]
+
+
+def _name(token: Token) -> str:
+    return token.text.strip('"').rstrip(",")
+
+
+def interfaces(text: str) -> set[str]:
+    """The interface names a ruleset's rules match on (a wildcard keeps its `*`)."""
+    return {_name(t) for t in _interface_tokens(text) if _name(t)}
+
+
+def mapped(ruleset: Ruleset, mapping: dict[str, str]) -> Ruleset:
+    """The ruleset with interface names mapped from the gateway's to the lab's."""
+    text = ruleset.text
+    pieces: list[str] = []
+    cursor = 0
+    for token in _interface_tokens(text):
+        name = _name(token)
+        wildcard = name.endswith("*")
+        base = name[:-1] if wildcard else name
+        if base not in mapping:
+            continue
+        new = mapping[base] + ("*" if wildcard else "")
+        pieces += [text[cursor:token.start], token.text.replace(name, new, 1)]
+        cursor = token.end
+    pieces.append(text[cursor:])
+    return replace(ruleset, text="".join(pieces))

@@ -236,7 +236,7 @@ def load_ruleset(ruleset: nft.Ruleset, run: Runner, tag_sources: bool = False,
         if status != 0:
             status, err = run(argv, ruleset.text)
         if status == 0:
-            return errors
+            return sorted(errors, key=lambda e: e.line)
         failed = {f.line for f in nft.failures(err)}
         if replay and failed and failed <= rule_lines:
             for line in sorted(failed):
@@ -248,9 +248,8 @@ def load_ruleset(ruleset: nft.Ruleset, run: Runner, tag_sources: bool = False,
             continue
         break
     file, line, message = nft.located(ruleset, err, status)
-    errors.append(LoadError(file, line, f"{message} (nft -f loads a file whole: nothing of "
-                                        f"{ruleset.file} loaded)"))
-    return errors
+    return [LoadError(file, line, f"{message} (nft -f loads a file whole: nothing of "
+                                  f"{ruleset.file} loaded)"), *sorted(errors, key=lambda e: e.line)]
 
 
 def _run_nft(cmd: Command, run: Runner, tag_sources: bool) -> list[LoadError]:

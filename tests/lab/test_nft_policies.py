@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 
+from lab.audit import twin
+from lab.audit.facts import NFT, Facts, Output
 from lab.model.site import Site
 from lab.netfilter import nft
-from lab.netfilter.policy import LoadError, apply_policy, read_policy, shown
+from lab.netfilter.policy import LoadError, PolicyFile, apply_policy, read_policy, shown
 from lab.runtime import lifecycle
 from lab.runtime.lab import Lab
 from tests.support import CLI, PROJECT, leftovers
@@ -165,3 +167,34 @@ def test_a_bad_ruleset_is_one_line_before_any_lab_boots(tmp_path: Path, files: d
     line = done.stderr.strip()
     assert "\n" not in line and said.format(d=tmp_path) in line, line
     assert "root:" not in line  # a host file is never read, so never quoted
+
+
+COLLECTED = """\
+table inet fw {
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		iifname "eth0" tcp dport { 25, 465 } drop
+		tcp dport 2525 jump nowhere
+		tcp dport 2526 drop
+		meta nosuchkey 1 drop
+	}
+}
+"""
+
+
+def test_a_twins_replay_reports_each_rule_that_does_not_load_and_loads_the_rest(
+        gw: Lab) -> None:
+    assert apply_policy(read_policy(write(Path(gw.run.folder), "reset.nft", "flush ruleset\n")),
+                        runner(gw)) == []
+    facts = Facts("ssh://root@gw", {"iptables-save": Output("iptables-save", 0, "", ""),
+                                    "ip6tables-save": Output("ip6tables-save", 0, "", ""),
+                                    NFT: Output(NFT, 0, COLLECTED, "")})
+    native = twin.native_ruleset(facts, {})
+    assert native is not None
+    policy = PolicyFile(native.path, "nft", ruleset=native, replay=True)
+    errors = apply_policy(policy, runner(gw), tag_sources=True)
+    source = "ssh://root@gw nft list ruleset"
+    assert [(e.file, e.line) for e in errors] == [(source, 5), (source, 7)], errors
+    assert all(e.message.endswith("(left out of the replay)") for e in errors)
+    assert {k: [nft.source(c) for c in v] for k, v in rules(gw).items()} == {
+        ("inet", "fw", "forward"): [f"{source}:4", f"{source}:6"]}
