@@ -48,6 +48,9 @@ _RULE_COMMANDS = frozenset({"add", "insert", "replace"})
 # chain block statements that are the chain's, not a rule
 _CHAIN_HEADS = frozenset({"type", "policy", "comment", "devices", "flags"})
 _GLOB = re.compile(r"[*?\[]")
+# where nft's scanner may see its `include` keyword in a word (`$include`, `a,include`):
+# broader than nft's, so that no include the lab has not read ever reaches nft
+_INCLUDE = re.compile(r"(?<![A-Za-z_])include(?![A-Za-z0-9_])")
 # nft's error: "/dev/stdin:9:24-24: Error: syntax error, unexpected newline"
 _ERROR = re.compile(r"^\S*?:(\d+):\d+(?:-\d+)?: Error: (.*)$")  # also <cmdline>:1:…
 _UNLOCATED = re.compile(r"^(?:netlink: )?Error: (.*)$")
@@ -174,6 +177,7 @@ def _inline(path: Path, text: str | None, folder: Path, stack: tuple[Path, ...],
 
     for i, token in enumerate(found):
         if token.kind != "word" or token.text != "include":
+            refuse_hidden_include(file, token)
             continue
         name = found[i + 1] if i + 1 < len(found) else None
         if name is None or name.kind != "string" or not name.text.endswith('"'):
@@ -189,6 +193,21 @@ def _inline(path: Path, text: str | None, folder: Path, stack: tuple[Path, ...],
         cursor = name.end  # the include itself is replaced by the file's lines
         _inline(target, None, folder, (*stack, path.resolve()), budget, out)
     emit(len(text))
+
+
+def refuse_hidden_include(file: str, token: Token) -> None:
+    """BadInput for a word nft may read as an include that is not one on its own."""
+    if token.kind == "word" and _INCLUDE.search(token.text):
+        raise BadInput(f"{file}:{token.line}: `include` inside a word: write an include on "
+                       'its own (include "rules.nft"), of a file beside the policy')
+
+
+def no_include(where: str, text: str) -> None:
+    """BadInput for any include in text nft reads as a command (a script's `nft …` call)."""
+    for token in tokens(text):
+        if token.kind == "word" and _INCLUDE.search(token.text):
+            raise BadInput(f"{where}: an include in an nft command is not run: load a file "
+                           "beside the script with nft -f FILE")
 
 
 def beside(where: str, what: str, name: str, folder: Path,
@@ -479,7 +498,7 @@ def from_text(source: str, text: str) -> Ruleset:
     `nft list` never prints an include: one in collected text is refused, never followed.
     """
     for token in tokens(text):
-        if token.kind == "word" and token.text == "include":
+        if token.kind == "word" and _INCLUDE.search(token.text):
             raise BadInput(f"{source}:{token.line}: an include in a collected ruleset is "
                            "not followed")
     count = text.count("\n") + 1

@@ -196,6 +196,7 @@ def nft_command(path: Path, line: int, text: str, argv: tuple[str, ...]) -> Comm
             raise BadInput(f"{path}:{line}: nft {word}: an option the lab does not run (it "
                            "runs nft commands and `nft -f FILE` of a file beside the script)")
     if file is None:
+        nft.no_include(f"{path}:{line}", " ".join(words))
         found = nft.command_families(["nft", *words])
         return Command(shown(path), line, text, argv,
                        next(iter(found)) if len(found) == 1 else BOTH)

@@ -276,3 +276,22 @@ def test_an_nft_call_the_lab_does_not_read_is_one_line(tmp_path: Path, line: str
     with pytest.raises(BadInput, match=why) as failed:
         read_policy(script)
     assert str(failed.value).startswith(f"{script}:2: ")
+
+
+@pytest.mark.parametrize("text", [
+    'table ip t {\n}\n$include "/etc/shadow"\n', 'define x = a,include "/etc/shadow"\n',
+    'table ip t {\n}\n5include "/etc/shadow"\n',
+])
+def test_an_include_hidden_in_a_word_is_refused_before_nft_sees_it(tmp_path: Path,
+                                                                   text: str) -> None:
+    with pytest.raises(BadInput, match=r"gw\.nft:\d: `include` inside a word"):
+        read_policy(write(tmp_path, "gw.nft", text))
+    # a word that only contains the letters is no include, nor is a string
+    assert read_policy(write(tmp_path, "ok.nft", 'table ip includes {\n  comment "include x"\n'
+                                                 "}\n")).kind == "nft"
+
+
+def test_an_include_in_a_scripts_nft_command_is_refused(tmp_path: Path) -> None:
+    script = write(tmp_path, "gw.sh", "nft 'include \"/etc/shadow\"'\n")
+    with pytest.raises(BadInput, match=r"gw\.sh:1: an include in an nft command is not run"):
+        read_policy(script)
