@@ -295,3 +295,20 @@ def test_an_include_in_a_scripts_nft_command_is_refused(tmp_path: Path) -> None:
     script = write(tmp_path, "gw.sh", "nft 'include \"/etc/shadow\"'\n")
     with pytest.raises(BadInput, match=r"gw\.sh:1: an include in an nft command is not run"):
         read_policy(script)
+
+
+def test_a_scenarios_inet_ruleset_is_not_split_by_a_rules_option(tmp_path: Path) -> None:
+    from lab.model import scenario
+
+    folder = tmp_path / "nft-scenario"
+    folder.mkdir()
+    write(folder, "gw.nft", RULESET)
+    write(folder, "scenario.yaml", "topology: screened-host\npolicy:\n  gw: [gw.nft]\nexpect:\n"
+          "  - {from: client1, to: remote-mx, probes: [smtp], families: [4], "
+          "verdict: blocked}\n")
+    loaded = scenario.load(str(folder))
+    assert [p.kind for p in loaded.policies["gw"]] == ["nft"]
+    v6 = read_policy(write(tmp_path, "v6.sh", "ip6tables -A FORWARD -j DROP\n"))
+    with pytest.raises(BadInput, match="an nft ruleset for both families: replace it whole "
+                                       "with --rules FILE, not --rules-v6"):
+        loaded.with_rules(6, v6)
