@@ -172,13 +172,10 @@ def twin_scenario(facts: Facts, scenario: Scenario, mapping: dict[str, str],
     if site is not None:
         scenario, notes = on_site(scenario, site)
     collected = replay(facts, scenario, mapping)
-    twin = scenario
-    for family, policy in collected.policies.items():
-        if family in (4, 6):
-            twin = twin.with_rules(family, policy)
-    if 0 in collected.policies:  # the native nft tables: for both families, loaded last
-        router = twin.site.policy_router
-        twin = twin.with_policy((*twin.policies.get(router, ()), collected.policies[0]))
+    # the gateway's whole policy replaces the scenario's (also an nft ruleset for both
+    # families); the native nft tables, for both families, load last
+    twin = scenario.with_policy(tuple(collected.policies[f] for f in (4, 6, 0)
+                                      if f in collected.policies))
     return (replace(twin, name=f"{scenario.name} twin of {facts.gateway}"),
             notes + collected.notes)
 

@@ -316,3 +316,17 @@ def test_an_include_in_a_collected_ruleset_is_not_followed() -> None:
     facts.outputs[NFT] = _out(NFT, 'table inet t {\n}\ninclude "/etc/shadow"\n')
     with pytest.raises(BadInput, match="gw nft list ruleset:3: an include in a collected"):
         twin.replay(facts, load("seed-screened-block"), {})
+
+
+def test_the_twin_of_a_scenario_with_an_nft_policy_replaces_it_whole(tmp_path: Path) -> None:
+    from lab.model import scenario
+
+    folder = tmp_path / "nft-scenario"
+    folder.mkdir()
+    (folder / "gw.nft").write_text(NATIVE)
+    (folder / "scenario.yaml").write_text(
+        "topology: screened-host\npolicy:\n  gw: [gw.nft]\nexpect:\n"
+        "  - {from: client1, to: remote-mx, probes: [smtp], families: [4], verdict: blocked}\n")
+    twin_of, _ = twin.twin_scenario(_facts(), scenario.load(str(folder)), {})
+    assert [p.path.name for p in twin_of.policies["gw"]] == [
+        "root@gw iptables-save", "root@gw ip6tables-save"]
