@@ -117,14 +117,20 @@ def test_a_script_loads_its_nft_file_and_iptables_commands_in_order(
     write(tmp_path, "mail.nft", "flush ruleset\n" + MAIL)
     script = write(tmp_path, "gw.sh", "#!/bin/sh\nset -e\nnft -f mail.nft\n"
                                       "iptables -A FORWARD -p tcp --dport 2525 -j DROP\n"
-                                      "nft add rule inet mail forward tcp dport 587 accept\n")
+                                      "nft add rule inet mail forward tcp dport 587 accept\n"
+                                      "nft add rule inet nosuch forward drop\n"
+                                      "iptables -A FORWARD -p tcp --dport 2526 -j DROP\n")
     policy = read_policy(script)
-    assert apply_policy(policy, runner(gw), tag_sources=True) == []
+    # a failing nft call is its line's error; the script goes on, as a boot script does
+    assert apply_policy(policy, runner(gw), tag_sources=True) == [
+        LoadError(shown(script), 6, "No such file or directory; did you mean table "
+                  "\u2018mail\u2019 in family inet?")]
     found = rules(gw)
     assert found["inet", "mail", "forward"] == [f"p25:{shown(tmp_path / 'mail.nft')}:5",
                                                 f"p25:{shown(script)}:5"]
     status, out, _ = gw.exec("gw", ["iptables-save"])
     assert status == 0 and f"p25:{shown(script)}:4" in out and "--dport 2525" in out
+    assert f"p25:{shown(script)}:7" in out
 
 
 def test_a_load_error_names_its_line_and_nothing_of_the_file_loads(
