@@ -296,6 +296,7 @@ class RuleAt:
     line: int
     end: int
     commented: bool
+    start: int = 0  # where its text starts
 
 
 def rules(text: str) -> list[RuleAt]:
@@ -357,7 +358,8 @@ class _Scanner:
                         self._skip_body()
                     continue
                 if taken and self._is_rule(level, words):
-                    yield RuleAt(taken[0].line, taken[-1].end, _commented(taken))
+                    yield RuleAt(taken[0].line, taken[-1].end, _commented(taken),
+                                 taken[0].start)
                 if ended == "}" and level != "top":
                     return
         finally:
@@ -409,6 +411,53 @@ def tagged(ruleset: Ruleset) -> str:
         cursor = rule.end
     pieces.append(text[cursor:])
     return "".join(pieces)
+
+
+_LOG_OPTIONS = {"prefix": 1, "group": 1, "snaplen": 1, "queue-threshold": 1, "level": 1}
+
+
+def logs_to_group(ruleset: Ruleset, group: int) -> tuple[Ruleset, list[int]]:
+    """Each rule's `log` statement sent to an NFLOG group, and the text lines it changed.
+
+    The kernel's log writes nothing from a network namespace (lab.netfilter.nflog);
+    `log group N` goes to the router's ulogd2. A syslog `level` and the `flags` (which
+    nft refuses with a group) are left out; the prefix stays. Lines stay where they are.
+    """
+    text = ruleset.text
+    every = list(tokens(text))
+    edits: list[tuple[int, int, str]] = []  # (start, end, new text)
+    changed: list[int] = []
+    spans = [(r.start, r.end) for r in rules(text)]
+    for i, token in enumerate(every):
+        if token.kind != "word" or token.text != "log" or not any(
+                a <= token.start < b for a, b in spans):
+            continue
+        j, grouped = i + 1, False
+        while j < len(every) and every[j].kind == "word":
+            option = every[j].text
+            if option in _LOG_OPTIONS:
+                grouped |= option == "group"
+                if option == "level" and j + 1 < len(every):
+                    edits.append((every[j].start, every[j + 1].end, ""))
+                j += 2
+            elif option == "flags":
+                width = 3 if j + 1 < len(every) and every[j + 1].text in ("tcp", "ip") else 2
+                last = min(j + width - 1, len(every) - 1)
+                edits.append((every[j].start, every[last].end, ""))
+                j += width
+            else:
+                break
+        if not grouped:  # a log to a group of its own stays as written
+            edits.append((token.end, token.end, f" group {group}"))
+            changed.append(token.line)
+    pieces: list[str] = []
+    cursor = 0
+    for start, end, new in sorted(edits):
+        # what is left out keeps its newlines (a `\` continuation): the lines stay
+        pieces += [text[cursor:start], new + "\n" * text.count("\n", start, end)]
+        cursor = end
+    pieces.append(text[cursor:])
+    return replace(ruleset, text="".join(pieces)), changed
 
 
 # --- nft itself ------------------------------------------------------------------------------

@@ -204,3 +204,25 @@ def test_a_twins_replay_reports_each_rule_that_does_not_load_and_loads_the_rest(
     assert all(e.message.endswith("(left out of the replay)") for e in errors)
     assert {k: [nft.source(c) for c in v] for k, v in rules(gw).items()} == {
         ("inet", "fw", "forward"): [f"{source}:4", f"{source}:6"]}
+
+
+def test_an_nft_log_rule_writes_to_the_routers_firewall_log(gw: Lab, tmp_path: Path) -> None:
+    from lab.netfilter.nflog import as_nflog
+
+    policy = read_policy(write(tmp_path, "gw.nft", (
+        "flush ruleset\ntable inet filter {\n  chain forward {\n"
+        "    type filter hook forward priority 0; policy accept;\n"
+        '    tcp dport 2525 log prefix "NFT-SMTP " level warn drop\n  }\n}\n')))
+    translated, notes = as_nflog(policy)
+    assert notes == [f"{shown(policy.path)}:5: log run as log group 25 (log is silent in a "
+                     "namespace)"]
+    assert apply_policy(translated, runner(gw), tag_sources=True) == []
+    gw.exec("client1", ["timeout", "2", "bash", "-c", "echo > /dev/tcp/198.51.100.25/2525"])
+    log = gw.firewall_logs["gw"]
+    for _ in range(50):
+        if log.exists() and "NFT-SMTP" in log.read_text():
+            break
+        subprocess.run(["sleep", "0.1"], check=True)
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert any(r.get("oob.prefix", "").startswith("NFT-SMTP") and r.get("dest_port") == 2525
+               for r in records), json.dumps(records[-1])

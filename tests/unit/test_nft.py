@@ -312,3 +312,26 @@ def test_a_scenarios_inet_ruleset_is_not_split_by_a_rules_option(tmp_path: Path)
     with pytest.raises(BadInput, match="an nft ruleset for both families: replace it whole "
                                        "with --rules FILE, not --rules-v6"):
         loaded.with_rules(6, v6)
+
+
+def test_log_statements_go_to_the_routers_ulogd_and_keep_their_lines(tmp_path: Path) -> None:
+    from lab.netfilter.nflog import GROUP, as_nflog
+
+    text = ("table inet t {\n  chain c {\n    type filter hook forward priority 0;\n"
+            '    tcp dport 25 log prefix "SMTP " level warn flags tcp sequence,options drop\n'
+            "    tcp dport 465 log \\\n      level info drop\n"
+            "    tcp dport 587 log group 7 drop\n"
+            "  }\n}\n")
+    policy = read_policy(write(tmp_path, "gw.nft", text))
+    translated, notes = as_nflog(policy)
+    assert translated.ruleset is not None
+    lines = translated.ruleset.text.split("\n")
+    assert lines[3].split() == ["tcp", "dport", "25", "log", "group", str(GROUP), "prefix",
+                                '"SMTP', '"', "drop"]
+    assert lines[4].split() == ["tcp", "dport", "465", "log", "group", str(GROUP), "\\"]
+    assert lines[5].split() == ["drop"]
+    assert lines[6].split()[-3:] == ["group", "7", "drop"]  # its own group stays
+    assert notes == [f"{shown(policy.path)}:4: log run as log group {GROUP} (log is silent in "
+                     "a namespace)", f"{shown(policy.path)}:5: log run as log group "
+                     f"{GROUP} (log is silent in a namespace)"]
+    nft.check(translated.ruleset)  # nft takes it
