@@ -226,3 +226,25 @@ def test_an_nft_log_rule_writes_to_the_routers_firewall_log(gw: Lab, tmp_path: P
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert any(r.get("oob.prefix", "").startswith("NFT-SMTP") and r.get("dest_port") == 2525
                for r in records), json.dumps(records[-1])
+
+
+def test_verify_reports_a_ruleset_that_does_not_load_and_loads_the_rest(tmp_path: Path) -> None:
+    from tests.lab.test_evidence import _verify
+
+    folder = tmp_path / "nft-then-iptables"
+    folder.mkdir()
+    write(folder, "gw.nft", "table inet mine {\n}\nadd rule ip nowhere FORWARD drop\n")
+    write(folder, "after.sh", "iptables -A FORWARD -s 203.0.113.10 -p tcp --dport 25 -j DROP\n")
+    write(folder, "scenario.yaml", (
+        "topology: screened-host\npolicy:\n  gw: [gw.nft, after.sh]\nexpect:\n"
+        "  - {from: client1, to: remote-mx, probes: [smtp], families: [4], verdict: blocked}\n"
+        "  - {from: mx, to: remote-mx, probes: [smtp], families: [4], verdict: allowed}\n"))
+    result = _verify(folder)
+    assert [str(e) for e in result.load_errors] == [
+        f"{shown(folder / 'gw.nft')}:3: Could not process rule: No such file or directory "
+        f"(nft -f loads a file whole: nothing of {shown(folder / 'gw.nft')} loaded)"]
+    # the policy's next file still loads: its rule decides, the mail server's mail goes
+    assert all(r.passed for r in result.results), [r.detail for r in result.results]
+    blocked = next(r for r in result.results if r.source == "client1")
+    assert blocked.deciding_rule is not None
+    assert blocked.deciding_rule.source == f"{shown(folder / 'after.sh')}:1"
