@@ -310,7 +310,7 @@ def _paths_named(source: str) -> tuple[str, ...]:
     script: only the name counts.
     """
     found = {word for word in _PATH_WORD.findall(source)
-             if PurePosixPath(word).name in PROGRAMS
+             if PurePosixPath(word).name in (*PROGRAMS, NFT)
              and str(PurePosixPath(word).parent) not in shell.FOLDERS}
     return tuple(sorted(found))
 
@@ -323,7 +323,7 @@ def _complaint(message: str) -> tuple[str, str]:
     if missing:
         target, reason = missing.groups()
         name = PurePosixPath(target).name
-        if name in PROGRAMS and reason == "No such file or directory":
+        if name in (*PROGRAMS, NFT) and reason == "No such file or directory":
             return (f"calls {name} by a path where the lab does not have it: call it by name "
                     f"or from {', '.join(shell.FOLDERS)}", "")
         if not _PATH.fullmatch(target):

@@ -335,3 +335,9 @@ def test_log_statements_go_to_the_routers_ulogd_and_keep_their_lines(tmp_path: P
                      "a namespace)", f"{shown(policy.path)}:5: log run as log group "
                      f"{GROUP} (log is silent in a namespace)"]
     nft.check(translated.ruleset)  # nft takes it
+
+
+def test_a_script_calling_nft_by_its_own_path_runs_the_labs_nft(tmp_path: Path) -> None:
+    text = 'NFT=/usr/local/sbin/nft\n"$NFT" add rule ip t c tcp dport 25 drop\n'
+    read = read_script(write(tmp_path, "gw.sh", text), text)
+    assert [(c.line, c.argv[0]) for c in read.commands] == [(2, "/usr/local/sbin/nft")]
