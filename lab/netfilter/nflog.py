@@ -15,7 +15,7 @@ from dataclasses import replace
 from lab.netfilter import nft, save
 from lab.netfilter.policy import PolicyFile
 from lab.netfilter.rules import words_of
-from lab.netfilter.script import Command
+from lab.netfilter.script import Command, is_nft
 from lab.userfiles import shown
 
 GROUP = 25
@@ -62,6 +62,14 @@ def as_nflog(policy: PolicyFile) -> tuple[PolicyFile, list[str]]:
                 ruleset, said = _nft_logs(cmd.ruleset)
                 notes += said
                 commands.append(replace(cmd, ruleset=ruleset))
+                continue
+            if is_nft(cmd):  # `nft add rule … log …`: its words as one nft command
+                words = " ".join(cmd.argv[1:])
+                ruleset, said = _nft_logs(nft.Ruleset(policy.path, words,
+                                                      ((cmd.file, cmd.line),)))
+                notes += said
+                commands.append(replace(cmd, argv=(cmd.argv[0], ruleset.text)) if said
+                                else cmd)
                 continue
             argv = nflog_argv(cmd.argv)
             if argv is None:

@@ -341,3 +341,17 @@ def test_a_script_calling_nft_by_its_own_path_runs_the_labs_nft(tmp_path: Path) 
     text = 'NFT=/usr/local/sbin/nft\n"$NFT" add rule ip t c tcp dport 25 drop\n'
     read = read_script(write(tmp_path, "gw.sh", text), text)
     assert [(c.line, c.argv[0]) for c in read.commands] == [(2, "/usr/local/sbin/nft")]
+
+
+def test_a_scripts_nft_log_rule_goes_to_the_routers_ulogd(tmp_path: Path) -> None:
+    from lab.netfilter.nflog import GROUP, as_nflog
+
+    script = write(tmp_path, "gw.sh", "nft add rule inet t c tcp dport 25 log prefix "
+                                      "'\"SMTP \"' level warn drop\nnft add rule inet t c drop\n")
+    translated, notes = as_nflog(read_policy(script))
+    first, second = translated.commands
+    assert first.argv == ("nft", f'add rule inet t c tcp dport 25 log group {GROUP} prefix '
+                                 '"SMTP "  drop')
+    assert second.argv == ("nft", "add", "rule", "inet", "t", "c", "drop")
+    assert notes == [f"{shown(script)}:1: log run as log group {GROUP} (log is silent in a "
+                     "namespace)"]
