@@ -18,6 +18,7 @@ longer comments silently), so a long file name loses its beginning
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import urllib.parse
@@ -58,6 +59,7 @@ def tag(file: str, line: int, limit: int = LIMIT) -> str:
     return f"{PREFIX}{''.join(pieces)}:{line}"
 
 
+@functools.lru_cache(maxsize=4096)  # a tag per rule, quoted by character: thousands a file
 def _quoted(text: str) -> str:
     # surrogateescape: a file name that is no UTF-8 keeps its bytes
     return urllib.parse.quote(text, safe=_SAFE, errors="surrogateescape")
