@@ -37,9 +37,10 @@ MAX_REPLAYS = 32  # a twin's replay: rounds of leaving out the rules nft refuses
 COMMENT_LIMIT = 128  # bytes: nft refuses a longer rule comment
 _WORDS = userfiles.Words(missing="no such {what}", too_big="over {limit}, too big for a {what}",
                          binary="binary file, not an nftables ruleset")
-# the words a ruleset's first statement starts with (what `nft -f` files start with)
+# the words a ruleset's first statement starts with (what `nft -f` files start with; not
+# `reset` or `list`, which a shell script may start with too)
 STARTS = frozenset({"table", "flush", "define", "redefine", "undefine", "include", "add",
-                    "insert", "create", "delete", "destroy", "replace", "reset", "list"})
+                    "insert", "create", "delete", "destroy", "replace"})
 FAMILIES = {"ip": frozenset({4}), "ip6": frozenset({6}), "inet": frozenset({4, 6}),
             "arp": frozenset({4}), "bridge": frozenset({4, 6}), "netdev": frozenset({4, 6})}
 _OBJECTS = frozenset({"table", "chain", "rule", "set", "map", "element", "flowtable",

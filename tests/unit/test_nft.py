@@ -51,6 +51,9 @@ def test_a_ruleset_is_told_from_a_script_and_a_save_file(tmp_path: Path) -> None
     for text in ("table ip filter {\n}\n", "add table ip6 t\n", "# rules\nflush ruleset\n"):
         assert read_policy(write(tmp_path, "x.nft", text)).kind == "nft"
     assert read_policy(write(tmp_path, "x.sh", "iptables -A FORWARD -j DROP\n")).kind == "script"
+    # a shell script that starts with a command of the same name as an nft one
+    assert read_policy(write(tmp_path, "y.sh", "reset\niptables -A FORWARD -j DROP\n")
+                       ).kind == "script"
 
 
 @pytest.mark.parametrize(("text", "families"), [
