@@ -236,7 +236,10 @@ def beside(where: str, what: str, name: str, folder: Path,
 # --- families -----------------------------------------------------------------------------
 
 def families(text: str) -> frozenset[int]:
-    """The IP families a ruleset's commands and tables concern (an inet table: both)."""
+    """The IP families a ruleset's tables and rules are for (an inet table: both).
+
+    `flush ruleset` adds none: what it removes is `flushes`'.
+    """
     found: set[int] = set()
     for statement in statements(list(tokens(text))):
         words = [t.text for t in statement if t.kind == "word"]
@@ -247,17 +250,27 @@ def families(text: str) -> frozenset[int]:
             words = words[1:]
         if not words:
             continue
-        if words[0] == "ruleset":
-            found |= FAMILIES.get(words[1], frozenset()) if len(words) > 1 else {4, 6}
-        elif words[0] in _OBJECTS and len(words) > 1:
+        if words[0] in _OBJECTS and len(words) > 1:  # `flush ruleset` holds no rule
             # nft's default family is ip
             found |= FAMILIES.get(words[1], FAMILIES["ip"])
     return frozenset(found)
 
 
+def flushes(text: str) -> list[tuple[int, frozenset[int]]]:
+    """Each `flush ruleset [FAMILY]`: its line, and the families whose tables it removes."""
+    found = []
+    for statement in statements(list(tokens(text))):
+        words = [t.text for t in statement if t.kind == "word"]
+        if words[:2] == ["flush", "ruleset"]:
+            found.append((statement[0].line, FAMILIES.get(words[2], frozenset())
+                          if len(words) > 2 else frozenset({4, 6})))
+    return found
+
+
 def command_families(argv: Sequence[str]) -> frozenset[int]:
     """The families one `nft COMMAND …` call concerns (its words as a ruleset line)."""
-    return families(" ".join(argv[1:]))
+    said = " ".join(argv[1:])
+    return families(said) or frozenset(f for _, removed in flushes(said) for f in removed)
 
 
 def statements(found: list[Token]) -> Iterator[list[Token]]:

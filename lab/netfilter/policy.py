@@ -137,6 +137,7 @@ def override(path: Path, family: int, other: Path | None) -> tuple[PolicyFile, l
         raise BadInput(f"{both}: nft rules for IPv4 and IPv6 at once (an inet table, or ip "
                        f"and ip6 tables) cannot be given as {option}: give the file with "
                        "--rules FILE (the whole policy)")
+    _flushes_only(policy, family, option)
     own = policy.only(family)
     if own.empty and not policy.empty:
         raise BadInput(f"{path}: has no {program} rules for {option}")
@@ -152,12 +153,39 @@ def override(path: Path, family: int, other: Path | None) -> tuple[PolicyFile, l
                  f"are left out ({named}{more}): {rest}"]
 
 
+def _flushes_only(policy: PolicyFile, family: int, option: str) -> None:
+    """BadInput where a ruleset given for one family flushes the other's rules too.
+
+    The other family's rules load with it (before or after it): a `flush ruleset` of
+    both would remove them whichever way round.
+    """
+    own = "ip" if family == 4 else "ip6"
+
+    def refused(where: str, said: str) -> BadInput:
+        return BadInput(f"{where}: `{said}` also removes the IPv"
+                        f"{ip_family(family).other.version} rules that load with {option}: "
+                        f"write `{said} {own}`, or give the whole policy with --rules FILE")
+
+    rulesets = [policy.ruleset] if policy.ruleset is not None else [
+        c.ruleset for c in policy.commands if c.ruleset is not None]
+    for ruleset in rulesets:
+        for line, removed in nft.flushes(ruleset.text):
+            if removed - {family}:
+                file, at = ruleset.where(line)
+                raise refused(f"{file}:{at}", "flush ruleset")
+    for cmd in policy.commands:
+        if script.is_nft(cmd) and nft.flushes(" ".join(cmd.argv[1:])) and (
+                nft.flushes(" ".join(cmd.argv[1:]))[0][1] - {family}):
+            raise refused(f"{cmd.file}:{cmd.line}", "nft flush ruleset")
+
+
 def _both_families(policy: PolicyFile) -> str:
     """Where an nft policy, or an nft call of a script, holds rules of both families ('')."""
     if policy.kind == "nft":
         return shown(policy.path) if len(policy.families) > 1 else ""
     return next((f"{c.file}:{c.line}" for c in policy.commands
-                 if len(script.families_of(c)) > 1), "")
+                 if len(script.families_of(c)) > 1 and not (
+                     script.is_nft(c) and nft.flushes(" ".join(c.argv[1:])))), "")
 
 
 # A runner executes argv in the router's namespace, with optional standard input,

@@ -59,7 +59,7 @@ def test_a_ruleset_is_told_from_a_script_and_a_save_file(tmp_path: Path) -> None
 @pytest.mark.parametrize(("text", "families"), [
     ("table ip t {\n}\n", {4}), ("table ip6 t {\n}\n", {6}), ("add table t\n", {4}),
     ("table inet t {\n}\n", {4, 6}), ("table ip a {\n}\ntable ip6 b {\n}\n", {4, 6}),
-    ("flush ruleset\n", {4, 6}), ("define x = 1\n", set()),
+    ("flush ruleset\ntable ip t {\n}\n", {4}), ("define x = 1\n", set()),
 ])
 def test_families_of_a_ruleset(text: str, families: set[int]) -> None:
     assert nft.families(text) == families
@@ -358,3 +358,17 @@ def test_a_scripts_nft_log_rule_goes_to_the_routers_ulogd(tmp_path: Path) -> Non
     assert second.argv == ("nft", "add", "rule", "inet", "t", "c", "drop")
     assert notes == [f"{shown(script)}:1: log run as log group {GROUP} (log is silent in a "
                      "namespace)"]
+
+
+def test_a_ruleset_for_one_family_must_not_flush_the_others_rules(tmp_path: Path) -> None:
+    v4 = write(tmp_path, "v4.nft", "flush ruleset\ntable ip t {\n}\n")
+    with pytest.raises(BadInput) as failed:
+        override(v4, 4, None)
+    assert str(failed.value) == (f"{shown(v4)}:1: `flush ruleset` also removes the IPv6 rules "
+                                 "that load with --rules-v4: write `flush ruleset ip`, or give "
+                                 "the whole policy with --rules FILE")
+    own, _ = override(write(tmp_path, "ok.nft", "flush ruleset ip\ntable ip t {\n}\n"), 4, None)
+    assert own.kind == "nft"
+    script = write(tmp_path, "v6.sh", "nft flush ruleset\nip6tables -P FORWARD DROP\n")
+    with pytest.raises(BadInput, match=r"v6\.sh:1: `nft flush ruleset` also removes the IPv4"):
+        override(script, 6, None)
