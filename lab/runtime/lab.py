@@ -268,8 +268,13 @@ class Lab:
                             # an agent that died has a broken pipe: nothing more to tell it
                             with contextlib.suppress(BrokenPipeError):
                                 agent.process.stdin.close()
-                    # services, then agents, held and detached: one grace period for all
-                    service_lifecycle.stop_all(
+                    # A lab keeps no state: every daemon and agent in its namespaces goes at
+                    # once (SIGKILL, no grace to wait out), all but the nodes' shells, which
+                    # Mininet's stop still speaks to; then what is held is reaped.
+                    shells = {n.pid for n in (*self.net.hosts, *self.net.switches)
+                              if n.shell} if self.net is not None else set()
+                    lifecycle.kill_now(self.inodes, spare=shells)
+                    service_lifecycle.reap(
                         self.services, also=[a.process for a in self.agents.values()])
                     self.agents, self.services, self.nodes = {}, [], {}
                     if self.net is not None:

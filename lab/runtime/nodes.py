@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import subprocess
 from pathlib import Path
 from typing import Any
 
+from mininet.link import Link
 from mininet.node import Host
 from mininet.nodelib import LinuxBridge
 
@@ -39,45 +41,94 @@ class LabHost(Host):  # type: ignore[misc]
     """A host whose interfaces and routes come from the site.
 
     Duplicate address detection is off before any link exists: otherwise IPv6
-    addresses stay tentative for about a second after boot.
+    addresses stay tentative for about a second after boot. Its addresses, links and
+    routes are one `ip -batch` (one process, not one shell command each), and at the end
+    its interfaces go in one command (their bridge-side peers with them).
     """
+
+    sysctls = _NO_DAD
 
     def __init__(self, name: str, **params: Any) -> None:
         super().__init__(name, **params)
-        self.cmd(_NO_DAD)
+        self.cmd(self.sysctls)
 
     def config(self, interfaces: tuple[Interface, ...] = (), routes: tuple[Route, ...] = (),
                **params: Any) -> dict[str, Any]:
         params["ip"] = None
         result: dict[str, Any] = super().config(**params)
+        commands = []
         for interface in interfaces:
-            for cidr in interface.addresses:
-                self._ip("addr", "add", cidr, "dev", interface.name)
-            self._ip("link", "set", interface.name, "up")
-        for route in routes:
-            self._ip(f"-{route.family}", "route", "replace", route.destination, "via", route.via)
+            commands += [f"addr add {cidr} dev {interface.name}" for cidr in interface.addresses]
+            commands.append(f"link set {interface.name} up")
+        # (in a batch the family comes from the addresses: no -4/-6 per line)
+        commands += [f"route replace {route.destination} via {route.via}" for route in routes]
         # No name service in the lab. A query for the host's resolver would
         # otherwise travel the lab's default routes and wait for a timeout
         # (Postfix's master waited 2 s); unreachable routes fail it at once, and
         # no packet for an address outside the lab is ever sent.
         for resolver in host_resolvers():
             if not resolver.startswith("127.") and resolver != "::1":
-                family = 6 if ":" in resolver else 4
-                self._ip(f"-{family}", "route", "replace", "unreachable", resolver)
+                commands.append(f"route replace unreachable {resolver}")
+        ip_batch(self, commands)
         return result
 
-    def _ip(self, *args: str) -> None:
-        out = self.cmd("ip", *args)
-        if out.strip():
-            raise RuntimeError(f"{self.name}: ip {' '.join(args)}: {out.strip()}")
+    def terminate(self) -> None:
+        # Through the node's shell, as Mininet's own stop would (it refuses a node whose
+        # shell is still busy with a command); deleting a veth end deletes its peer.
+        names = [name for name in self.intfNames() if name != "lo"]
+        if self.shell and names:
+            self.cmd("; ".join(f"ip link del {name}" for name in names))
+        super().terminate()
+
+
+def ip_batch(node: Any, commands: list[str]) -> None:
+    """Run `ip` commands in a node as one `ip -batch` (it stops at the first that fails)."""
+    if not commands:
+        return
+    done = node.popen(["ip", "-batch", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE, text=True)
+    out, err = done.communicate("\n".join(commands) + "\n")
+    if done.returncode != 0 or out.strip() or err.strip():
+        said = (err or out).strip().splitlines()
+        failed = next((ln for ln in said if ln.startswith("Command failed -:")), "")
+        line = int(failed.split(":")[1]) if failed[17:].isdigit() else 0
+        shown = f"ip {commands[line - 1]}: " if 0 < line <= len(commands) else "ip -batch: "
+        raise RuntimeError(f"{node.name}: {shown}{said[0] if said else done.returncode}")
 
 
 class LabRouter(LabHost):
     """A Linux router (forwarding on for both families)."""
 
-    def __init__(self, name: str, **params: Any) -> None:
-        super().__init__(name, **params)
-        self.cmd("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1")
+    sysctls = f"{_NO_DAD} net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1"
+
+
+class LabLink(Link):  # type: ignore[misc]
+    """A veth pair made from the bridge's side, its bridge port up as it is made.
+
+    The kernel tells a bridge that its port has carrier only at its next link-watch run
+    (up to a second after the one before): the earlier both ends are up, the sooner the
+    lab can forward. The host brings its end up in its batch (LabHost.config); Mininet
+    neither brings ends up one by one nor deletes them one by one: at the end the host
+    deletes its ends (LabHost.terminate) and the peers go with them.
+    """
+
+    def __init__(self, node1: Any, node2: Any, **params: Any) -> None:
+        # up=None: Mininet's Intf skips its `ifconfig up` (one shell command per end)
+        for side in ("params1", "params2"):
+            params[side] = {**(params.get(side) or {}), "up": None}
+        super().__init__(node1, node2, **params)
+
+    @classmethod
+    def makeIntfPair(cls, intfname1: str, intfname2: str, addr1: Any = None,
+                     addr2: Any = None, node1: Any = None, node2: Any = None,
+                     deleteIntfs: bool = True) -> None:
+        said = node1.cmd(f"ip link add name {intfname1} up type veth peer name {intfname2} "
+                         f"netns {node2.pid}")
+        if said.strip():
+            raise RuntimeError(f"cannot make the link {intfname1}-{intfname2}: {said.strip()}")
+
+    def stop(self) -> None:
+        pass
 
 
 class LabBridge(LinuxBridge):  # type: ignore[misc]
@@ -86,7 +137,8 @@ class LabBridge(LinuxBridge):  # type: ignore[misc]
     The host's root namespace has bridge-nf-call-iptables=1, which would push
     bridged lab traffic through the host's own firewall; inside a fresh
     namespace the lab sets it to 0. Mininet's addSwitch passes
-    inNamespace=False, so it is forced here.
+    inNamespace=False, so it is forced here. It is made, given its ports and brought
+    up with one `ip -batch`; it ends with its namespace.
     """
 
     def __init__(self, name: str, **params: Any) -> None:
@@ -99,6 +151,12 @@ class LabBridge(LinuxBridge):  # type: ignore[misc]
         # key is fine (then nothing calls iptables for bridged frames here).
         self.cmd("sysctl -qw net.bridge.bridge-nf-call-iptables=0 "
                  "net.bridge.bridge-nf-call-ip6tables=0 "
-                 "net.bridge.bridge-nf-call-arptables=0 2>/dev/null")
-        self.cmd(_NO_DAD)
-        super().start(controllers)
+                 "net.bridge.bridge-nf-call-arptables=0 2>/dev/null; " + _NO_DAD)
+        ports = [i.name for i in self.intfList() if self.name in i.name]
+        ip_batch(self, [f"link add {self.name} type bridge",
+                        *(f"link set {port} master {self.name}" for port in ports),
+                        f"link set {self.name} up"])
+
+    def stop(self, deleteIntfs: bool = True) -> None:
+        # its ports were deleted with their peers; the bridge goes with its namespace
+        self.terminate()
