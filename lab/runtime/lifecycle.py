@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -297,14 +297,34 @@ def destroy(run: Run, extra_inodes: set[int] | None = None,
             had_lab = bool(names or inodes)
             # The named namespaces stay (their inodes cannot be reused) until it is empty.
             _kill_until_empty(inodes, deadline, run.prefix)
-            for name in names:
-                subprocess.run(["ip", "netns", "delete", name], capture_output=True,
-                               check=False)
+            # one process for all; one that fails does not keep the others (-force)
+            ip_batch([f"netns delete {name}" for name in names], force=True)
             shutil.rmtree(run.folder, ignore_errors=True)
             removed = True
     finally:
         if removed and had_lab:
             note_torn_down(run)
+
+
+def ip_batch(commands: Sequence[str], popen: Callable[..., Any] = subprocess.Popen,
+             force: bool = False) -> str:
+    """Run `ip` commands as one `ip -batch` (one process); what failed, or "" when none did.
+
+    `popen` starts it (a node's, to run it in the node). `ip` stops at the first command
+    that fails (with `force`: goes on) and says its line: the failure names that command.
+    """
+    if not commands:
+        return ""
+    proc = popen(["ip", *(["-force"] if force else []), "-batch", "-"], stdin=subprocess.PIPE,
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate("\n".join(commands) + "\n")
+    if proc.returncode == 0 and not out.strip() and not err.strip():
+        return ""
+    said = (err or out).strip().splitlines()
+    failed = next((ln for ln in said if ln.startswith("Command failed -:")), "")
+    line = int(failed[17:]) if failed[17:].isdigit() else 0
+    shown = f"ip {commands[line - 1]}" if 0 < line <= len(commands) else "ip -batch"
+    return f"{shown}: {said[0] if said else f'status {proc.returncode}'}"
 
 
 def note_torn_down(run: Run) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from mininet.node import Host
 from mininet.nodelib import LinuxBridge
 
 from lab.model.site import Interface, Route
+from lab.runtime import lifecycle
 
 _NO_DAD = (
     "sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 "
@@ -82,18 +82,10 @@ class LabHost(Host):  # type: ignore[misc]
 
 
 def ip_batch(node: Any, commands: list[str]) -> None:
-    """Run `ip` commands in a node as one `ip -batch` (it stops at the first that fails)."""
-    if not commands:
-        return
-    done = node.popen(["ip", "-batch", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                      stderr=subprocess.PIPE, text=True)
-    out, err = done.communicate("\n".join(commands) + "\n")
-    if done.returncode != 0 or out.strip() or err.strip():
-        said = (err or out).strip().splitlines()
-        failed = next((ln for ln in said if ln.startswith("Command failed -:")), "")
-        line = int(failed.split(":")[1]) if failed[17:].isdigit() else 0
-        shown = f"ip {commands[line - 1]}: " if 0 < line <= len(commands) else "ip -batch: "
-        raise RuntimeError(f"{node.name}: {shown}{said[0] if said else done.returncode}")
+    """Run `ip` commands in a node as one `ip -batch`; RuntimeError naming one that failed."""
+    failed = lifecycle.ip_batch(commands, node.popen)
+    if failed:
+        raise RuntimeError(f"{node.name}: {failed}")
 
 
 class LabRouter(LabHost):
