@@ -318,7 +318,7 @@ def ip_batch(commands: Sequence[str], popen: Callable[..., Any] = subprocess.Pop
     proc = popen(["ip", *(["-force"] if force else []), "-batch", "-"], stdin=subprocess.PIPE,
                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = proc.communicate("\n".join(commands) + "\n")
-    if proc.returncode == 0 and not out.strip() and not err.strip():
+    if proc.returncode == 0:
         return ""
     said = (err or out).strip().splitlines()
     failed = next((ln for ln in said if ln.startswith("Command failed -:")), "")
