@@ -86,10 +86,13 @@ def _worker_run(s: Any) -> tuple[Any, Any] | Stopped:
 
 # -- in the command ------------------------------------------------------------------
 def _cost(s: Any) -> float:
-    """A rough guess of a scenario's length: what its rows wait for (slowest start first)."""
-    waits = {"guessing": 5.0, "guessing-465": 5.0, "mail": 0.5}
-    return sum(waits.get(e.probe, 0.05) + (3.0 if e.after else 0.0)
-               for e in s.expectations) + (1.0 if s.traps else 0.0)
+    """A rough guess of a scenario's seconds, from what its rows wait for: a guessing row
+    for Dovecot's refusals, the first `after: unban` row for a lab's bantime, a mail row
+    for its delivery. The longest start first, so that the last to finish is not one."""
+    waits = {"guessing": 6.0, "guessing-465": 6.0, "mail": 0.5}
+    rows = sum(waits.get(e.probe, 0.05) for e in s.expectations)
+    return rows + (8.0 if any(e.after == "unban" for e in s.expectations) else 0.0) + (
+        1.0 if s.traps else 0.0)
 
 
 def run_side_by_side(scenarios: Sequence[Any], jobs: int, say: Say,
