@@ -278,6 +278,14 @@ class Lab:
                     self.agents, self.services, self.nodes = {}, [], {}
                     if self.net is not None:
                         try:
+                            # the hosts delete their links all at once (each peer goes with
+                            # its end), then the shells go, then Mininet closes their ptys
+                            hosts = [h for h in self.net.hosts if h.shell]
+                            for host in hosts:
+                                host.delete_links()
+                            for host in hosts:
+                                host.waitOutput()
+                            lifecycle.kill_now(self.inodes)
                             self.net.stop()
                         except Exception as exc:  # decided below, once the lab is gone
                             mininet_failed = exc

@@ -72,13 +72,15 @@ class LabHost(Host):  # type: ignore[misc]
         ip_batch(self, commands)
         return result
 
-    def terminate(self) -> None:
-        # Through the node's shell, as Mininet's own stop would (it refuses a node whose
-        # shell is still busy with a command); deleting a veth end deletes its peer.
+    def delete_links(self) -> None:
+        """Start deleting its interfaces (deleting a veth end deletes its peer); the caller
+        waits for it (`waitOutput`), so that many hosts delete theirs at once.
+
+        Through the node's shell, as Mininet's own stop would: Mininet refuses a node whose
+        shell is still busy with a command.
+        """
         names = [name for name in self.intfNames() if name != "lo"]
-        if self.shell and names:
-            self.cmd("; ".join(f"ip link del {name}" for name in names))
-        super().terminate()
+        self.sendCmd("; ".join(f"ip link del {name}" for name in names) or "true")
 
 
 def ip_batch(node: Any, commands: list[str]) -> None:
@@ -101,7 +103,7 @@ class LabLink(Link):  # type: ignore[misc]
     (up to a second after the one before): the earlier both ends are up, the sooner the
     lab can forward. The host brings its end up in its batch (LabHost.config); Mininet
     neither brings ends up one by one nor deletes them one by one: at the end the host
-    deletes its ends (LabHost.terminate) and the peers go with them.
+    deletes its ends (LabHost.delete_links) and the peers go with them.
     """
 
     def __init__(self, node1: Any, node2: Any, **params: Any) -> None:
