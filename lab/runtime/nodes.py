@@ -15,11 +15,22 @@ from mininet.nodelib import LinuxBridge
 from lab.model.site import Interface, Route
 from lab.runtime import lifecycle
 
-_NO_DAD = (
-    "sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 "
-    "net.ipv6.conf.default.dad_transmits=0 net.ipv6.conf.all.dad_transmits=0 "
-    "net.ipv6.conf.default.accept_ra=0 net.ipv6.conf.default.router_solicitations=0"
-)
+
+def sysctls(settings: tuple[tuple[str, int], ...], optional: bool = False) -> str:
+    """A shell command that sets sysctls with the shell's own `echo` (no process spawned).
+
+    /proc/sys shows the namespace of the process reading it: the node's shell writes its
+    node's. `optional`: a key that does not exist (a module not loaded) is skipped.
+    """
+    writes = [f"echo {value} > /proc/sys/{key.replace('.', '/')}"
+              for key, value in settings]
+    return "; ".join(f"{{ {w}; }} 2>/dev/null" if optional else w for w in writes)
+
+
+_NO_DAD = (("net.ipv6.conf.all.accept_dad", 0), ("net.ipv6.conf.default.accept_dad", 0),
+           ("net.ipv6.conf.default.dad_transmits", 0), ("net.ipv6.conf.all.dad_transmits", 0),
+           ("net.ipv6.conf.default.accept_ra", 0),
+           ("net.ipv6.conf.default.router_solicitations", 0))
 
 
 def host_resolvers(resolv_conf: Path = Path("/etc/resolv.conf")) -> tuple[str, ...]:
@@ -46,11 +57,13 @@ class LabHost(Host):  # type: ignore[misc]
     its interfaces go in one command (their bridge-side peers with them).
     """
 
-    sysctls = _NO_DAD
+    settings: tuple[tuple[str, int], ...] = _NO_DAD
 
     def __init__(self, name: str, **params: Any) -> None:
         super().__init__(name, **params)
-        self.cmd(self.sysctls)
+        said = self.cmd(sysctls(self.settings))
+        if said.strip():
+            raise RuntimeError(f"{name}: {said.strip()}")
 
     def config(self, interfaces: tuple[Interface, ...] = (), routes: tuple[Route, ...] = (),
                **params: Any) -> dict[str, Any]:
@@ -93,7 +106,7 @@ def ip_batch(node: Any, commands: list[str]) -> None:
 class LabRouter(LabHost):
     """A Linux router (forwarding on for both families)."""
 
-    sysctls = f"{_NO_DAD} net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1"
+    settings = (*_NO_DAD, ("net.ipv4.ip_forward", 1), ("net.ipv6.conf.all.forwarding", 1))
 
 
 class LabLink(Link):  # type: ignore[misc]
@@ -143,9 +156,10 @@ class LabBridge(LinuxBridge):  # type: ignore[misc]
     def start(self, controllers: Any) -> None:
         # br_netfilter's sysctls only exist where the module is loaded; a missing
         # key is fine (then nothing calls iptables for bridged frames here).
-        self.cmd("sysctl -qw net.bridge.bridge-nf-call-iptables=0 "
-                 "net.bridge.bridge-nf-call-ip6tables=0 "
-                 "net.bridge.bridge-nf-call-arptables=0 2>/dev/null; " + _NO_DAD)
+        self.cmd(sysctls((("net.bridge.bridge-nf-call-iptables", 0),
+                          ("net.bridge.bridge-nf-call-ip6tables", 0),
+                          ("net.bridge.bridge-nf-call-arptables", 0)), optional=True)
+                 + "; " + sysctls(_NO_DAD))
         ports = [i.name for i in self.intfList() if self.name in i.name]
         ip_batch(self, [f"link add {self.name} type bridge",
                         *(f"link set {port} master {self.name}" for port in ports),
