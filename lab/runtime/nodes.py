@@ -67,9 +67,9 @@ class LabHost(Host):  # type: ignore[misc]
 
     def config(self, interfaces: tuple[Interface, ...] = (), routes: tuple[Route, ...] = (),
                **params: Any) -> dict[str, Any]:
-        params["ip"] = None
-        result: dict[str, Any] = super().config(**params)
-        commands = []
+        # Mininet's own config would only bring lo up (`ifconfig lo up`: a command more):
+        # the site says everything else, and lo comes up in the batch
+        commands = ["link set lo up"]
         for interface in interfaces:
             commands += [f"addr add {cidr} dev {interface.name}" for cidr in interface.addresses]
             commands.append(f"link set {interface.name} up")
@@ -83,7 +83,7 @@ class LabHost(Host):  # type: ignore[misc]
             if not resolver.startswith("127.") and resolver != "::1":
                 commands.append(f"route replace unreachable {resolver}")
         ip_batch(self, commands)
-        return result
+        return {}
 
     def delete_links(self) -> None:
         """Start deleting its interfaces (deleting a veth end deletes its peer); the caller
