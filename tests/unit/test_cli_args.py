@@ -31,7 +31,6 @@ BUILTIN = {"false-alarm": "screened-host", "fixed-dmz-block": "dmz",
            "seed-screened-block": "screened-host", "seed-teredo-syntax": "screened-host",
            "seed-translated": "screened-host", "seed-trap": "screened-host",
            "seed-trap-nft": "screened-host", "spambot": "screened-host",
-           "spambot-epidemic": "campus",
            "teredo-payload-nft": "screened-host", "weak-password": "screened-host"}
 
 
