@@ -15,7 +15,6 @@ themselves: lab.services.trap.)
 from __future__ import annotations
 
 import itertools
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lab.model.evidence import Ban
+from lab.netfilter import nft_paths
 from lab.netfilter.counters import parse_save
 from lab.netfilter.family import FAMILIES
 from lab.netfilter.rules import BAN_CHAIN, Rule
@@ -31,7 +31,6 @@ POLL = 0.02  # s between two looks at a trap node's rulesets
 # fail2ban's nftables actions: `addr_set = addr-set-<name>` (addr6-set- for IPv6)
 NFT_SETS = {"addr-set-": 4, "addr6-set-": 6}
 NFT_LIST = ["nft", "-j", "list", "ruleset"]
-_NFT_VERDICTS = {"reject": "REJECT", "drop": "DROP"}
 
 
 def _source(words: tuple[str, ...]) -> str | None:
@@ -63,14 +62,14 @@ class NftBan:
     family: int
     address: str
     set: str  # addr-set-<jail> or addr6-set-<jail>
-    rule: Rule  # its text is '' until read with `nft -a list chain`
+    rule: Rule  # its text is nft's JSON of it unless the chain's listing was given
     hooked: str  # the base chain's hook: where the ban applies
 
 
-def _ban_set(expr: list[Any]) -> tuple[int, str] | None:
+def _ban_set(expr: tuple[dict[str, Any], ...]) -> tuple[int, str] | None:
     """The family and fail2ban set a rule's `(ip|ip6) saddr @set` match names, if any."""
     for item in expr:
-        match = item.get("match") if isinstance(item, dict) else None
+        match = item.get("match")
         if not isinstance(match, dict) or match.get("op") != "==":
             continue
         left, right = match.get("left"), match.get("right")
@@ -93,50 +92,30 @@ def _elements(items: Any) -> Iterator[str]:
             yield item
 
 
-def nft_bans_in(node: str, listed: str) -> list[NftBan]:
-    """Banned addresses in one node's `nft -j list ruleset` (none if it says nothing)."""
+def nft_bans_in(node: str, listed: str, text: str = "") -> list[NftBan]:
+    """Banned addresses in one node's `nft -j list ruleset` (none if it says nothing).
+
+    `text`: `nft list` of the ban rules' chains, for the rules' texts.
+    """
     try:
-        items = json.loads(listed).get("nftables", []) if listed.strip() else []
-    except (ValueError, AttributeError):
+        ruleset = nft_paths.parse(listed, text)
+    except (ValueError, KeyError, TypeError, AttributeError):  # empty, or no nft JSON
         return []
-    sets: dict[tuple[str, str, str], list[str]] = {}
-    hooks: dict[tuple[str, str, str], str] = {}
-    positions: dict[tuple[str, str, str], int] = {}
     found: list[NftBan] = []
-    for item in items:
-        if "set" in item:
-            s = item["set"]
-            sets[(s["family"], s["table"], s["name"])] = list(_elements(s.get("elem", [])))
-        elif "chain" in item and "hook" in item["chain"]:
-            c = item["chain"]
-            hooks[(c["family"], c["table"], c["name"])] = (
-                f"{node}: nft {c['family']} {c['table']} {c['name']}: "
-                f"type {c.get('type', 'filter')} hook {c['hook']} priority {c.get('prio', 0)}")
-        elif "rule" in item:
-            r = item["rule"]
-            where = (r["family"], r["table"], r["chain"])
-            positions[where] = positions.get(where, 0) + 1
-            banning = _ban_set(r.get("expr", []))
-            verdict = next((_NFT_VERDICTS[k] for e in r.get("expr", []) if isinstance(e, dict)
-                            for k in e if k in _NFT_VERDICTS), "")
-            if banning is None or not verdict:
+    for (family, table, name), rules in ruleset.rules.items():
+        chain = ruleset.chain(family, table, name)
+        hooked = (f"{node}: nft {family} {table} {name}: type {chain.type} hook {chain.hook} "
+                  f"priority {chain.priority}") if chain is not None and chain.base else ""
+        for nft_rule in rules:
+            banning = _ban_set(nft_rule.expr)
+            if banning is None or not nft_rule.rule.drops:
                 continue
-            family, name = banning
-            rule = Rule(node, family, r["table"], r["chain"], positions[where], "", verdict,
-                        table_family=r["family"], handle=int(r.get("handle", 0)))
-            for address in sets.get((r["family"], r["table"], name), []):
-                found.append(NftBan(family, address, name, rule, hooks.get(where, "")))
+            version, ban_set = banning
+            rule = replace(nft_rule.rule, router=node, family=version)
+            elements = ruleset.sets.get((family, table, ban_set), {}).get("elem", [])
+            found += [NftBan(version, address, ban_set, rule, hooked)
+                      for address in _elements(elements)]
     return found
-
-
-def _handles(listed: str) -> dict[int, str]:
-    """Each rule's text by its handle, in what `nft -a list chain` printed."""
-    texts: dict[int, str] = {}
-    for line in listed.splitlines():
-        text, mark, handle = line.strip().rpartition(" # handle ")
-        if mark and handle.isdigit() and not text.endswith("{"):
-            texts[int(handle)] = text
-    return texts
 
 
 class BanWatcher:
@@ -197,19 +176,22 @@ class BanWatcher:
 
     def _nft_bans(self, node: str) -> list[NftBan]:
         """The node's nftables bans, each rule with its text as `nft list` prints it."""
-        status, out, _ = self._run(node, NFT_LIST)
-        found = nft_bans_in(node, out) if status == 0 else []
-        for ban in found:
-            r = ban.rule
-            key = (node, r.table_family, r.table, r.chain, r.handle)
-            if key not in self._texts:  # read once per rule, not at every look
-                status, listed, _ = self._run(node, ["nft", "-a", "list", "chain",
-                                                     r.table_family, r.table, r.chain])
-                for handle, text in (_handles(listed) if status == 0 else {}).items():
-                    self._texts[(*key[:4], handle)] = text
+        status, listed, _ = self._run(node, NFT_LIST)
+        found = nft_bans_in(node, listed) if status == 0 else []
+        unread = {(b.rule.table_family, b.rule.table, b.rule.chain) for b in found
+                  if (node, b.rule.table_family, b.rule.table, b.rule.chain, b.rule.handle)
+                  not in self._texts}
+        for chain in sorted(unread):  # a rule's text is read once, not at every look
+            status, text, _ = self._run(node, ["nft", "list", "chain", *chain])
+            if status != 0:
+                continue
+            for ban in nft_bans_in(node, listed, text):
+                r = ban.rule
+                if (r.table_family, r.table, r.chain) == chain:
+                    self._texts[(node, *chain, r.handle)] = r.text
         return [replace(b, rule=replace(b.rule, text=self._texts.get(
-            (node, b.rule.table_family, b.rule.table, b.rule.chain, b.rule.handle), "")))
-            for b in found]
+            (node, b.rule.table_family, b.rule.table, b.rule.chain, b.rule.handle),
+            b.rule.text))) for b in found]
 
     def bans(self) -> list[Ban]:
         with self._lock:

@@ -45,7 +45,7 @@ def test_a_ban_is_a_drop_in_an_f2b_chain_with_the_rules_that_reach_it() -> None:
     assert [r.text for r in rules if r.is_ban] == [rule.text]
 
 
-# `nft -j list ruleset` and `nft -a list chain` of a gateway with an iptables-nft rule
+# `nft -j list ruleset` and `nft list chain` of a gateway with an iptables-nft rule
 # and fail2ban's stock nftables-multiport action, one ban per family (nft 1.0.6)
 NFT_JSON = (
     '{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}}, '
@@ -75,12 +75,12 @@ NFT_JSON = (
     '{"reject": {"type": "icmpv6", "expr": "port-unreachable"}}]}}]}')
 NFT_CHAIN = "\n".join([
     "table inet f2b-table {",
-    "\tchain f2b-chain { # handle 1",
+    "\tchain f2b-chain {",
     "\t\ttype filter hook input priority filter - 1; policy accept;",
     "\t\ttcp dport { 25, 465 } ip saddr @addr-set-port25-trap reject with icmp "
-    "port-unreachable # handle 4",
+    "port-unreachable",
     "\t\ttcp dport { 25, 465 } ip6 saddr @addr6-set-port25-trap reject with icmpv6 "
-    "port-unreachable # handle 7",
+    "port-unreachable",
     "\t}", "}", ""])
 
 
@@ -116,7 +116,7 @@ def test_the_watcher_sees_nftables_bans_with_their_rule_text() -> None:
         looks.append(" ".join(argv))
         if argv[:3] == ["nft", "-j", "list"]:
             return 0, NFT_JSON, ""
-        if argv[:3] == ["nft", "-a", "list"]:
+        if argv[:3] == ["nft", "list", "chain"]:
             return 0, NFT_CHAIN, ""
         return 0, "", ""
 
@@ -133,8 +133,29 @@ def test_the_watcher_sees_nftables_bans_with_their_rule_text() -> None:
     assert "reached from: gw: nft inet f2b-table f2b-chain: type filter hook input" in (
         ban.describe())
     # each rule's text is read once, not at every look
-    assert looks.count("nft -a list chain inet f2b-table f2b-chain") == 1
+    assert looks.count("nft list chain inet f2b-table f2b-chain") == 1
     assert looks.count("nft -j list ruleset") > 1
+
+
+def test_a_ban_rule_added_later_to_the_same_chain_gets_its_text_too() -> None:
+    # fail2ban adds the IPv6 set and rule at the first IPv6 ban, after the IPv4 one
+    v6_rule = NFT_JSON.index(', {"rule": {"family": "inet", "table": "f2b-table", '
+                             '"chain": "f2b-chain", "handle": 7')
+    only_v4 = NFT_JSON[:v6_rule] + "]}"
+    listings = [only_v4] * 3
+
+    def run(node: str, argv: list[str]) -> tuple[int, str, str]:
+        if argv[:3] == ["nft", "-j", "list"]:
+            return 0, listings.pop(0) if listings else NFT_JSON, ""
+        if argv[:3] == ["nft", "list", "chain"]:
+            return 0, NFT_CHAIN, ""
+        return 0, "", ""
+
+    with BanWatcher(["gw"], run) as watcher:
+        ban = watcher.wait_banned("2001:db8:b01a:70da::11", 2.0)
+    assert ban is not None
+    assert ban.rule.endswith("ip6 saddr @addr6-set-port25-trap reject with icmpv6 "
+                             "port-unreachable")
 
 
 def test_a_ban_counts_its_reaction_and_duration() -> None:
