@@ -89,6 +89,9 @@ class LabView(Protocol):
     def packet_evidence(self, tag: int) -> PacketWatch | None:
         """The routers' traces of the packets tagged `tag` (None: counters only)."""
 
+    def nft_made(self, role: str, tables: frozenset[tuple[str, str]]) -> None:
+        """Tell the lab which (family, name) tables of `role` an nft ruleset made."""
+
     def exec(self, role: str, argv: list[str], stdin: str | None = None,
              timeout: float = 30) -> tuple[int, str, str]: ...
 

@@ -49,6 +49,8 @@ def load_policies(lab: LabView, scenario: Scenario) -> list[LoadError]:
             return status, err
         for policy in files:
             errors.extend(apply_policy(policy, run, tag_sources=True))
+            if policy.nft_tables:
+                lab.nft_made(router, policy.nft_tables)
     return errors
 
 

@@ -51,6 +51,13 @@ class LoadError:
             f"{self.file}: {self.message}")
 
 
+# a table an nft ruleset names, as a block (`table ip filter {`) or a command (`add table
+# ip filter`, `add rule ip filter FORWARD …`: what iptables-restore-translate prints)
+_NFT_TABLE = re.compile(r"^[ \t]*(?:(?:add|create|insert)[ \t]+(?:table|chain|rule|set|map)"
+                        r"|table)[ \t]+(?:(ip6?|inet|arp|bridge|netdev)[ \t]+)?([\w.-]+)",
+                        re.MULTILINE)
+
+
 @dataclass(frozen=True)
 class PolicyFile:
     """A script of commands, an iptables-save/ip6tables-save dump of one family, or an
@@ -73,6 +80,21 @@ class PolicyFile:
         if self.kind == "nft":
             return self.ruleset.families if self.ruleset is not None else frozenset()
         return frozenset(f for c in self.commands for f in script.families_of(c))
+
+    @property
+    def nft_tables(self) -> frozenset[tuple[str, str]]:
+        """The (family, name) of each table its nft rulesets declare: nft's, not iptables'.
+
+        iptables-save also prints a table nft made in the family and with the name of
+        an xtables table (an `iptables-restore-translate` output: `table ip filter`),
+        and silently leaves out what it cannot say in iptables words (a set lookup):
+        such a table's rules are read as nft rules, by what made them.
+        """
+        rulesets = [self.ruleset] if self.kind == "nft" else [
+            c.ruleset for c in self.commands]
+        return frozenset(
+            (m.group(1) or "ip", m.group(2)) for r in rulesets if r is not None
+            for m in _NFT_TABLE.finditer(r.text))
 
     @property
     def save_family(self) -> int:

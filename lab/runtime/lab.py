@@ -443,6 +443,9 @@ class Lab:
         # routers, and every node whose own firewall a trap writes into
         return [*self.site.routers, *(r for r in self.traps if r not in self.site.routers)]
 
+    def nft_made(self, role: str, tables: frozenset[tuple[str, str]]) -> None:
+        self.tracer.native[role] = self.tracer.native.get(role, frozenset()) | tables
+
     def packet_evidence(self, tag: int) -> PacketEvidence:
         """The kernel's trace of the probe's packets (tag: lab.netfilter.trace) on every router."""
         return PacketEvidence(self.tracer.of([self.nodes[n] for n in self._firewalls()]), tag)

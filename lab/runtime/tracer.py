@@ -108,9 +108,11 @@ def marking(barrier_port: int) -> str:
 class NodeTracer:
     """One node's trace reader, its lab table and its in-process ruleset reads."""
 
-    def __init__(self, node: NodeHandle, log: Path) -> None:
+    def __init__(self, node: NodeHandle, log: Path,
+                 native: frozenset[tuple[str, str]] = frozenset()) -> None:
         self.node = node
         self.log = log
+        self.native = native  # tables an nft ruleset made: their rules are nft's
         self.lock = threading.Condition()
         self.packets: list[trace.PacketTrace] = []  # every probe packet traced, in order
         self.barriers_seen: set[int] = set()
@@ -306,7 +308,7 @@ class NodeTracer:
 
     def rule(self, family: str, table: str, chain: str, handle: int) -> Rule | None:
         """The iptables rule at that handle (None: a native nft rule)."""
-        if (family, table) not in self.xtables_tables:
+        if (family, table) not in self.xtables_tables or (family, table) in self.native:
             return None
         key = (family, table, chain, handle)
         if key not in self.xtables:
@@ -320,11 +322,15 @@ class Tracer:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.nodes: dict[str, NodeTracer] = {}
+        # per node, the tables an nft ruleset made (never iptables', whatever iptables-save
+        # prints of them): lab.engine.verify.load_policies says
+        self.native: dict[str, frozenset[tuple[str, str]]] = {}
 
     def of(self, nodes: Sequence[NodeHandle]) -> list[NodeTracer]:
         """The nodes' tracers; those not yet running are started side by side."""
-        fresh = [NodeTracer(n, self.folder / f"{n.name}.trace.log") for n in nodes
-                 if n.name not in self.nodes]
+        fresh = [NodeTracer(n, self.folder / f"{n.name}.trace.log",
+                            self.native.get(n.name, frozenset()))
+                 for n in nodes if n.name not in self.nodes]
         self.nodes.update((t.node.name, t) for t in fresh)
         with ThreadPoolExecutor(max_workers=max(1, len(fresh))) as pool:
             for started in [pool.submit(t.start) for t in fresh]:

@@ -137,6 +137,9 @@ class FakeLab:
     def packet_evidence(self, tag: int) -> PacketWatch | None:
         return None  # the fake's rules count (its script says which): counter deltas tell
 
+    def nft_made(self, role: str, tables: frozenset[tuple[str, str]]) -> None:
+        pass  # the fake has no kernel tables to tell apart
+
     def exec(self, role: str, argv: list[str], stdin: str | None = None,
              timeout: float = 30) -> tuple[int, str, str]:
         self.executed.append((role, argv))

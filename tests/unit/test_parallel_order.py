@@ -10,5 +10,6 @@ from lab.model import scenario
 def test_the_longest_waits_start_first() -> None:
     order = sorted(scenario.builtin_names(), key=lambda n: -_cost(scenario.load(n)))
     assert order[:2] == ["guessing", "weak-password"]
-    assert set(order[2:5]) == {"fixed-trap", "false-alarm", "seed-trap"}  # a bantime each
-    assert order[-1] == "spambot"
+    assert set(order[2:7]) == {"fixed-trap", "fixed-trap-nft", "false-alarm", "seed-trap",
+                               "seed-trap-nft"}  # a bantime each
+    assert set(order[-2:]) == {"spambot", "teredo-payload-nft"}  # a few SYNs, no wait
