@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import bench, peers
+from bench import bench, peers, scale
 from lab.model.results import Result, ScenarioResult
 from lab.model.verdict import Verdict
 from lab.services import mail
@@ -141,3 +141,12 @@ def test_the_headline_says_a_missing_figure_is_missing_never_a_number() -> None:
     assert figures["blocked SYN row, median"].met is True
     assert figures["allowed SYN row, median"].met is False
     assert figures["vs nmap -sS -T5, 26 SYN rows"].met is True
+
+
+def test_the_headline_takes_the_fleet_audit_with_every_gateway_at_once() -> None:
+    fleet = [scale.FleetRun(20, "default", 15.8, 1, "== fleet audit FAIL: 20 gateways"),
+             scale.FleetRun(20, "20", 9.5, 1, "== fleet audit FAIL: 20 gateways")]
+    [figure] = [f for f in bench.headline([], [], None, [], None, fleet)
+                if f.name.startswith("fleet audit")]
+    assert figure.measured == "9.5 s (jobs 20)"
+    assert "jobs default: 15.8 s" in scale.fleet_details(fleet)
