@@ -104,10 +104,12 @@ def site_1000(say: Say) -> SiteFigures | None:
     ended = time.perf_counter()
     if outcome.lab_error:
         raise LabFailure(outcome.lab_error)
-    passed = sum(r.passed for r in outcome.results)
+    applicable = [r for r in outcome.results if r.applicable]
     return SiteFigures(SITE_SCENARIO, len(s.site.clients), marks["up"], ended - marks["stop"],
                        weights["pss"], weights["before"] - weights["low"],
-                       f"{passed} of {len(outcome.results)} rows as expected")
+                       f"{sum(r.passed for r in applicable)} of {len(applicable)} applicable "
+                       f"rows as expected ({len(outcome.results) - len(applicable)} not "
+                       "applicable)")
 
 
 def fleet_available() -> bool:
