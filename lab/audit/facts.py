@@ -9,6 +9,7 @@ are recorded as absent.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from lab.audit.remote import (
     jail_status,
 )
 from lab.errors import BadInput
+from lab.netfilter import nft_paths
 from lab.netfilter.family import IPv4, IPv6, family
 
 # `2026-11-28 07:06:30,861 fail2ban   [24940]: ERROR   ` before fail2ban-client's message
@@ -40,13 +42,14 @@ SYSCTLS = "sysctl net.ipv4.ip_forward net.ipv6.conf.all.forwarding"
 ADDRESSES = "ip -json address show"
 ROUTES = {4: "ip -json route show", 6: "ip -6 -json route show"}
 NFT = "nft list ruleset"
+NFT_JSON = "nft -j list ruleset"  # what the static checks read; the text gives rules' text
 FAIL2BAN = "fail2ban-client status"
 POSTCONF_MAIN, POSTCONF_MASTER = "postconf -n", "postconf -M"
 DOVECONF = next(c for c in ALLOWED if c.startswith("doveconf "))
 
 REQUIRED = (IPv4().save, IPv6().save, SYSCTLS, ADDRESSES)
 # the routes only the twin needs (a gateway without IPv6 may refuse `ip -6`)
-OPTIONAL = (NFT, FAIL2BAN, *ROUTES.values())
+OPTIONAL = (NFT, NFT_JSON, FAIL2BAN, *ROUTES.values())
 MAIL_REQUIRED = (POSTCONF_MAIN, POSTCONF_MASTER)
 MAIL_OPTIONAL = (DOVECONF,)
 
@@ -218,13 +221,58 @@ class Facts:
         return None if out is None or out.missing else out
 
     @property
+    def nft_state(self) -> str:
+        """Why there is no nftables ruleset to read ('' where there is one)."""
+        out = self.outputs.get(NFT_JSON) or self.outputs.get(NFT)
+        if out is None:
+            return "nft was not asked for"
+        if out.missing:
+            return "nft is not installed on the gateway (command not found)"
+        if not out.ok:
+            return f"`{out.command}` failed: {out.first_error()}"
+        if self.nft_rules is None:
+            return f"`{NFT_JSON}` printed no nftables JSON"
+        return ""
+
+    @functools.cached_property
+    def nft_rules(self) -> nft_paths.NftRuleset | None:
+        """The nftables ruleset (every table, iptables-nft's too), where nft listed it."""
+        out = self.outputs.get(NFT_JSON)
+        if out is None or not out.ok:
+            return None
+        text = self.nft.stdout if self.nft is not None and self.nft.ok else ""
+        try:
+            return nft_paths.parse(out.stdout, text)
+        except (ValueError, KeyError, TypeError, AttributeError):  # not nft's JSON
+            return None
+
+    @property
+    def xtables(self) -> frozenset[tuple[str, str]]:
+        """The nftables tables iptables-nft keeps: iptables-save prints them."""
+        if self.nft_rules is None:
+            return frozenset()
+        return nft_paths.xtables(self.nft_rules, {v: self.rules(v) for v in (4, 6)})
+
+    @property
     def nft_only_tables(self) -> list[str]:
         """nftables tables that iptables-save does not show (made with `nft`, not iptables)."""
+        if self.nft_rules is not None:
+            return [f"{f} {t}" for f, t in nft_paths.native_tables(self.nft_rules,
+                                                                  self.xtables)]
         if self.nft is None or not self.nft.ok:
             return []
         tables = re.findall(r"^table (\S+) (\S+)", self.nft.stdout, re.M)
         return [f"{family} {name}" for family, name in tables
                 if family not in ("ip", "ip6") or name not in _XTABLES]
+
+    def native_hooks(self, version: int) -> bool:
+        """Whether a native nftables table has a base chain a forwarded packet passes."""
+        rules = self.nft_rules
+        if rules is None:
+            return False
+        return any((c.family, c.table) not in self.xtables
+                   for hook in ("prerouting", "forward", "postrouting")
+                   for c in rules.base_chains(hook, version))
 
     @property
     def fail2ban(self) -> Output | None:

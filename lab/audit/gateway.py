@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.audit import remote
-from lab.audit.facts import Facts, collect, runner
+from lab.audit.facts import NFT_JSON, Facts, collect, runner
 from lab.compliance.addressing import Addressing, Requested
 from lab.compliance.checks import Finding, run_all
 
@@ -48,14 +48,35 @@ class AuditResult:
 
     @property
     def notes(self) -> list[str]:
-        """What the checks assumed, and what they could not see."""
-        tables = self.facts.nft_only_tables
-        if not tables:
-            return list(self.assumed)
-        return [*self.assumed,
-                f"nftables has tables iptables-save does not show ({', '.join(tables)}): "
-                "the checks and the twin read the iptables rules only; see `nft list "
-                "ruleset` in the JSON report"]
+        """What the checks assumed, and what the gateway's rules are written in (facts)."""
+        facts = self.facts
+        notes = list(self.assumed)
+        tables = facts.nft_only_tables
+        if facts.nft_state and facts.outputs.get(NFT_JSON) is not None:
+            notes.append(f"nftables not read: {facts.nft_state}" + (
+                "" if tables else ": the iptables rules are all the checks read"))
+        if tables and facts.nft_rules is None:  # the text only: nothing the checks read
+            notes.append(f"nftables has tables iptables-save does not show "
+                         f"({', '.join(tables)}): the checks and the twin read the iptables "
+                         "rules only; see `nft list ruleset` in the JSON report")
+        elif tables:
+            notes.append(f"nftables has tables iptables-save does not show "
+                         f"({', '.join(tables)}): the checks read them with the iptables "
+                         f"ones{_hooks(facts)}")
+        return notes
+
+
+def _hooks(facts: Facts) -> str:
+    """The native base chains on a forwarded packet's way, as `nft list` names them."""
+    rules = facts.nft_rules
+    if rules is None:
+        return ""
+    chains = {f"{c.family} {c.table} {c.name} ({c.hook}, priority {c.priority}, policy "
+              f"{c.policy})": None for version in (4, 6)
+              for hook in ("prerouting", "forward", "postrouting", "input")
+              for c in rules.base_chains(hook, version)
+              if (c.family, c.table) not in facts.xtables}
+    return f"; base chains: {', '.join(chains)}" if chains else ""
 
 
 def gather(access: Access) -> Facts:

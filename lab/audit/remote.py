@@ -41,6 +41,7 @@ ALLOWED = frozenset({
     "iptables-save",
     "ip6tables-save",
     "nft list ruleset",
+    "nft -j list ruleset",
     "sysctl net.ipv4.ip_forward net.ipv6.conf.all.forwarding",
     "ip -json address show",
     "ip -json route show",

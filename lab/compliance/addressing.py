@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 import topologies
 from lab.audit import derive
+from lab.compliance import paths
 from lab.model.site import Site
-from lab.netfilter import ruleset
+from lab.netfilter import nft_paths, ruleset
 from lab.netfilter.rules import Rule
 from lab.netfilter.ruleset import Packet
-from lab.netfilter.save import Ruleset
 
 if TYPE_CHECKING:  # reading facts needs no SSH code
     from lab.audit.facts import Facts
@@ -174,23 +174,24 @@ def _single_source(rule: Rule) -> str | None:
 
 def mail_servers_in_rules(facts: Facts, addressing: Addressing) -> tuple[str, ...]:
     """The hosts of the client networks the FORWARD rules let out to port 25 while the rest
-    of their network is blocked: the mail server's exception."""
+    of their network is blocked: the mail server's exception (iptables or nft rules)."""
     found: list[str] = []
     for family in (4, 6):
         rules = ruleset.parse(facts.rules(family), family)
 
-        def smtp(source: str, rules: Ruleset = rules, family: int = family,
-                 ) -> ruleset.Outcome:
-            return ruleset.follow(rules, Packet(source, OUTSIDE[family], "tcp", 25,
-                                                addressing.inside_for(source)))
+        def smtp(source: str, family: int = family) -> ruleset.Outcome:
+            return paths.follow(facts, family, Packet(source, OUTSIDE[family], "tcp", 25,
+                                                      addressing.inside_for(source)))
 
+        hosts = [h for r in rules.rules if r.table == "filter"
+                 and (h := _single_source(r)) is not None]
+        if facts.nft_rules is not None and facts.native_hooks(family):
+            hosts += nft_paths.single_sources(facts.nft_rules, family)
         for network in addressing.client_networks(family):
             if not smtp(addressing.a_client(network)).blocks:
                 continue  # the network is let out anyway: no exception to find
-            for rule in rules.rules:
-                host = _single_source(rule) if rule.table == "filter" else None
-                if (host is not None and host not in found
-                        and ip_address(host) in ip_network(network, strict=False)
+            for host in hosts:
+                if (host not in found and ip_address(host) in ip_network(network, strict=False)
                         and smtp(host).verdict == "ACCEPT"):
                     found.append(host)
     return tuple(found)

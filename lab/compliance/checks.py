@@ -8,15 +8,18 @@ defaults are the published ones.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from ipaddress import ip_address, ip_network
 
 from lab.audit.facts import SYSCTLS, Facts
+from lab.compliance import paths
 from lab.compliance.addressing import OUTSIDE, Addressing
-from lab.netfilter import ruleset
-from lab.netfilter.rules import Rule
+from lab.netfilter import nft_paths, ruleset
+from lab.netfilter.family import family as ip_family
+from lab.netfilter.rules import BAN_CHAIN, Rule
 from lab.netfilter.ruleset import Outcome, Packet
 from lab.netfilter.save import Ruleset
 
@@ -66,10 +69,21 @@ def _per_family(family: int | None) -> int:
     return family
 
 
+def _label(rule: Rule) -> str:
+    if rule.native:
+        return f"{rule.table_family} {rule.table} {rule.chain} handle {rule.handle}"
+    return f"{rule.chain}#{rule.position}"
+
+
 def _describe(what: str, path: Outcome) -> str:
-    text = f"{what}: {path.verdict} by {path.cite()}"
+    if isinstance(path, nft_paths.Outcome) and path.cannot_tell:
+        text = f"{what}: cannot tell: {path.cite()} (an expression the audit does not read)"
+    else:
+        text = f"{what}: {path.verdict} by {path.cite()}"
+    if isinstance(path, nft_paths.Outcome) and path.diverted_by is not None:
+        text += f" after a dnat to {path.rewritten} by {path.diverted_by.in_chain()}"
     if path.logged_by:
-        text += f" (logged by {', '.join(r.chain + '#' + str(r.position) for r in path.logged_by)})"
+        text += f" (logged by {', '.join(_label(r) for r in path.logged_by)})"
     if path.unknown:
         text += (f"; not evaluated: {', '.join(r.in_chain() for r in path.unknown)}")
     return text
@@ -78,22 +92,34 @@ def _describe(what: str, path: Outcome) -> str:
 def _paths(facts: Facts, a: Addressing, family: int | None, ports: tuple[int, ...],
            from_mail_server: bool = False) -> list[tuple[str, Outcome]]:
     family = _per_family(family)
-    rules = _rules(facts, family)
     if from_mail_server:
         server = a.mail_server_address(family)
         sources = [server] if server else []
     else:
         sources = [a.a_client(n) for n in a.client_networks(family)]
-    return [(f"{source} → {port}", ruleset.follow(rules, Packet(
+    return [(f"{source} → {port}", paths.follow(facts, family, Packet(
         source, OUTSIDE[family], "tcp", port, a.inside_for(source))))
         for source in sources for port in ports]
+
+
+def _untold(paths: list[tuple[str, Outcome]]) -> bool:
+    return any(isinstance(p, nft_paths.Outcome) and p.cannot_tell for _, p in paths)
+
+
+def _kept_in(path: Outcome) -> bool:
+    """Blocked, or diverted by a dnat to an address of the inside (the divert strategy)."""
+    return path.blocks or (isinstance(path, nft_paths.Outcome) and path.diverted_by
+                           is not None and path.verdict == "ACCEPT")
 
 
 def _smtp_blocked(facts: Facts, a: Addressing, family: int | None) -> tuple[bool | None, str]:
     paths = _paths(facts, a, family, (25, 465))
     if not paths:
         return None, f"no IPv{family} client network given"
-    return all(p.blocks for _, p in paths), "; ".join(_describe(w, p) for w, p in paths)
+    said = "; ".join(_describe(w, p) for w, p in paths)
+    if not all(_kept_in(p) for _, p in paths) and _untold(paths):
+        return None, said
+    return all(_kept_in(p) for _, p in paths), said
 
 
 def _logged(facts: Facts, a: Addressing, family: int | None) -> tuple[bool | None, str]:
@@ -101,6 +127,8 @@ def _logged(facts: Facts, a: Addressing, family: int | None) -> tuple[bool | Non
     if not paths:
         return None, f"no IPv{family} client network given"
     ok = all(p.blocks and p.logged_by for _, p in paths)
+    if not ok and _untold(paths):
+        return None, "; ".join(_describe(w, p) for w, p in paths)
     return ok, "; ".join(_describe(w, p) + ("" if p.logged_by or not p.blocks
                                             else " — dropped without a log")
                          for w, p in paths)
@@ -110,16 +138,20 @@ def _submission_open(facts: Facts, a: Addressing, family: int | None) -> tuple[b
     paths = _paths(facts, a, family, (587,))
     if not paths:
         return None, f"no IPv{family} client network given"
-    return all(p.verdict == "ACCEPT" for _, p in paths), "; ".join(
-        _describe(w, p) for w, p in paths)
+    return _accepted(paths)
+
+
+def _accepted(paths: list[tuple[str, Outcome]]) -> tuple[bool | None, str]:
+    said = "; ".join(_describe(w, p) for w, p in paths)
+    ok = all(p.verdict == "ACCEPT" for _, p in paths)
+    return (None if not ok and _untold(paths) else ok), said
 
 
 def _mail_server(facts: Facts, a: Addressing, family: int | None) -> tuple[bool | None, str]:
     paths = _paths(facts, a, family, (25, 465), from_mail_server=True)
     if not paths:
         return None, f"no IPv{family} mail server address given"
-    return all(p.verdict == "ACCEPT" for _, p in paths), "; ".join(
-        _describe(w, p) for w, p in paths)
+    return _accepted(paths)
 
 
 def _teredo(facts: Facts, a: Addressing, family: int | None) -> tuple[bool | None, str]:
@@ -139,6 +171,8 @@ def _teredo(facts: Facts, a: Addressing, family: int | None) -> tuple[bool | Non
             except ruleset.Unmodelled:  # some other match: not a rule it can vouch for
                 continue
         else:
+            if facts.native_hooks(4):  # the nft ruleset, by the packet itself
+                return _teredo_nft(facts, a)
             return False, (f"no rule drops UDP port 3544 (Teredo) from {network}: IPv6 "
                            "tunnelled in IPv4 leaves the network")
     said = "; ".join(f"Teredo dropped by {r.in_chain()}" for r in found)
@@ -146,6 +180,30 @@ def _teredo(facts: Facts, a: Addressing, family: int | None) -> tuple[bool | Non
         said += (" (present; what its u32 expression catches is not read statically: "
                  "`--twin` replays it)")
     return True, said
+
+
+def _teredo_nft(facts: Facts, a: Addressing) -> tuple[bool | None, str]:
+    """Teredo SYNs to 25 and 465 from each client network, payload and all, through nft."""
+    from probes.tunnel import TEREDO_VARIANTS, build  # scapy: only where it is needed
+
+    said, verdicts = [], []
+    for network in a.client_networks(4):
+        source = a.a_client(network)
+        for name in ("plain", "plain-465"):
+            datagram = build("teredo", TEREDO_VARIANTS[name], OUTSIDE[4], OUTSIDE[6],
+                             40000, 1)[0]
+            header = (datagram[0] & 0x0F) * 4 + 8  # the IPv4 and UDP headers
+            path = paths.follow(facts, 4, nft_paths.Packet(
+                source, OUTSIDE[4], "udp", 3544, a.inside_for(network),
+                payload=datagram[header:]))
+            verdicts.append(path)
+            said.append(_describe(f"Teredo {name} from {source}", path))
+    if not verdicts:
+        return None, "no IPv4 client network given"
+    ok = all(p.blocks for p in verdicts)
+    if not ok and any(isinstance(p, nft_paths.Outcome) and p.cannot_tell for p in verdicts):
+        return None, "; ".join(said)
+    return ok, "; ".join(said) + ("" if ok else ": IPv6 tunnelled in IPv4 leaves the network")
 
 
 def _without_u32(rule: Rule) -> Rule:
@@ -252,7 +310,51 @@ def _fail2ban(facts: Facts, a: Addressing, family: int | None) -> tuple[bool | N
                        if "Currently banned" in ln), "?")
         said.append(f"{name} ({banned} banned)" if out.ok else
                     f"{name} (status failed: {out.first_error()})")
-    return all(o.ok for o in jails.values()), "jails: " + ", ".join(said)
+    ok = all(o.ok for o in jails.values())
+    text = "jails: " + ", ".join(said)
+    places = _ban_places(facts)
+    if places:
+        text += "; bans: " + ", ".join(f"{where} ({hook} hook)" for where, hook in places)
+    missed = [where for where, hook in places if hook == "input"]
+    if missed and not any(hook == "forward" for _, hook in places):
+        ok = False
+        text += (f"; {', '.join(missed)}: in the input hook a ban stops only what is sent "
+                 "to the gateway itself, never what it forwards: a banned client's mail "
+                 "still leaves (fail2ban's nftables actions: chain_hook = forward; iptables "
+                 "ones: chain = FORWARD)")
+    return ok, text
+
+
+_NFT_BAN_SET = re.compile(r"addr6?-set-(.+)")  # fail2ban's nftables actions: addr-set-<jail>
+
+
+def _ban_places(facts: Facts) -> list[tuple[str, str]]:
+    """Where fail2ban's stock actions put their bans, and the hook each is read in.
+
+    nftables actions: a set `addr-set-<jail>` in a table of their own (`inet f2b-table`)
+    whose base chain (`f2b-chain`) hooks `chain_hook` (input unless set); iptables
+    actions: a chain `f2b-<jail>` a built-in chain jumps to.
+    """
+    found = []
+    nft = facts.nft_rules
+    if nft is not None:
+        native = set(nft_paths.native_tables(nft, facts.xtables))
+        for (family, table, name), data in sorted(nft.sets.items()):
+            jail = _NFT_BAN_SET.fullmatch(name)
+            if jail is None or (family, table) not in native:
+                continue
+            banned = len(data.get("elem", []))
+            for chain in nft.chains:
+                if (chain.family, chain.table) == (family, table) and chain.base:
+                    found.append((f"{family} {table} {chain.name} @{name} ({banned} banned)",
+                                  chain.hook))
+    for version in (4, 6):
+        for rule in _rules(facts, version).rules:
+            if rule.table == "filter" and rule.target.startswith(BAN_CHAIN) and \
+                    rule.chain in ("INPUT", "FORWARD"):
+                found.append((f"{ip_family(version).tool} {rule.chain} → {rule.target}",
+                              rule.chain.lower()))
+    return found
 
 
 CHECKS: tuple[Check, ...] = (

@@ -14,11 +14,19 @@ Ties between equally short ways go to the router written first. A site file's ow
 
 from __future__ import annotations
 
-from ipaddress import ip_interface
+from functools import lru_cache
+from ipaddress import IPv4Interface, IPv6Interface
+from ipaddress import ip_interface as _parse
 
 from lab.model.site import Node, Route, Site
 
 Hop = tuple[str, str]  # (router, next-hop address)
+
+
+@lru_cache(maxsize=4096)
+def ip_interface(cidr: str) -> IPv4Interface | IPv6Interface:
+    """The parsed address (cached: a thousand clients' routes parse the routers' often)."""
+    return _parse(cidr)
 
 
 def _on(node: Node, segment: str, family: int) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -37,7 +38,7 @@ BUILTIN = Path(str(resources.files("scenarios")))
 SPEC = "scenario.yaml"
 _KEYS = {"summary", "topology", "policy", "expect", "suspects", "trap"}
 _EXPECT_KEYS = {"from", "to", "probes", "families", "verdict"}
-_OPTIONAL_EXPECT_KEYS = {"variants", "after"}
+_OPTIONAL_EXPECT_KEYS = {"variants", "after", "except", "sample", "seed"}
 _POLICY_ENTRY_KEYS = {"file", "family"}
 _POLICY_ENTRY = "an entry is a file name or {file: NAME, family: 4 or 6}"
 # `after:` — wait before probing: until the source is banned, or banned no more
@@ -227,7 +228,9 @@ def _build(folder: Path, spec: Path, data: Any, site: Path | None = None) -> Sce
     if summary is not None and _has_control(summary.strip()):
         raise _fail(spec, f"summary: must be one line of text, not {shown(summary.strip())} "
                           "(remove the line break or control character)")
-    expectations = _expectations(spec, names, data.get("expect"))
+    listed = data.get("suspects")
+    expectations = _expectations(spec, names, data.get("expect"),
+                                 listed if isinstance(listed, list) else [])
     if not traps and any(e.after for e in expectations):
         raise _fail(spec, "expect: 'after' waits for a ban: the scenario needs a trap")
     suspects = None
@@ -370,7 +373,21 @@ def _listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _expectations(spec: Path, names: _Names, data: Any) -> tuple[Expectation, ...]:
+def sample(sources: list[str], named: Iterable[str], size: int, seed: str) -> list[str]:
+    """`size` of the sources, the same every run for the same seed; the named ones always.
+
+    The others are drawn by Python's random.Random(seed).sample (a string seed: the same
+    draw on every machine for one Python), kept in the sources' order.
+    """
+    keep = [s for s in dict.fromkeys(named) if s in sources]
+    others = [s for s in sources if s not in keep]
+    drawn = random.Random(seed).sample(others, max(0, min(size - len(keep), len(others))))
+    chosen = set(keep) | set(drawn)
+    return [s for s in sources if s in chosen]
+
+
+def _expectations(spec: Path, names: _Names, data: Any,
+                  suspects: list[Any] | None = None) -> tuple[Expectation, ...]:
     if not isinstance(data, list) or not data:
         raise _fail(spec, "expect: must be a non-empty list of expectations")
     found: dict[tuple[str, str, str, int, str, str], Expectation] = {}
@@ -404,8 +421,34 @@ def _expectations(spec: Path, names: _Names, data: Any) -> tuple[Expectation, ..
             raise _fail(spec, f"{where}: after: {shown(after)} is not one of {', '.join(AFTER)}")
         # each list checked, then each name once: [clients, clients, …] x [teredo, teredo, …]
         # multiplied (300 of each, 5 KB, took 2.3 s; 1 MiB would take hours)
-        sources = _unique(s for group in _listed(item["from"]) for s in (
-            names.site.clients if group == "clients" else [names.node(group, where)]))
+        def group(name: Any, what: str) -> list[str]:
+            """A role, or a scenario's word for several: every client, its suspects."""
+            if name == "clients":
+                return list(names.site.clients)
+            if name == "suspects":
+                return [names.node(r, f"{what}: suspects") for r in suspects or ()]
+            return [names.node(name, what)]
+
+        sources = _unique(s for g in _listed(item["from"]) for s in group(g, where))
+        if "except" in item:
+            left_out = {s for g in _listed(item["except"]) for s in group(g, f"{where}: except")}
+            sources = [s for s in sources if s not in left_out]
+        if "sample" in item:
+            size = item["sample"]
+            if type(size) is not int or size < 1:
+                raise _fail(spec, f"{where}: sample: {shown(size)} must be a whole number, "
+                                  "1 or more (how many of its sources to probe)")
+            seed = item.get("seed", number)
+            if type(seed) is not int:
+                raise _fail(spec, f"{where}: seed: {shown(seed)} must be a whole number")
+            named = [names.node(g, where) for g in _listed(item["from"])
+                     if g not in ("clients", "suspects")]
+            sources = sample(sources, named, size, f"sample {seed}")
+        if not sources:
+            raise _fail(spec, f"{where}: from: no source is left (except: took them all)")
+        if names.site.role(target).light:
+            raise _fail(spec, f"{where}: to: {target} is a light client (no recorder runs in "
+                              "it): aim at a host of the site's hosts:")
         for source in sources:
             if source == target:
                 raise _fail(spec, f"{where}: {source} cannot probe itself")

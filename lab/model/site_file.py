@@ -15,7 +15,17 @@
       client1: {role: client, segment: lan, addresses: [203.0.113.10/24, ...]}
 
 A host has one interface (`interface:`, default eth0) or, like a router,
-`interfaces:`. Routes are computed (`lab.model.routes`); a node's `routes:`
+`interfaces:`. Clients in bulk (a campus's thousand PCs) are ranges:
+
+    clients:
+      - {segment: lan, count: 200, addresses: [203.0.113.30/24, "2001:db8:c0:1::1000/64"]}
+
+each range `count` clients, named client1, client2, … on from the previous range's
+last (or from `first: N`), the first with `addresses`, each next one the next
+address of each family. They are light clients (`light: true`, also a host's key):
+a bare namespace without a shell, where the lab starts a probe agent only when a
+probe runs from it; no recorder runs in one, so no probe may aim at it. Routes are
+computed (`lab.model.routes`); a node's `routes:`
 (`- {to: default, via: ADDRESS}`) replace or add to them. Every mistake is one
 `BadInput` line: the file and line, the item, and the fix.
 """
@@ -24,6 +34,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 from ipaddress import IPv4Address, ip_address, ip_interface, ip_network
 from itertools import combinations
 from pathlib import Path
@@ -37,10 +48,12 @@ from lab.model.outside import Unplaceable, with_outside_roles
 from lab.model.site import HOST_ROLES, TEREDO_SERVER, Interface, Node, Route, Segment, Site
 
 WHAT = "site file"
-_TOP_KEYS = ("name", "description", "segments", "routers", "hosts")
+_TOP_KEYS = ("name", "description", "segments", "routers", "hosts", "clients")
 _SEGMENT_KEYS = ("prefixes", "outside")
 _ROUTER_KEYS = ("interfaces", "policy", "routes")
-_HOST_KEYS = ("role", "segment", "addresses", "interface", "interfaces", "routes")
+_HOST_KEYS = ("role", "segment", "addresses", "interface", "interfaces", "routes", "light")
+_RANGE_KEYS = ("segment", "count", "addresses", "first")
+MAX_CLIENTS = 5000  # clients in ranges: a namespace each (a thousand take ~0.3 GiB)
 _INTERFACE_KEYS = ("segment", "addresses")
 _ROUTE_KEYS = ("to", "via")
 # Node and segment names become namespace, Mininet node and bridge names.
@@ -51,7 +64,7 @@ IFNAME_MAX = 15  # Linux: IFNAMSIZ less its NUL
 # What real boxes use (eth0, ens18, enp0s31f6, eth0.100, br-lan, wg_0). Linux takes more,
 # but Mininet writes interface names into shell command lines: nothing a shell reads.
 IFNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
-RESERVED = ("clients",)  # a scenario's word for all the clients
+RESERVED = ("clients", "suspects")  # a scenario's words: all clients, its suspects
 SINGLE = ("remote-mx", "relay")  # the engine asks the site for the one of these
 
 
@@ -129,7 +142,8 @@ def dump(site: Site, header: Iterable[str] = ()) -> str:
             routers[node.name] = {**({"policy": True} if node.policy else {}),
                                   "interfaces": interfaces(node), **own_routes(node)}
             continue
-        spec: dict[str, Any] = _OneLine(role=node.role)
+        spec: dict[str, Any] = _OneLine(role=node.role, **({"light": True} if node.light
+                                                            else {}))
         if len(node.interfaces) == 1:
             (one,) = node.interfaces
             spec |= {"segment": one.segment, "addresses": list(one.addresses),
@@ -160,6 +174,7 @@ def parse(path: Path, data: Any) -> Site:
         raise file.fail(top, "description", "description: must be text")
     segments = _segments(file, top)
     nodes = _nodes(file, top, {s.name: s for s in segments})
+    nodes += _ranges(file, top, {s.name: s for s in segments}, [n.name for n, _ in nodes])
     site = Site(name, description.strip(), segments, tuple(n for n, _ in nodes))
     _check_site(file, top, site)
     _check_ways_out(file, site, dict(nodes))
@@ -169,8 +184,8 @@ def parse(path: Path, data: Any) -> Site:
     except Unplaceable as exc:
         raise file.fail(top, "segments", str(exc)) from None
     return Site(site.name, site.description, site.segments, tuple(
-        Node(n.name, n.role, n.interfaces, routes.with_own(routes.computed(site, n), n.routes),
-             n.policy) for n in site.nodes))
+        replace(n, routes=routes.with_own(routes.computed(site, n), n.routes))
+        for n in site.nodes))
 
 
 def _segments(file: _File, top: dict[Any, Any]) -> tuple[Segment, ...]:
@@ -276,7 +291,60 @@ def _host(file: _File, at: Any, name: str, spec: Any, segments: dict[str, Segmen
         ifname = _ifname(file, spec, "interface", spec.get("interface", "eth0"), where)
         interfaces = _interfaces(file, spec, {ifname: yamlfile.subset(spec, _INTERFACE_KEYS)},
                                  where, segments)
-    return Node(name, str(role), interfaces, _own_routes(file, spec, where, interfaces))
+    light = spec.get("light", False)
+    if not isinstance(light, bool) or (light and role != "client"):
+        raise file.fail(spec, "light", f"{where}: light: must be true or false, and only a "
+                                       "client may be light (a bare namespace: no daemons)")
+    return Node(name, str(role), interfaces, _own_routes(file, spec, where, interfaces),
+                light=light)
+
+
+def _ranges(file: _File, top: dict[Any, Any], segments: dict[str, Segment],
+            taken: list[str]) -> list[tuple[Node, int | None]]:
+    """The light clients of the `clients:` ranges, each with its range's line."""
+    if "clients" not in top:
+        return []
+    data = file.listed(top, "clients", top["clients"], "clients")
+    found: list[tuple[Node, int | None]] = []
+    names = set(taken)
+    number = 1
+    for index, spec in enumerate(data):
+        where = f"clients: range #{index + 1}"
+        spec = file.mapping(data, index, spec, where, _RANGE_KEYS)
+        for key in ("segment", "count", "addresses"):
+            if key not in spec:
+                raise file.fail(data, index, f"{where}: give its {key} ({{segment: lan, "
+                                             "count: 200, addresses: [203.0.113.30/24]}})")
+        count, number = spec["count"], spec.get("first", number)
+        for key, value in (("count", count), ("first", number)):
+            if type(value) is not int or value < 1:
+                raise file.fail(spec, key, f"{where}: {key}: {value!r} must be a whole "
+                                           "number, 1 or more")
+        if len(found) + count > MAX_CLIENTS:
+            raise file.fail(spec, "count", f"{where}: more than {MAX_CLIENTS} clients in "
+                                           "ranges: give fewer")
+        (first,) = _interfaces(file, spec, {"eth0": yamlfile.subset(spec, _INTERFACE_KEYS)},
+                               where, segments)
+        bases = [ip_interface(a) for a in first.addresses]
+        for base in bases:
+            last = base.ip + (count - 1)
+            if last not in base.network or (base.version == 4 and
+                                            last == base.network.broadcast_address):
+                raise file.fail(spec, "count", f"{where}: its last client would get {last}, "
+                                               f"past the end of {base.network}: give fewer "
+                                               "clients or an earlier first address")
+        line = yamlfile.line_of(data, index)
+        for offset in range(count):
+            name = f"client{number + offset}"
+            if name in names:
+                raise file.fail(data, index, f"{where}: {name} is taken (by a host or an "
+                                             "earlier range): give `first:` a free number")
+            names.add(name)
+            addresses = tuple(f"{b.ip + offset}/{b.network.prefixlen}" for b in bases)
+            found.append((Node(name, "client", (Interface(first.name, first.segment,
+                                                          addresses),), light=True), line))
+        number += count
+    return found
 
 
 def _interfaces(file: _File, at: Any, data: Any, where: str,

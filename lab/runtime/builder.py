@@ -38,6 +38,8 @@ class SiteTopo(Topo):  # type: ignore[misc]
             self.addSwitch(segment.name, cls=LabBridge)
         taken: set[str] = set()
         for node in site.nodes:
+            if node.light:
+                continue  # a bare namespace of its own (lab.runtime.light), made after
             cls = LabRouter if node.is_router else LabHost
             self.addHost(node.name, cls=cls, interfaces=node.interfaces, routes=node.routes)
             for interface in node.interfaces:

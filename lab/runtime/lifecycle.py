@@ -279,9 +279,10 @@ def destroy(run: Run, extra_inodes: set[int] | None = None,
             had_lab = bool(names or inodes)
             # The named namespaces stay (their inodes cannot be reused) until it is empty.
             _kill_until_empty(inodes, deadline, run.prefix)
-            for name in names:
-                subprocess.run(["ip", "netns", "delete", name], capture_output=True,
-                               check=False)
+            # one process for them all (a site of a thousand clients has a thousand)
+            subprocess.run(["ip", "-force", "-batch", "-"], capture_output=True, check=False,
+                           input="".join(f"netns delete {name}\n" for name in names),
+                           text=True)
             shutil.rmtree(run.folder, ignore_errors=True)
             removed = True
     finally:

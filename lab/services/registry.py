@@ -23,8 +23,9 @@ from lab.services.ulogd import Ulogd
 def for_site(site: Site, nodes: Mapping[str, NodeHandle], run_folder: Path) -> list[Service]:
     """The services every lab of `site` runs, in the order they start."""
     # the recorders first: a Python program each, the slowest to be ready
+    # (not the light clients: no probe aims at one, lab.model.scenario)
     services: list[Service] = [Recorder(nodes[n.name], run_folder)
-                               for n in site.nodes if not n.is_router]
+                               for n in site.nodes if not n.is_router and not n.light]
     services += [Ulogd(nodes[router]) for router in site.routers]
     services += [mail.Mail(nodes[role], server)
                  for role, server in mail.servers_for(site).items()]

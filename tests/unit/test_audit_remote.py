@@ -115,9 +115,16 @@ def test_every_command_the_audit_runs_is_on_the_allowlist() -> None:
     "test -e /etc/passwd", "sh -c iptables-save",
     "ip route add default via 192.0.2.1", "ip -json route flush", "ip route show",
     "ip -6 -json route show; reboot", "ip -json route show table all", "ip -4 -json route show",
+    "nft -j flush ruleset", "nft -j list ruleset; reboot", "nft -j -f /tmp/x list ruleset",
+    "nft  -j list ruleset", "nft -j list ruleset > /etc/nftables.conf",
 ])
 def test_nothing_else_is_allowed(command: str) -> None:
     assert not remote.allowed(command)
+
+
+def test_the_audit_reads_the_nft_ruleset_as_json_exactly() -> None:
+    assert facts.NFT_JSON == "nft -j list ruleset" and remote.allowed(facts.NFT_JSON)
+    assert facts.NFT_JSON in facts.OPTIONAL  # a gateway without nft is a fact, not an error
 
 
 def test_the_twin_reads_the_routes_of_both_families() -> None:

@@ -52,7 +52,8 @@ def _folder(tmp_path: Path, spec: str, rules: str | None = RULES) -> Path:
 
 
 def test_builtin_names() -> None:
-    assert scenario.builtin_names() == sorted({*BUILTIN, *TRAPS, *WITHOUT_TRAP})
+    assert scenario.builtin_names() == sorted({*BUILTIN, *TRAPS, *WITHOUT_TRAP,
+                                               "spambot-epidemic"})
 
 
 @pytest.mark.parametrize("name", sorted(TRAPS))
