@@ -310,7 +310,12 @@ def comparison(outcome: ScenarioResult, runs: Sequence[PeerRun]) -> str:
     they differ and why, and the totals as ratios."""
     observed = {_key(r): r for r in outcome.results if r.applicable}
     lines = [f"side by side on {outcome.name}, same lab, same rows, from each row's "
-             "source node (one peer command per row)"]
+             "source node (one peer command per row)",
+             "  nmap -sS -n [-T5] [-6] -p PORT -oX - ADDRESS (host discovery as nmap does "
+             "it by default)",
+             f"  swaks -4|-6 --server ADDRESS/PORT --ehlo {EHLO_NAME} --timeout "
+             f"{SWAKS_TIMEOUT_S}s, the row's TLS, AUTH, --from, --to, and --data - (the "
+             "row's message) or --quit-after RCPT"]
     notes: dict[str, list[str]] = {}
     for kind in ("nmap", SWAKS):
         group = [p for p in runs if p.peer.startswith(kind) and p.row.key() in observed]
