@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench import bench, peers, scale
+from lab.model import scenario
 from lab.model.results import Result, ScenarioResult
 from lab.model.verdict import Verdict
 from lab.services import mail
@@ -150,3 +153,13 @@ def test_the_headline_takes_the_fleet_audit_with_every_gateway_at_once() -> None
                 if f.name.startswith("fleet audit")]
     assert figure.measured == "9.5 s (jobs 20)"
     assert "jobs default: 15.8 s" in scale.fleet_details(fleet)
+
+
+def test_the_large_site_is_found_built_in_or_among_the_examples(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scenario, "builtin_names", lambda: ["fixed-trap"])
+    monkeypatch.setattr(scale, "EXAMPLES", tmp_path)
+    assert scale.site_scenario() is None  # then the headline says: not in this build
+    (tmp_path / scale.SITE_SCENARIO).mkdir()
+    (tmp_path / scale.SITE_SCENARIO / "scenario.yaml").write_text("")
+    assert scale.site_scenario() == str(tmp_path / scale.SITE_SCENARIO)
