@@ -2,7 +2,7 @@
 the families it has, and the firewall logs naming exactly the fifty bots.
 
 One boot (about 10 s on 2 cores, and as long again for the rest); the whole scenario,
-with its trap and 226 probes, is `port25lab verify spambot-epidemic` (about 100 s).
+with its trap and 226 probes, is `port25lab verify examples/spambot-epidemic` (about 100 s).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from lab.model import scenario
 from lab.model.scenario import Scenario
 from lab.runtime import lifecycle
 from lab.runtime.lab import Lab
-from tests.support import leftovers
+from tests.support import PROJECT, leftovers
 
 pytestmark = pytest.mark.lab
 
@@ -64,7 +64,7 @@ print(json.dumps(sorted(answered)))
 
 @pytest.fixture(scope="module")
 def epidemic() -> Iterator[tuple[Scenario, Lab]]:
-    s, _ = scenario.load("spambot-epidemic").with_nflog()
+    s, _ = scenario.load(str(PROJECT / "examples" / "spambot-epidemic")).with_nflog()
     run = lifecycle.new_run()
     try:
         with Lab(s.site, run) as lab:

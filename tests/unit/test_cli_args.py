@@ -26,7 +26,7 @@ BUILTIN = {"false-alarm": "screened-host", "fixed-dmz-block": "dmz",
            "guessing": "screened-host", "seed-dmz-block": "dmz",
            "seed-proxy": "screened-host", "seed-screened-block": "screened-host",
            "seed-teredo-syntax": "screened-host", "seed-trap": "screened-host",
-           "spambot": "screened-host", "spambot-epidemic": "campus",
+           "spambot": "screened-host",
            "weak-password": "screened-host"}
 
 

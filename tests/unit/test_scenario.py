@@ -52,8 +52,7 @@ def _folder(tmp_path: Path, spec: str, rules: str | None = RULES) -> Path:
 
 
 def test_builtin_names() -> None:
-    assert scenario.builtin_names() == sorted({*BUILTIN, *TRAPS, *WITHOUT_TRAP,
-                                               "spambot-epidemic"})
+    assert scenario.builtin_names() == sorted({*BUILTIN, *TRAPS, *WITHOUT_TRAP})
 
 
 @pytest.mark.parametrize("name", sorted(TRAPS))

@@ -11,6 +11,7 @@ from lab.model import scenario, site_file
 from lab.model.scenario import sample
 from lab.model.site import Site
 from lab.model.verdict import Verdict
+from tests.support import PROJECT
 
 SITE = """\
 name: campus
@@ -160,7 +161,7 @@ def test_bad_sampling_is_one_line(tmp_path: Path, change: str, said: str) -> Non
 
 
 def test_the_epidemic_names_fifty_of_a_thousand() -> None:
-    s = scenario.load("spambot-epidemic")
+    s = scenario.load(str(PROJECT / "examples" / "spambot-epidemic"))
     assert len(s.site.clients) == 1000 and len(s.site.light_nodes) == 1000
     assert s.suspects is not None and len(s.suspects) == 50
     bots = {e.source for e in s.expectations if e.verdict == Verdict.BANNED}
