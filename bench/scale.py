@@ -6,11 +6,11 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lab.engine.verify import verify
 from lab.errors import LabFailure
@@ -26,8 +26,7 @@ SITE_SCENARIO = "spambot-epidemic"  # issue 15: 50 of 1000 clients infected
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"  # where it may live instead
 FLEET_MODULE = "lab.audit.fleet"
 FLEET_SIZE = 20
-FLEET_PORT = 2201
-FLEET_SCENARIO = "seed-screened-block"  # the gateways' rules: the published ones
+FLEET_GATEWAYS = "tests.fleet_support"  # the in-lab gateways it is tested against
 FLEET_TIMEOUT_S = 300.0
 NETNS = Path("/run/netns")  # where `ip netns` (and the lab) name namespaces
 
@@ -123,7 +122,7 @@ def site_1000(say: Say) -> SiteFigures | None:
 
 
 def fleet_available() -> bool:
-    return importlib.util.find_spec(FLEET_MODULE) is not None
+    return all(importlib.util.find_spec(m) is not None for m in (FLEET_MODULE, FLEET_GATEWAYS))
 
 
 def machine_memory() -> int:
@@ -143,38 +142,27 @@ class FleetRun:
 
 
 def fleet_20(say: Say) -> list[FleetRun] | None:
-    """The fleet audit over 20 in-lab sshd gateways; None: not in this build.
+    """The fleet audit over 20 in-lab gateways; None: not in this build.
 
-    The gateways are 20 sshd on `gw` of a screened-host lab with the published rules
-    (ports 2201-2220, each its own host key; one auditor key authorized on all): to the
-    audit, 20 gateways to log in to and read, each over its own SSH connection.
+    The gateways are tests/fleet_support.py's: each a network namespace of its own with
+    the correct rules and a private sshd, reached from the auditor's namespace over a
+    management bridge; `port25lab audit` runs there, once with its default `--jobs` and
+    once with all 20 at a time.
     """
     if not fleet_available():
         say(f"fleet audit: {FLEET_MODULE} is not in this build")
         return None
-    from lab.engine.verify import load_policies
-    from lab.services import sshd
+    # imported by name: the module comes with the fleet audit, not in every build
+    fleet_support: Any = importlib.import_module(FLEET_GATEWAYS)
 
-    published = scenario.load(FLEET_SCENARIO)
-    cli = str(Path(sys.executable).parent / "port25lab")
     runs: list[FleetRun] = []
-    with lifecycle.opened() as run, Lab(published.site, run) as lab:
-        load_policies(lab, published)  # as published: its Teredo line fails, as on a router
-        say(f"fleet audit: starting {FLEET_SIZE} sshd on gw")
-        servers = [sshd.serve(lab, "gw", port=FLEET_PORT + n) for n in range(FLEET_SIZE)]
-        key = servers[0].client_key
-        for server in servers[1:]:
-            (server.root / "authorized_keys").write_text(Path(f"{key}.pub").read_text())
-        known = run.folder / "fleet_known_hosts"
-        known.write_text("".join(server.known_hosts.read_text() for server in servers))
-        gw = lab.site.role("gw").address(4)
-        targets = [f"ssh://root@{gw}:{server.port}" for server in servers]
+    say(f"fleet audit: starting {FLEET_SIZE} gateways")
+    with fleet_support.fleet(["correct"] * FLEET_SIZE) as fleet:
+        targets = [m.target for m in fleet.members]
         for jobs in ((), ("--jobs", str(FLEET_SIZE))):
-            argv = [cli, "audit", *targets, "-i", str(key), "--known-hosts", str(known), "-q",
-                    *jobs]
             say(f"fleet audit: {FLEET_SIZE} gateways, jobs {jobs[1] if jobs else 'default'}")
             started = time.perf_counter()
-            status, out, err = lab.exec("client1", argv, timeout=FLEET_TIMEOUT_S)
+            status, out, err = fleet.audit(*targets, "-i", str(fleet.key), "-q", *jobs)
             seconds = time.perf_counter() - started
             if status not in (0, 1):
                 last = (err.strip().splitlines() or ["(no message)"])[-1]
