@@ -160,7 +160,15 @@ def _audit_parser(commands: Any) -> None:
     audit = commands.add_parser(
         "audit", help="read a live gateway over SSH (read-only), check it, and optionally "
                       "replay its rules in a twin lab")
-    audit.add_argument("target", metavar="ssh://USER@HOST[:PORT]", help="the gateway")
+    audit.add_argument("targets", nargs="*", metavar="ssh://USER@HOST[:PORT]",
+                       help="the gateway; several (or ansible://PATTERN, or --inventory): "
+                            "a fleet, audited in parallel into one report")
+    fleet = audit.add_argument_group("a fleet of gateways")
+    fleet.add_argument("--inventory", type=_file_name, metavar="FILE",
+                       help="an Ansible inventory (read by ansible-inventory): its hosts "
+                            "matching the ansible://PATTERN targets, or all of them")
+    fleet.add_argument("--jobs", type=int, default=None, metavar="N",
+                       help="gateways read at once (default 8)")
     audit.add_argument("--mx", metavar="ssh://USER@HOST[:PORT]",
                        help="the mail server: also read its Postfix and Dovecot settings")
     login = audit.add_argument_group("login (password never on the command line)")
@@ -494,7 +502,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from lab.audit.twin import derived_site, parse_mapping, twin_scenario
     from lab.model import scenario
 
-    target = remote.parse_target(args.target)
+    if not args.targets and args.inventory is None:
+        raise BadInput("the following arguments are required: ssh://USER@HOST[:PORT] (or "
+                       "--inventory FILE) (see `port25lab --help`)")
+    if len(args.targets) != 1 or args.targets[0].startswith("ansible:") or args.inventory:
+        return cmd_fleet(args)
+    if args.jobs is not None:
+        raise BadInput("--jobs is for a fleet: give several gateways or --inventory FILE")
+    target = remote.parse_target(args.targets[0])
     mx = remote.parse_target(args.mx, "--mx") if args.mx else None
     requested = _requested(args)
     mapping = parse_mapping(args.map_interface)
@@ -550,6 +565,61 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if any(t.lab_error for t in twins):
         return LAB_FAILED
     return OK if result.passed and all(t.passed for t in twins) else FAILED
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    """`audit` over several gateways: the static checks of each, in parallel, one report."""
+    from lab.audit import fleet, gateway, remote
+
+    for option, given in (("--twin", args.twin), ("--write-site", args.write_site),
+                          ("--map-interface", args.map_interface), ("--mx", args.mx)):
+        if given:
+            raise BadInput(f"{option} is for one gateway; a fleet gets the static checks")
+    jobs = fleet.JOBS if args.jobs is None else args.jobs
+    if not 1 <= jobs <= fleet.MAX_JOBS:
+        raise BadInput(f"--jobs must be a number 1-{fleet.MAX_JOBS} (given {jobs})")
+    requested = _requested(args)
+    if not 0 < args.timeout <= remote.MAX_COMMAND_TIMEOUT:  # also false for nan
+        raise BadInput(f"--timeout must be a positive number of seconds, at most "
+                       f"{remote.MAX_COMMAND_TIMEOUT:g} (given {args.timeout:g})")
+    _reports(args)
+    _apart(("--json", args.json), ("--junit", args.junit), ("--html", args.html))
+    for identity in args.identity:
+        if not identity.is_file():
+            raise BadInput(f"--identity {identity}: no such key file")
+    trust = remote.Trust(args.known_hosts or remote.default_known_hosts(),
+                         tuple(args.accept_host_key))
+    plain = [t for t in args.targets if not t.startswith("ansible:")]
+    patterns = [fleet.parse_ansible(t, args.inventory) for t in args.targets
+                if t.startswith("ansible:")]
+    if args.inventory is not None and not patterns:
+        patterns = [("all", args.inventory)]
+    targets = [remote.parse_target(t) for t in plain]  # every target checked before any login
+    password = remote.password_from(args.password_env, args.password_prompt,
+                                    "the fleet's gateways")
+    login = remote.Login(tuple(args.identity), args.agent, password)
+    members = [fleet.Member(str(t), gateway.Access(t, login, trust, None, args.timeout))
+               for t in targets]
+    for pattern, path in patterns:
+        members += fleet.from_inventory(pattern, path, login, trust, args.timeout)
+    members = fleet.unique(members)
+    say = Progress(args.quiet, args.verbose)
+    finished: list[Any] = []
+
+    def done(one: Any) -> None:
+        finished.append(one)
+        say(f"audit {len(finished)}/{len(members)}: {one.name} {one.status}")
+
+    with say:
+        result = fleet.audit(members, requested, jobs, done)
+    print(fleet.table(result), flush=True)
+    if not _write([
+            ("--json", args.json, lambda p: fleet.write_json(p, result)),
+            ("--junit", args.junit, lambda p: fleet.write_junit(p, result)),
+            ("--html", args.html, lambda p: _html().write_html(
+                p, [], _record(args, []), fleet=result))]):
+        return BAD_INPUT
+    return OK if result.passed else FAILED
 
 
 def _write_site(path: Path, site: Any, result: Any, scenario: str | None,

@@ -9,6 +9,7 @@ typed requests and answers the lab sends and reads).
 from __future__ import annotations
 
 import json
+import os
 import select
 import socket
 import sys
@@ -23,6 +24,7 @@ from scapy.layers.l2 import Ether
 from probes.dialogue import Transcript, run
 from probes.guessing import NotAuthorised, guess
 from probes.requests import (
+    STOP,
     AgentError,
     ConnectRequest,
     GuessAnswer,
@@ -44,8 +46,38 @@ PACKET_OUTGOING = 4
 _ICMP4 = {3: "unreachable", 11: "time-exceeded"}
 
 
+class Lines:
+    """Standard input's lines, read unbuffered: select() on it then tells the truth."""
+
+    def __init__(self, fd: int = 0) -> None:
+        self.fd = fd
+        self.buffer = b""
+        self.closed = False
+
+    def stopped(self) -> bool:
+        """Read what came; True (and it is taken) if the next line is the lab's STOP."""
+        chunk = os.read(self.fd, 65536)
+        self.buffer += chunk
+        self.closed = not chunk
+        if self.buffer.startswith(STOP.encode() + b"\n"):
+            self.buffer = self.buffer[len(STOP) + 1:]
+            return True
+        return False
+
+    def next(self) -> str | None:
+        """The next line (None at the end)."""
+        while b"\n" not in self.buffer:
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.decode()
+
+
 class Agent:
-    def __init__(self) -> None:
+    def __init__(self, lines: Lines | None = None) -> None:
+        self.lines = lines
         self.listen = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         self.listen.setblocking(False)
         self.raw = {4: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW),
@@ -78,9 +110,15 @@ class Agent:
                      relay: str | None = None) -> PacketAnswer:
         deadline = time.monotonic() + wait
         while (left := deadline - time.monotonic()) > 0:
-            ready, _, _ = select.select([self.listen], [], [], left)
+            lines = self.lines if self.lines is not None and not self.lines.closed else None
+            waited: list[int] = [self.listen.fileno(), *([lines.fd] if lines else [])]
+            ready, _, _ = select.select(waited, [], [], left)
             if not ready:
                 break
+            if lines is not None and lines.fd in ready:
+                if lines.stopped():  # the lab saw the kernel drop it: no answer can come
+                    break
+                continue
             try:
                 frame, addr = self.listen.recvfrom(65535)
             except BlockingIOError:
@@ -195,9 +233,12 @@ def _since(start: float) -> float:
 
 
 def main() -> int:
-    agent = Agent()
+    lines = Lines()
+    agent = Agent(lines)
     print(json.dumps({"ready": True}), flush=True)
-    for line in sys.stdin:
+    while (line := lines.next()) is not None:
+        if line.strip() == STOP:
+            continue  # it came after the answer: nothing was waiting any more
         try:
             said = agent.answer(parse_request(line))
         except AgentError as exc:

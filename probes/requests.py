@@ -21,6 +21,10 @@ from probes.dialogue import Dialogue, Transcript
 
 A = TypeVar("A")
 
+# The lab's line while a packet probe waits: the kernel dropped the probe's packet (its
+# trace says so), no answer can come; the agent stops waiting and answers "none".
+STOP = "stop"
+
 
 class AgentError(ValueError):
     """The agent could not carry out a request (it says why), or answered nonsense."""

@@ -5,7 +5,10 @@ The lab is the gateway's own network where the audit could derive it
 else the scenario's site. The rules are loaded line by line (a chain policy, a
 user chain, a rule each an iptables command), not with iptables-restore:
 restore is all-or-nothing per table, and the report must say which collected
-lines did not load in the lab and why. Interface names are mapped from the
+lines did not load in the lab and why. Where the audit collected an nft ruleset
+(`nft list ruleset`), its native tables (those iptables-save does not show) are
+replayed with `nft -f`, each rule nft refuses left out and reported by its line
+(lab.netfilter.policy.load_ruleset). Interface names are mapped from the
 gateway's to the lab's where they differ (`--map-interface`). Then the
 scenario's own probe matrix runs on them: no packet ever goes to the production
 network.
@@ -23,7 +26,7 @@ from lab.compliance.addressing import Addressing, Requested
 from lab.errors import BadInput
 from lab.model.scenario import Expectation, Scenario
 from lab.model.site import Site
-from lab.netfilter import save
+from lab.netfilter import nft, save
 from lab.netfilter.family import family as ip_family
 from lab.netfilter.policy import PolicyFile
 from lab.netfilter.script import Command
@@ -44,7 +47,10 @@ def parse_mapping(items: list[str]) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Replay:
-    """The collected rules as the lab will load them, and what the lab notes about them."""
+    """The collected rules as the lab will load them, and what the lab notes about them.
+
+    `policies`: by family (4, 6: iptables'), and 0 for the native nft tables, if any.
+    """
 
     policies: dict[int, PolicyFile]
     notes: tuple[str, ...]
@@ -118,7 +124,42 @@ def replay(facts: Facts, scenario: Scenario, mapping: dict[str, str]) -> Replay:
                              f"{router} does not have ({', '.join(sorted(lab_interfaces))}): "
                              f"they never match there; map it with --map-interface "
                              f"{name.rstrip('+')}=LAB")
+    native = native_ruleset(facts, mapping)
+    if native is not None:
+        policies[0] = PolicyFile(native.path, "nft", ruleset=native, replay=True)
+        for name in sorted(nft.interfaces(native.text)):
+            base = name.rstrip("*")
+            if base not in lab_interfaces and not (name.endswith("*") and any(
+                    i.startswith(base) for i in lab_interfaces)):
+                notes.append(f"{native.file}: rules name interface {name}, which the lab's "
+                             f"{router} does not have ({', '.join(sorted(lab_interfaces))}): "
+                             f"they never match there; map it with --map-interface "
+                             f"{base}=LAB")
     return Replay(policies, tuple(notes))
+
+
+def native_ruleset(facts: Facts, mapping: dict[str, str]) -> nft.Ruleset | None:
+    """The gateway's nft tables that iptables-save does not show, as a replay; None if none.
+
+    The tables iptables-save prints are iptables' own (replayed as iptables commands
+    above); every other table of `nft list ruleset` is native nftables.
+    """
+    collected = facts.nft
+    if collected is None or not collected.ok or not collected.stdout.strip():
+        return None
+    source = f"{facts.gateway} {collected.command}"
+    ruleset = nft.from_text(source, collected.stdout)
+    xtables = {(name, table) for name, family in (("ip", 4), ("ip6", 6))
+               for table in save_tables(facts.rules(family))}
+    native = nft.without_tables(ruleset, xtables)
+    if not nft.tables(native.text):
+        return None
+    return nft.mapped(native, mapping)
+
+
+def save_tables(text: str) -> set[str]:
+    """The tables a save dump holds (`*filter` …)."""
+    return {line[1:].strip() for _, line, _ in save.lines(text) if line.startswith("*")}
 
 
 def twin_scenario(facts: Facts, scenario: Scenario, mapping: dict[str, str],
@@ -131,9 +172,10 @@ def twin_scenario(facts: Facts, scenario: Scenario, mapping: dict[str, str],
     if site is not None:
         scenario, notes = on_site(scenario, site)
     collected = replay(facts, scenario, mapping)
-    twin = scenario
-    for family, policy in collected.policies.items():
-        twin = twin.with_rules(family, policy)
+    # the gateway's whole policy replaces the scenario's (also an nft ruleset for both
+    # families); the native nft tables, for both families, load last
+    twin = scenario.with_policy(tuple(collected.policies[f] for f in (4, 6, 0)
+                                      if f in collected.policies))
     return (replace(twin, name=f"{scenario.name} twin of {facts.gateway}"),
             notes + collected.notes)
 

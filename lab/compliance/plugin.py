@@ -2,8 +2,11 @@
 
 Every pytest run in the environment loads it, so it is inert: options under
 their own `--port25lab-` prefix (testinfra's stay as they are), fixtures named
-`port25lab_*` that only the compliance tests ask for, no hooks, no imports of
-SSH code until a compliance test runs.
+`port25lab_*` that only the compliance tests ask for, no imports of SSH code
+until a compliance test runs; with pytest-xdist's `--dist loadgroup` only, a
+scheduler that sends all tests of one gateway to one worker (so that a fleet
+under `-n 4` reads each gateway once: its facts are a module-scoped fixture,
+which every worker would read again).
 
 A gateway given as `paramiko://` (testinfra's paramiko backend) is read with
 the audit's own backend instead, because testinfra's accepts any host key:
@@ -14,6 +17,7 @@ itself) are used as they are, with the allowlist and a deadline per command.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,12 +50,51 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="deadline for each remote command (default: %(default)s s)")
 
 
+# a compliance test's node id: the gateway is its test id's first part (testinfra's)
+_GATEWAY_TEST = re.compile(r"(?:^|/)test_gateway\.py::test_\w+\[(?P<host>.+?)(?:-v[46])?\]$")
+
+
+def gateway_of(nodeid: str) -> str | None:
+    """The gateway a compliance test reads (as testinfra names it), or None for other tests."""
+    found = _GATEWAY_TEST.search(nodeid)
+    return found.group("host") if found else None
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, which may not be installed
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup`: all compliance tests of one gateway on one worker.
+
+    xdist groups by the `xdist_group` mark, which it appends to the node id; pytest
+    9.2's node ids can no longer be changed, so the scheduler groups them here
+    instead (other tests keep loadgroup's grouping).
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class PerGateway(LoadGroupScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            host = gateway_of(nodeid)
+            return f"port25lab gateway {host}" if host else str(super()._split_scope(nodeid))
+
+    return PerGateway(config, log)
+
+
 def _reader(host: Any, config: pytest.Config) -> Any:
-    """The host to read: the audit's own backend in place of testinfra's paramiko one."""
+    """The host to read: the audit's own backend in place of testinfra's paramiko one.
+
+    An `ansible://` host is the connection testinfra opens for it from the inventory
+    (its paramiko one replaced the same way), unless `--force-ansible` runs Ansible.
+    """
     import getpass
 
     from lab.audit import remote
 
+    backend = host.backend
+    if backend.get_connection_type() == "ansible" and not backend.force_ansible:
+        inner = backend.ansible_runner.get_host(backend.host, ssh_config=backend.ssh_config,
+                                                ssh_identity_file=backend.ssh_identity_file)
+        return host if inner is None else _reader(inner, config)
     if host.backend.get_connection_type() != "paramiko" or isinstance(
             host.backend, remote.ReadOnlyBackend):
         return host

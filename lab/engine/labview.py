@@ -7,12 +7,13 @@ engine's ladders run in milliseconds without namespaces.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 from lab.model.evidence import Sighting
 from lab.model.site import Site
+from lab.netfilter.counters import Hit
 from lab.netfilter.rules import Rule
 from lab.runtime.lifecycle import Run
 from lab.services import mail as mail_service
@@ -25,8 +26,25 @@ A = TypeVar("A")
 class Agent(Protocol):
     """The probe agent of one node."""
 
-    def ask(self, request: Request[A], timeout: float) -> A:
-        """Send `request`; its answer within `timeout` seconds (else LabFailure)."""
+    def ask(self, request: Request[A], timeout: float,
+            stop_when: Callable[[], bool] | None = None) -> A:
+        """Send `request`; its answer within `timeout` seconds (else LabFailure).
+
+        `stop_when()` true while it waits: no answer can come, the agent answers now.
+        """
+
+
+class PacketWatch(Protocol):
+    """The kernel's own record of the rules one probe's packets met (nftables traces)."""
+
+    def begin(self) -> None:
+        """What the routers traced before now is not this probe's."""
+
+    def dropped_silently(self) -> bool:
+        """A router dropped one of its packets without answering (as read so far)."""
+
+    def hits(self) -> list[Hit]:
+        """Every router's trace read to now: the rules its packets met."""
 
 
 class FarSideView(Protocol):
@@ -67,6 +85,9 @@ class LabView(Protocol):
 
     def rules(self, family: int) -> list[Rule]:
         """Every router's (and trap node's) rules with their counters, for one family."""
+
+    def packet_evidence(self, tag: int) -> PacketWatch | None:
+        """The routers' traces of the packets tagged `tag` (None: counters only)."""
 
     def exec(self, role: str, argv: list[str], stdin: str | None = None,
              timeout: float = 30) -> tuple[int, str, str]: ...

@@ -125,8 +125,9 @@ def probe_once(lab: LabView, expectation: Expectation, sport: int,
         return result(path.verdict, path.rule, path.detail)
     token = f"port25lab-{lab.run.prefix}-{sport}"
     talk = dialogue_for(probe, lab, expectation.target, family, token)
-    # counters from before the dialogue: a relay starts as soon as DATA is accepted
-    before = lab.rules(family)
+    # counters from before the dialogue: a relay starts as soon as DATA is accepted (only
+    # a mail probe's delivery reads them)
+    before = lab.rules(family) if probe.kind.sends_mail and not probe.kind.identifies_only else []
     said = SmtpTranscript.from_agent(lab.agent(expectation.source).ask(
         SmtpRequest(net.reached.address, probe.port, talk, DIALOGUE_TIMEOUT),
         timeout=DIALOGUE_TIMEOUT * 4))

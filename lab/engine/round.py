@@ -1,7 +1,15 @@
-"""One evidence round: the routers' counters around the sender's request, and the far side.
+"""One evidence round: the rules the probe's packets met around the sender's request, and
+the far side.
 
-    counters → ask the agent → counters → (silence no rule explains: ask again,
-    waiting longer) → the far side's record of the packet
+    trace (or counters) → ask the agent → trace read to now (or counters) → (silence no
+    rule explains: ask again, waiting longer) → the far side's record of the packet
+
+A probe whose packets carry its tag (a SYN, a DNS query, a crafted tunnel packet)
+is followed by the kernel's trace of exactly those packets on every router
+(lab.runtime.tracer): the rules they met, in nft's order, with the kernel's
+verdicts; a silent drop ends the sender's wait at once, since no answer can come.
+A connection the kernel makes (over a real Teredo tunnel) and a guessing ladder
+carry no tag: the routers' counters before and after tell.
 
 Every probe kind gathers its evidence this way (a SYN, a DNS query, a crafted
 tunnel packet, a connection over a real Teredo tunnel, a whole guessing ladder);
@@ -19,10 +27,14 @@ from lab.engine.labview import LabView
 from lab.errors import LabFailure
 from lab.model.evidence import Sighting
 from lab.netfilter.counters import Hit, hits
+from lab.netfilter.rules import Rule
 from probes.registry import FarSideKind
 from probes.requests import Answer, Request
 
 S = TypeVar("S", bound=Answer)
+# far-side kinds whose packets carry the probe's tag where the routers' traces see it: a
+# port of the lab's probe range (lab.netfilter.trace.PROBE_PORTS), or the IPv4 id (6in4)
+TAGGED: frozenset[FarSideKind] = frozenset({"tcp", "udp", "6in4"})
 
 
 @dataclass(frozen=True)
@@ -60,16 +72,27 @@ def evidence_round(lab: LabView, source: str, request: Request[S], counters: int
     `patience` is how long the agent may take to answer at all.
     """
     agent = lab.agent(source)
-    before = lab.rules(counters)
+    tagged = far_side is not None and far_side.kind in TAGGED
+    watch = lab.packet_evidence(far_side.sport) if far_side is not None and tagged else None
+    before: list[Rule] = []
+    if watch is not None:
+        watch.begin()
+    else:
+        before = lab.rules(counters)
+
+    def read() -> list[Hit]:
+        return watch.hits() if watch is not None else hits(before, lab.rules(counters))
+
+    stop_when = watch.dropped_silently if watch is not None else None
     started = time.monotonic()
-    answer = agent.ask(request.waiting(first_wait), timeout=patience)
+    answer = agent.ask(request.waiting(first_wait), timeout=patience, stop_when=stop_when)
     asked = time.monotonic() - started
-    rule_hits = hits(before, lab.rules(counters))
+    rule_hits = read()
     if second_wait is not None and answer.silent and not _dropped(rule_hits):
         started = time.monotonic()
-        answer = agent.ask(request.waiting(second_wait), timeout=patience)
+        answer = agent.ask(request.waiting(second_wait), timeout=patience, stop_when=stop_when)
         asked += time.monotonic() - started
-        rule_hits = hits(before, lab.rules(counters))
+        rule_hits = read()
     sightings: list[Sighting] = []
     if far_side is not None:
         if lab.far_side is None:

@@ -3,9 +3,10 @@
 The sites drawn (lab.html_report.diagram), per scenario the verdict matrix with
 its evidence under each cell, the deciding rules, the load errors linked to the
 rows they may explain, suspects and bans, the policy files line by line; the
-run's version, start, command and times; for `audit`, its findings. Rendered
-by Jinja2 with autoescape on (rule texts, banners and file names are untrusted);
-CSS, script and SVG are inline: opening it needs no network.
+run's version, start, command and times; for `audit`, its findings (for a fleet,
+a row per gateway, then each gateway's). Rendered by Jinja2 with autoescape on
+(rule texts, banners and file names are untrusted); CSS, script and SVG are
+inline: opening it needs no network.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from lab.model.site import Site
 from lab.model.verdict import Verdict
 
 if TYPE_CHECKING:
+    from lab.audit.fleet import FleetResult
     from lab.audit.gateway import AuditResult
 
 # what each verdict means (DESIGN.md's table), for the legend
@@ -61,8 +63,11 @@ def _environment() -> Environment:
 
 
 def render(ran: Sequence[tuple[Scenario | None, ScenarioResult]], record: RunRecord | None,
-           audit: AuditResult | None = None) -> str:
-    """The page: each scenario as it was asked for (None: not known) and what it found."""
+           audit: AuditResult | None = None, fleet: FleetResult | None = None) -> str:
+    """The page: each scenario as it was asked for (None: not known) and what it found.
+
+    `fleet`: a fleet audit's gateways, a summary row each, then each one's findings.
+    """
     sites: dict[str, Drawn] = {}
     views: list[ScenarioView] = []
     for number, (scenario, result) in enumerate(ran):
@@ -77,12 +82,13 @@ def render(ran: Sequence[tuple[Scenario | None, ScenarioResult]], record: RunRec
         views.append(scenario_view(number, scenario, result,
                                    record.scenario(number) if record else None, anchor))
     return _environment().get_template("report.html.j2").render(
-        scenarios=views, sites=list(sites.values()), run=record, audit=audit,
+        scenarios=views, sites=list(sites.values()), run=record, audit=audit, fleet=fleet,
         meaning=MEANING, passed=sum(v.result.passed for v in views))
 
 
 def write_html(path: Path, ran: Sequence[tuple[Scenario | None, ScenarioResult]],
-               record: RunRecord | None, audit: AuditResult | None = None) -> None:
+               record: RunRecord | None, audit: AuditResult | None = None,
+               fleet: FleetResult | None = None) -> None:
     """Rendered first, then written: a failure cannot leave half a page."""
-    page = render(ran, record, audit)
+    page = render(ran, record, audit, fleet)
     path.write_text(page, encoding="utf-8")

@@ -17,17 +17,21 @@ rules it out):
   line (a jump to a chain of the policy's own, a chain policy) may explain any.
 
 A save file is restored as a whole, so a line of it that fails leaves all of it
-unloaded: it explains every failing row of its family. A row whose verdict is
+unloaded: it explains every failing row of its family; so does an nft ruleset
+(`nft -f` is atomic), for each family it holds, and an nft call of a script (its
+words are not read here). A row whose verdict is
 `error` is never explained by a policy (the lab could not decide), nor is a row
 that passed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from lab.model.results import Result
 from lab.model.verdict import Verdict
+from lab.netfilter import script
+from lab.netfilter.nft import Ruleset
 from lab.netfilter.policy import LoadError, PolicyFile, shown
 from lab.netfilter.rules import LOGGING, REWRITES, TERMINAL_DROPS, target_of
 from probes.registry import PROBES
@@ -87,8 +91,24 @@ def explained(error: LoadError, policies: Sequence[PolicyFile],
     for policy in policies:
         if policy.kind == "save" and shown(policy.path) == error.file:
             return tuple(r for r in results if explains(None, policy.save_family, r))
+        if policy.ruleset is not None and _names(policy.ruleset, error):
+            return _any_of(policy.families, results)
         for command in policy.commands:
+            if command.ruleset is not None and _names(command.ruleset, error):
+                return _any_of(script.families_of(command), results)
             if (command.file, command.line) == (error.file, error.line):
+                if script.is_nft(command):
+                    return _any_of(script.families_of(command), results)
                 return tuple(r for r in results
                              if explains(command.argv, command.family, r))
     return ()
+
+
+def _names(ruleset: Ruleset, error: LoadError) -> bool:
+    """The error is one of the ruleset's files (an included one too)."""
+    return error.file in {file for file, _ in ruleset.origins}
+
+
+def _any_of(families: Iterable[int], results: Sequence[Result]) -> tuple[Result, ...]:
+    wanted = set(families)
+    return tuple(r for r in results if any(explains(None, f, r) for f in wanted))

@@ -112,6 +112,12 @@ class Scenario:
         """This scenario with the policy router's rules of one family replaced."""
         router = self.site.policy_router
         other = ip_family(family).other.version
+        whole = next((p for p in self.policies.get(router, ())
+                      if p.kind == "nft" and len(p.families) > 1), None)
+        if whole is not None:  # its inet tables cannot be split by family
+            raise BadInput(f"scenario {self.name}: {router}'s policy "
+                           f"{userfiles.shown(whole.path)} is an nft ruleset for both "
+                           f"families: replace it whole with --rules FILE, not --rules-v{family}")
         kept = tuple(p.only(other) for p in self.policies.get(router, ()))
         kept = tuple(p for p in kept if not p.empty)
         return replace(self, policies={**self.policies, router: (*kept, policy.only(family))})

@@ -19,10 +19,15 @@ def parse_save(router: str, family: int, text: str) -> list[Rule]:
 
 @dataclass(frozen=True)
 class Hit:
-    """A rule whose counter moved during a probe, by how many packets."""
+    """A rule a probe's packets met: by its counter's delta, or by the kernel's trace.
+
+    `verdict` is the kernel's verdict for the packet where a trace says it
+    (accept, drop, jump X, …; a verdict map's rule is cited with it).
+    """
 
     rule: Rule
     packets: int
+    verdict: str = ""
 
 
 def hits(before: list[Rule], after: list[Rule]) -> list[Hit]:

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
-from lab.netfilter import save
+from lab.netfilter import nft, save
 from lab.netfilter.policy import PolicyFile
 from lab.netfilter.rules import words_of
-from lab.netfilter.script import Command
+from lab.netfilter.script import Command, is_nft
 from lab.userfiles import shown
 
 GROUP = 25
@@ -50,9 +50,27 @@ def as_nflog(policy: PolicyFile) -> tuple[PolicyFile, list[str]]:
     The notes a script's reading left (lines the lab does not run) come first.
     """
     notes: list[str] = list(policy.notes)
+    if policy.kind == "nft":
+        if policy.ruleset is None:
+            return policy, notes
+        ruleset, said = _nft_logs(policy.ruleset)
+        return replace(policy, ruleset=ruleset), notes + said
     if policy.kind == "script":
         commands: list[Command] = []
         for cmd in policy.commands:
+            if cmd.ruleset is not None:
+                ruleset, said = _nft_logs(cmd.ruleset)
+                notes += said
+                commands.append(replace(cmd, ruleset=ruleset))
+                continue
+            if is_nft(cmd):  # `nft add rule … log …`: its words as one nft command
+                words = " ".join(cmd.argv[1:])
+                ruleset, said = _nft_logs(nft.Ruleset(policy.path, words,
+                                                      ((cmd.file, cmd.line),)))
+                notes += said
+                commands.append(replace(cmd, argv=(cmd.argv[0], ruleset.text)) if said
+                                else cmd)
+                continue
             argv = nflog_argv(cmd.argv)
             if argv is None:
                 commands.append(cmd)
@@ -72,3 +90,14 @@ def as_nflog(policy: PolicyFile) -> tuple[PolicyFile, list[str]]:
         # without -c, which alone reads them)
         text[number - 1] = " ".join(f'"{w}"' if " " in w or not w else w for w in argv)
     return replace(policy, save_text="\n".join(text) + "\n"), notes
+
+
+def _nft_logs(ruleset: nft.Ruleset) -> tuple[nft.Ruleset, list[str]]:
+    """An nft ruleset with its `log` statements sent to the router's ulogd2, and a note each."""
+    new, lines = nft.logs_to_group(ruleset, GROUP)
+    notes = []
+    for line in dict.fromkeys(lines):
+        file, at = ruleset.where(line)
+        notes.append(f"{file}:{at}: log run as log group {GROUP} (log is silent in a "
+                     "namespace)")
+    return new, notes

@@ -18,6 +18,7 @@ longer comments silently), so a long file name loses its beginning
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import urllib.parse
@@ -39,10 +40,13 @@ _COMMANDS = {"-A": "-A", "--append": "-A", "-I": "-I", "--insert": "-I", "-R": "
 _CHAIN_COMMANDS = {"-F": "-F", "--flush": "-F", "-E": "-E", "--rename-chain": "-E"}
 
 
-def tag(file: str, line: int) -> str:
-    """The comment that says where a rule was written: `p25:FILE:LINE`, at most LIMIT bytes."""
+def tag(file: str, line: int, limit: int = LIMIT) -> str:
+    """The comment that says where a rule was written: `p25:FILE:LINE`, at most `limit` bytes.
+
+    (An nft rule comment holds 128 bytes: lab.netfilter.nft gives its limit.)
+    """
     pieces = [_quoted(c) for c in file]  # by character: a cut never splits one
-    budget = LIMIT - len(PREFIX) - len(f":{line}")
+    budget = limit - len(PREFIX) - len(f":{line}")
     if sum(map(len, pieces)) > budget:
         budget -= len(_quoted(_SHORTENED))
         kept: list[str] = []
@@ -55,6 +59,7 @@ def tag(file: str, line: int) -> str:
     return f"{PREFIX}{''.join(pieces)}:{line}"
 
 
+@functools.lru_cache(maxsize=4096)  # a tag per rule, quoted by character: thousands a file
 def _quoted(text: str) -> str:
     # surrogateescape: a file name that is no UTF-8 keeps its bytes
     return urllib.parse.quote(text, safe=_SAFE, errors="surrogateescape")
@@ -68,6 +73,17 @@ def untag(text: str) -> tuple[str, str]:
     rest = (text[:found.start()] + text[found.end():]).strip()
     file = urllib.parse.unquote(found.group(2), errors="surrogateescape")
     return rest, f"{file}:{found.group(3)}"
+
+
+_WHOLE_TAG = re.compile(re.escape(PREFIX) + r'([A-Za-z0-9%' + re.escape(_SAFE) + r']*):(\d+)')
+
+
+def source(comment: str) -> str:
+    """The `FILE:LINE` a comment that is the lab's tag names ('' if it is not one)."""
+    found = _WHOLE_TAG.fullmatch(comment)
+    if found is None:
+        return ""
+    return f"{urllib.parse.unquote(found.group(1), errors='surrogateescape')}:{found.group(2)}"
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
 """Policies: a router's rules as a file in one of the netfilter dialects, read and applied.
 
-`read_policy` tells the dialects apart (lab.netfilter.script, lab.netfilter.save)
-and `apply_policy` loads one on a router. A script is run command by command,
+`read_policy` tells the dialects apart (lab.netfilter.script, lab.netfilter.save,
+lab.netfilter.nft) and `apply_policy` loads one on a router. A script is run command by command,
 exactly as written (plus `-w`, so that parallel calls wait for the xtables lock
 instead of failing). A command that fails is a load error `FILE:LINE: message`;
 the rest still load, as they would on a real router whose boot script has a
-broken line. A save file is restored whole, by the family's restore tool.
+broken line. A save file is restored whole, by the family's restore tool; an nft
+ruleset is loaded whole by `nft -f -` (atomic: on an error nothing of it loads, and
+the error says so).
 
 A policy is untrusted input: a command only ever runs one of the lab's own
 netfilter tools, found by the lab in /sbin or /usr/sbin whatever path the
@@ -22,7 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from lab import userfiles
 from lab.errors import BadInput
-from lab.netfilter import origin, save, script
+from lab.netfilter import nft, origin, save, script
 from lab.netfilter.family import family as ip_family
 from lab.netfilter.script import Command
 from lab.userfiles import shown as shown  # re-exported: reports cite policy files with it
@@ -31,7 +33,8 @@ from lab.userfiles import shown as shown  # re-exported: reports cite policy fil
 # below what would make reading it take long.
 MAX_BYTES = 8 * 1024 * 1024
 _WORDS = userfiles.Words(missing="no such {what}", too_big="over {limit}, too big for a {what}",
-                         binary="binary file, not an iptables script or iptables-save file")
+                         binary="binary file, not an iptables script, iptables-save file "
+                         "or nft ruleset")
 
 
 @dataclass(frozen=True)
@@ -50,20 +53,26 @@ class LoadError:
 
 @dataclass(frozen=True)
 class PolicyFile:
-    """A script of commands, or an iptables-save/ip6tables-save dump of one family."""
+    """A script of commands, an iptables-save/ip6tables-save dump of one family, or an
+    nft ruleset (its includes inlined: lab.netfilter.nft)."""
 
     path: Path
-    kind: str  # "script" or "save"
+    kind: str  # "script", "save" or "nft"
     commands: tuple[Command, ...] = ()
     save_text: str = ""
     family: int | None = None  # set for save files
     notes: tuple[str, ...] = ()  # what of a script the lab does not run (lab.netfilter.script)
+    ruleset: nft.Ruleset | None = None  # set for nft rulesets
+    # a twin's replay of collected rules: what does not load is left out, the rest loads
+    replay: bool = False
 
     @property
     def families(self) -> frozenset[int]:
         if self.kind == "save":
             return frozenset({self.save_family})
-        return frozenset(c.family for c in self.commands)
+        if self.kind == "nft":
+            return self.ruleset.families if self.ruleset is not None else frozenset()
+        return frozenset(f for c in self.commands for f in script.families_of(c))
 
     @property
     def save_family(self) -> int:
@@ -76,10 +85,15 @@ class PolicyFile:
         """The part of this policy that concerns one family."""
         if self.kind == "save":
             return self if self.family == family else replace(self, save_text="", family=family)
-        return replace(self, commands=tuple(c for c in self.commands if c.family == family))
+        if self.kind == "nft":  # an inet table is one for both: the file stays whole
+            return self if family in self.families else replace(self, ruleset=None)
+        return replace(self, commands=tuple(c for c in self.commands
+                                            if family in script.families_of(c)))
 
     @property
     def empty(self) -> bool:
+        if self.kind == "nft":
+            return self.ruleset is None or self.ruleset.empty
         return not self.commands if self.kind == "script" else not self.save_text
 
 
@@ -96,6 +110,13 @@ def read_policy(path: Path, family: int | None = None) -> PolicyFile:
         if family is not None and header not in (None, family):
             raise BadInput(f"{path}: holds IPv{header} rules, given as IPv{family}")
         return PolicyFile(path, "script")
+    if nft.looks_like_nft(text):
+        ruleset = nft.read(path, text)
+        nft.check(ruleset)
+        if family is not None and not ruleset.empty and family not in ruleset.families:
+            raise BadInput(f"{path}: an nft ruleset without IPv{family} tables, given as "
+                           f"IPv{family}")
+        return PolicyFile(path, "nft", ruleset=ruleset)
     if first[1].startswith("*"):  # a table: what iptables-save prints first
         return PolicyFile(path, "save", save_text=text, family=save.check(path, text, family))
     read = script.read_script(path, text)
@@ -111,10 +132,16 @@ def override(path: Path, family: int, other: Path | None) -> tuple[PolicyFile, l
     option, program = f"--rules-v{family}", ip_family(family).tool
     other_family = ip_family(family).other.version
     policy = read_policy(path, family)
+    both = _both_families(policy)
+    if both:
+        raise BadInput(f"{both}: nft rules for IPv4 and IPv6 at once (an inet table, or ip "
+                       f"and ip6 tables) cannot be given as {option}: give the file with "
+                       "--rules FILE (the whole policy)")
+    _flushes_only(policy, family, option)
     own = policy.only(family)
     if own.empty and not policy.empty:
         raise BadInput(f"{path}: has no {program} rules for {option}")
-    left = [c for c in policy.commands if c.family != family]
+    left = [c for c in policy.commands if family not in script.families_of(c)]
     if not left:
         return own, []
     named = ", ".join(f"{c.file}:{c.line}" for c in left[:10])
@@ -124,6 +151,41 @@ def override(path: Path, family: int, other: Path | None) -> tuple[PolicyFile, l
             f"--rules-v{other_family})")
     return own, [f"{option} {shown(path)}: its {len(left)} IPv{other_family} command(s) "
                  f"are left out ({named}{more}): {rest}"]
+
+
+def _flushes_only(policy: PolicyFile, family: int, option: str) -> None:
+    """BadInput where a ruleset given for one family flushes the other's rules too.
+
+    The other family's rules load with it (before or after it): a `flush ruleset` of
+    both would remove them whichever way round.
+    """
+    own = "ip" if family == 4 else "ip6"
+
+    def refused(where: str, said: str) -> BadInput:
+        return BadInput(f"{where}: `{said}` also removes the IPv"
+                        f"{ip_family(family).other.version} rules that load with {option}: "
+                        f"write `{said} {own}`, or give the whole policy with --rules FILE")
+
+    rulesets = [policy.ruleset] if policy.ruleset is not None else [
+        c.ruleset for c in policy.commands if c.ruleset is not None]
+    for ruleset in rulesets:
+        for line, removed in nft.flushes(ruleset.text):
+            if removed - {family}:
+                file, at = ruleset.where(line)
+                raise refused(f"{file}:{at}", "flush ruleset")
+    for cmd in policy.commands:
+        if script.is_nft(cmd) and nft.flushes(" ".join(cmd.argv[1:])) and (
+                nft.flushes(" ".join(cmd.argv[1:]))[0][1] - {family}):
+            raise refused(f"{cmd.file}:{cmd.line}", "nft flush ruleset")
+
+
+def _both_families(policy: PolicyFile) -> str:
+    """Where an nft policy, or an nft call of a script, holds rules of both families ('')."""
+    if policy.kind == "nft":
+        return shown(policy.path) if len(policy.families) > 1 else ""
+    return next((f"{c.file}:{c.line}" for c in policy.commands
+                 if len(script.families_of(c)) > 1 and not (
+                     script.is_nft(c) and nft.flushes(" ".join(c.argv[1:])))), "")
 
 
 # A runner executes argv in the router's namespace, with optional standard input,
@@ -141,9 +203,19 @@ def apply_policy(policy: PolicyFile, run: Runner, tag_sources: bool = False) -> 
     written, and that run's error is the one reported.
     """
     errors: list[LoadError] = []
+    if policy.kind == "nft":
+        if policy.ruleset is None or policy.ruleset.empty:
+            return errors
+        return load_ruleset(policy.ruleset, run, tag_sources, policy.replay)
     if policy.kind == "script":
         tags = origin.ChainTags()
         for cmd in policy.commands:
+            if cmd.ruleset is not None:  # `nft -f FILE` of a file beside the script
+                errors.extend(load_ruleset(cmd.ruleset, run, tag_sources))
+                continue
+            if script.is_nft(cmd):
+                errors.extend(_run_nft(cmd, run, tag_sources))
+                continue
             tool = script.netfilter_tool(cmd.argv[0])
             if tool is None:
                 name = PurePosixPath(cmd.argv[0]).name
@@ -174,6 +246,53 @@ def apply_policy(policy: PolicyFile, run: Runner, tag_sources: bool = False) -> 
                             message, run)
         errors.append(LoadError(shown(policy.path), line, message))
     return errors
+
+
+def load_ruleset(ruleset: nft.Ruleset, run: Runner, tag_sources: bool = False,
+                 replay: bool = False) -> list[LoadError]:
+    """Load an nft ruleset whole (`nft -f -`); its error, naming the file and line nft names.
+
+    `replay` (a twin's collected ruleset): each rule nft refuses is left out and the
+    rest loaded again, each left-out rule an error, until it loads or an error is no
+    rule's (then nothing of it loads, as the error says).
+    """
+    argv = [nft.program(), "-f", "-"]
+    errors: list[LoadError] = []
+    rule_lines = {r.line for r in nft.rules(ruleset.text)} if replay else set()
+    for _ in range(nft.MAX_REPLAYS if replay else 1):
+        status, err = run(argv, nft.tagged(ruleset)) if tag_sources else (1, "")
+        if status != 0:
+            status, err = run(argv, ruleset.text)
+        if status == 0:
+            return sorted(errors, key=lambda e: e.line)
+        failed = {f.line for f in nft.failures(err)}
+        if replay and failed and failed <= rule_lines:
+            for line in sorted(failed):
+                file, at = ruleset.where(line)
+                message = next(f.message for f in nft.failures(err) if f.line == line)
+                errors.append(LoadError(file, at, f"{message} (left out of the replay)"))
+            ruleset = nft.without_lines(ruleset, failed)
+            rule_lines -= failed
+            continue
+        break
+    file, line, message = nft.located(ruleset, err, status)
+    return [LoadError(file, line, f"{message} (nft -f loads a file whole: nothing of "
+                                  f"{ruleset.file} loaded)"), *sorted(errors, key=lambda e: e.line)]
+
+
+def _run_nft(cmd: Command, run: Runner, tag_sources: bool) -> list[LoadError]:
+    """One `nft COMMAND …` call of a script, a rule it adds tagged with the script's line."""
+    argv = [nft.program(), *cmd.argv[1:]]
+    status, err = 1, ""
+    if tag_sources and script.nft_adds_rule(cmd):
+        said = origin.tag(cmd.file, cmd.line, nft.COMMENT_LIMIT)
+        status, err = run([*argv, "comment", f'"{said}"'], None)
+    if status != 0:
+        status, err = run(argv, None)
+    if status == 0:
+        return []
+    found = nft.failures(err)
+    return [LoadError(cmd.file, cmd.line, found[0].message if found else _first_line(err, status))]
 
 
 def _run_tagged(cmd: Command, argv: list[str], tags: origin.ChainTags,

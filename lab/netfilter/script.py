@@ -9,6 +9,11 @@ expanded by the real shell in a sandbox that holds nothing of the host
 and the script line it is on. Which of the two reads a script is decided in one
 place, `read_script`, by content.
 
+A call of `nft` is a command too (NFT): `nft add rule …` runs as written, with the
+lab's nft; `nft -f FILE` of a file beside the script is that ruleset, read
+(lab.netfilter.nft) and loaded in the script's order; a file anywhere else is
+refused, never read.
+
 A command names one of the netfilter tools in PROGRAMS: the lab runs its own
 (`netfilter_tool`), found in TOOL_FOLDERS, never the path a line names. Other
 commands never run on the host: in the sandbox they find nothing, and each is a
@@ -33,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from lab.errors import BadInput
-from lab.netfilter import shell
+from lab.netfilter import nft, shell
 from lab.netfilter.family import FAMILIES
 from lab.netfilter.rules import MAX_LINE, too_long
 from lab.userfiles import shown
@@ -43,6 +48,13 @@ PROGRAMS = {program: f.version for f in FAMILIES for program in f.programs}
 # Where the lab takes them from: /sbin first, the folder the published scripts name
 # (on a merged-/usr system it is /usr/sbin under another name).
 TOOL_FOLDERS = ("/sbin", "/usr/sbin")
+NFT = "nft"
+BOTH = 0  # the family of an nft call for both (an inet table, `flush ruleset`)
+# nft's options that only change what it prints or checks; any other is refused
+_NFT_FLAGS = frozenset({"-a", "--handle", "-e", "--echo", "-n", "--numeric", "-s",
+                        "--stateless", "-N", "--reversedns", "-S", "--service", "-u", "--guid",
+                        "-y", "--numeric-priority", "-p", "--numeric-protocol", "-T",
+                        "--numeric-time", "-t", "--terse", "-j", "--json", "-c", "--check"})
 
 
 @dataclass(frozen=True)
@@ -53,7 +65,22 @@ class Command:
     line: int
     text: str
     argv: tuple[str, ...]
-    family: int
+    family: int  # 4, 6, or BOTH (an nft call for both families)
+    ruleset: nft.Ruleset | None = None  # `nft -f FILE`: the file's ruleset
+
+
+def families_of(command: Command) -> frozenset[int]:
+    return frozenset({4, 6}) if command.family == BOTH else frozenset({command.family})
+
+
+def is_nft(command: Command) -> bool:
+    return PurePosixPath(command.argv[0]).name == NFT
+
+
+def nft_adds_rule(command: Command) -> bool:
+    """An `nft add|insert|replace rule …` call without a comment of its own."""
+    found = nft.rules(" ".join(command.argv[1:]))
+    return len(found) == 1 and not found[0].commented
 
 
 @dataclass(frozen=True)
@@ -83,7 +110,7 @@ def _names_a_tool(pieces: list[str]) -> bool:
     shell. The shell expands a script with any other line.
     """
     words = _joined(pieces).split(None, 1)
-    return (bool(words) and PurePosixPath(words[0]).name in PROGRAMS
+    return (bool(words) and PurePosixPath(words[0]).name in (*PROGRAMS, NFT)
             and not _ASSIGNMENT.match(words[0]))  # IPT=/sbin/iptables sets a variable
 
 
@@ -139,16 +166,52 @@ def _command(path: Path, line: int, text: str) -> Command:
     if len(text) > MAX_LINE:
         raise too_long(path, line)
     words = text.split(None, 1)
-    if not words or PurePosixPath(words[0]).name not in PROGRAMS:
+    if not words or PurePosixPath(words[0]).name not in (*PROGRAMS, NFT):
         raise _not_a_command(path, line)
     try:
         argv = tuple(shlex.split(text, comments=True))
     except ValueError as exc:
         raise BadInput(f"{path}:{line}: cannot parse the command: {exc}") from None
     program = PurePosixPath(argv[0]).name if argv else ""
+    if program == NFT:
+        return nft_command(path, line, text, argv)
     if program not in PROGRAMS:  # quoting changed the first word
         raise _not_a_command(path, line)
     return Command(shown(path), line, text, argv, PROGRAMS[program])
+
+
+def nft_command(path: Path, line: int, text: str, argv: tuple[str, ...]) -> Command:
+    """A script's `nft …` call; `nft -f FILE` of a file beside the script is read here.
+
+    A file anywhere else is refused without being opened: the lab reads only the
+    files a user gives and those beside them.
+    """
+    words = list(argv[1:])
+    file: str | None = None
+    while words and words[0].startswith("-"):
+        word = words.pop(0)
+        if word in ("-f", "--file") or word.startswith("--file="):
+            file = word.partition("=")[2] if "=" in word else (words.pop(0) if words else "")
+        elif word not in _NFT_FLAGS:
+            raise BadInput(f"{path}:{line}: nft {word}: an option the lab does not run (it "
+                           "runs nft commands and `nft -f FILE` of a file beside the script)")
+    if file is None:
+        nft.no_include(f"{path}:{line}", " ".join(words))
+        found = nft.command_families(["nft", *words])
+        return Command(shown(path), line, text, argv,
+                       next(iter(found)) if len(found) == 1 else BOTH)
+    said = f"{path}:{line}: nft -f {file}"
+    if words:
+        raise BadInput(f"{said}: give the file alone (nft -f FILE), not with a command")
+    if file in ("", "-", "/dev/stdin"):
+        raise BadInput(f"{said}: a ruleset from standard input is not read: put it in a file "
+                       "beside the script and load it with nft -f FILE")
+    target = nft.beside(f"{path}:{line}", f"nft -f {file}", file, path.parent.resolve())
+    ruleset = nft.read(target)
+    nft.check(ruleset)
+    found = ruleset.families
+    return Command(shown(path), line, text, argv,
+                   next(iter(found)) if len(found) == 1 else BOTH, ruleset)
 
 
 def _not_a_command(path: Path, line: int) -> BadInput:
@@ -178,7 +241,7 @@ _NOT_A_FIRST_WORD = frozenset({"if", "then", "else", "elif", "do", "while", "unt
 def expand_script(path: Path, text: str) -> Script:
     """The commands of a script as the shell expands it (lab.netfilter.shell); BadInput if bad."""
     source = re.sub(r"\r$", "", text, flags=re.MULTILINE)  # CRLF: the fast path's reading
-    trace = shell.expand(source, path.name, PROGRAMS, _paths_named(source))
+    trace = shell.expand(source, path.name, (*PROGRAMS, NFT), _paths_named(source))
     if trace.stopped == "time":
         raise BadInput(f"{path}: still running after {shell.TIME_LIMIT:g} s when the lab "
                        "expands it (an endless loop?): a policy script must end")
@@ -203,6 +266,9 @@ def expand_script(path: Path, text: str) -> Script:
         if "-C" in call.argv or "--check" in call.argv:
             notes.append((line, f"{name} -C is answered 'no such rule' (the lab reads a script "
                                 "before any rule is loaded): not loaded"))
+            continue
+        if name == NFT:
+            commands.append(nft_command(path, line, _text_at(lines, line), call.argv))
             continue
         commands.append(Command(shown(path), line, _text_at(lines, line), call.argv,
                                 PROGRAMS[name]))
@@ -244,7 +310,7 @@ def _paths_named(source: str) -> tuple[str, ...]:
     script: only the name counts.
     """
     found = {word for word in _PATH_WORD.findall(source)
-             if PurePosixPath(word).name in PROGRAMS
+             if PurePosixPath(word).name in (*PROGRAMS, NFT)
              and str(PurePosixPath(word).parent) not in shell.FOLDERS}
     return tuple(sorted(found))
 
@@ -257,7 +323,7 @@ def _complaint(message: str) -> tuple[str, str]:
     if missing:
         target, reason = missing.groups()
         name = PurePosixPath(target).name
-        if name in PROGRAMS and reason == "No such file or directory":
+        if name in (*PROGRAMS, NFT) and reason == "No such file or directory":
             return (f"calls {name} by a path where the lab does not have it: call it by name "
                     f"or from {', '.join(shell.FOLDERS)}", "")
         if not _PATH.fullmatch(target):

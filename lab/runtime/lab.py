@@ -14,21 +14,23 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from lab.errors import LabFailure
 from lab.model.evidence import Sighting
 from lab.model.site import Site
-from lab.netfilter.counters import parse_save
+from lab.netfilter import trace
+from lab.netfilter.counters import Hit, parse_save
 from lab.netfilter.family import family as ip_family
 from lab.netfilter.rules import Rule
 from lab.runtime import lifecycle
 from lab.runtime.handle import PROJECT_ROOT as PROJECT_ROOT
 from lab.runtime.handle import NodeHandle, project_env
 from lab.runtime.lifecycle import Run
+from lab.runtime.tracer import NodeTracer, Tracer
 from lab.services import registry, trap
 from lab.services import service as service_lifecycle
 from lab.services.mail import Instance as MailInstance
@@ -36,10 +38,11 @@ from lab.services.mail import Mail, MailServer
 from lab.services.recording import Recorder
 from lab.services.service import Service
 from lab.services.ulogd import Ulogd
-from probes.requests import AgentError, Request, parse_answer
+from probes.requests import STOP, AgentError, Request, parse_answer
 
 A = TypeVar("A")
 S = TypeVar("S", bound=Service)
+STOP_POLL = 0.0005  # s: how often a waiting probe looks at the trace for its packet's drop
 
 
 def _quiet_mininet() -> Any:
@@ -65,12 +68,27 @@ class AgentProcess:
     process: subprocess.Popen[str]
     log: Path
 
-    def ask(self, request: Request[A], timeout: float) -> A:
-        """Send `request`; its typed answer within `timeout` seconds (else LabFailure)."""
+    def ask(self, request: Request[A], timeout: float,
+            stop_when: Callable[[], bool] | None = None) -> A:
+        """Send `request`; its typed answer within `timeout` seconds (else LabFailure).
+
+        While it waits, `stop_when()` (the kernel dropped the probe's packet) tells
+        the agent that no answer can come: it answers at once.
+        """
         if self.process.stdin is None:
             raise LabFailure(f"probe agent on {self.role} has no input")
         self.process.stdin.write(request.line() + "\n")
         self.process.stdin.flush()
+        if stop_when is not None and self.process.stdout is not None:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([self.process.stdout], [], [], STOP_POLL)
+                if ready:
+                    break
+                if stop_when():
+                    self.process.stdin.write(STOP + "\n")
+                    self.process.stdin.flush()
+                    break
         line = self.read(timeout)
         try:
             return parse_answer(request, line)
@@ -150,6 +168,43 @@ class FarSide:
             time.sleep(0.005)
 
 
+@dataclass
+class PacketEvidence:
+    """The rules the probe's packets met, from each router's trace (lab.runtime.tracer).
+
+    Each round reads the packets traced since its own start: rounds that overlap
+    (probes at once) each find their own packets by their tags.
+    """
+
+    tracers: list[NodeTracer]
+    tag: int
+    since: list[int] = field(default_factory=list)
+    removals: list[int] = field(default_factory=list)
+
+    def begin(self) -> None:
+        """From now on: what came before is not this probe's."""
+        sent = [(t, t.send_barrier()) for t in self.tracers]  # all routers at once
+        marks = [t.mark(number) for t, number in sent]
+        self.since = [since for since, _ in marks]
+        self.removals = [removals for _, removals in marks]
+
+    def dropped_silently(self) -> bool:
+        return any(t.dropped_silently(self.tag, since)
+                   for t, since in zip(self.tracers, self.since, strict=True))
+
+    def hits(self) -> list[Hit]:
+        """Once every router's trace is read to now: the rules the probe's packets met."""
+        sent = [(t, t.send_barrier()) for t in self.tracers]  # all routers at once
+        for t, number in sent:
+            t.wait_for(number)
+        for t, removals in zip(self.tracers, self.removals, strict=True):
+            if t.removals != removals:  # put back meanwhile: some packets went untraced
+                raise LabFailure(f"{t.node.name}: a rule change removed the lab's table "
+                                 f"inet {trace.LAB_TABLE} while a probe ran")
+        return [h for t, since in zip(self.tracers, self.since, strict=True)
+                for h in trace.hits(t.traced(self.tag, since), t.rule, t.rule_text)]
+
+
 class Lab:
     """A booted site. Use as a context manager: teardown always runs.
 
@@ -168,6 +223,7 @@ class Lab:
         self.agents: dict[str, AgentProcess] = {}
         self.far_side: FarSide | None = None
         self.inodes: set[int] = set()
+        self.tracer = Tracer(run.folder)
 
     # -- lifecycle -------------------------------------------------------------
     def __enter__(self) -> Lab:
@@ -271,6 +327,7 @@ class Lab:
                             # an agent that died has a broken pipe: nothing more to tell it
                             with contextlib.suppress(BrokenPipeError):
                                 agent.process.stdin.close()
+                    self.tracer.stop()
                     # services, then agents, held and detached: one grace period for all
                     service_lifecycle.stop_all(
                         self.services, also=[a.process for a in self.agents.values()])
@@ -370,12 +427,18 @@ class Lab:
         for role in fresh:
             self.agents[role].read(timeout=30)
 
+    def _firewalls(self) -> list[str]:
+        # routers, and every node whose own firewall a trap writes into
+        return [*self.site.routers, *(r for r in self.traps if r not in self.site.routers)]
+
+    def packet_evidence(self, tag: int) -> PacketEvidence:
+        """The kernel's trace of the probe's packets (tag: lab.netfilter.trace) on every router."""
+        return PacketEvidence(self.tracer.of([self.nodes[n] for n in self._firewalls()]), tag)
+
     def rules(self, family: int) -> list[Rule]:
         """Every router's (and trap node's) rules and counters for one family."""
         rules: list[Rule] = []
-        # routers, and every node whose own firewall a trap writes into
-        nodes = [*self.site.routers, *(r for r in self.traps if r not in self.site.routers)]
-        for router in nodes:
+        for router in self._firewalls():
             tool = ip_family(family).save
             status, out, err = self.exec(router, [tool, "-c"], timeout=10)
             if status != 0:

@@ -25,26 +25,11 @@ from typing import Any
 from lab.runtime import lifecycle
 from lab.runtime.handle import NodeHandle
 from lab.services import service, sshd
+from tests.audit_support import Namespace
 from tests.support import CLI, leftovers
 
 GW = "203.0.113.1"
 MANAGEMENT = ("203.0.113.1/28", "2001:db8:e20::1/64")  # ens20: where its sshd listens
-
-
-class Namespace:
-    """A plain named network namespace as a lab node's handle wraps one (`popen`, `pid`)."""
-
-    def __init__(self, name: str) -> None:
-        self.enter = ["nsenter", f"--net=/run/netns/{name}"]
-        # something to be in it: /proc/PID/net is the namespace's (the teardown ends it)
-        self.holder = subprocess.Popen([*self.enter, "sleep", "infinity"])
-
-    @property
-    def pid(self) -> int:
-        return self.holder.pid
-
-    def popen(self, argv: list[str], **options: Any) -> subprocess.Popen[Any]:
-        return subprocess.Popen([*self.enter, *argv], **options)
 
 
 @dataclass(frozen=True)

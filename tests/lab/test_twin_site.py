@@ -24,33 +24,13 @@ from lab.audit.twin import twin_scenario
 from lab.engine.verify import verify
 from lab.model import scenario, site_file
 from lab.runtime import lifecycle
+from tests.audit_support import RULES
 from tests.lab import own_gateway
 from tests.lab.own_gateway import GW, MANAGEMENT, Gateway
 from tests.support import CLI, leftovers, prefixes
 
 pytestmark = pytest.mark.lab
 
-# Her rules, as she wrote them for her network (scenarios/fixed-screened-block/rules.sh
-# with her interface and addresses).
-RULES = r"""
-LAN_IF=ens18
-LAN=192.0.2.0/24
-LAN6=2001:db8:cafe::/64
-MX=192.0.2.25
-MX6=2001:db8:cafe::25
-iptables -A FORWARD -i $LAN_IF -p tcp -m multiport -s $MX --dports 25,465 -j ACCEPT
-ip6tables -A FORWARD -i $LAN_IF -p tcp -m multiport -s $MX6 --dports 25,465 -j ACCEPT
-iptables -A FORWARD -i $LAN_IF -p tcp -m multiport -s $LAN --dports 25,465 -j LOG
-iptables -A FORWARD -i $LAN_IF -p tcp -m multiport -s $LAN --dports 25,465 -j DROP
-ip6tables -A FORWARD -i $LAN_IF -p tcp -m multiport -s $LAN6 --dports 25,465 -j LOG
-ip6tables -A FORWARD -i $LAN_IF -p tcp -m multiport -s $LAN6 --dports 25,465 -j DROP
-iptables -A FORWARD -i $LAN_IF -m conntrack --ctstate INVALID -j DROP
-iptables -A FORWARD -i $LAN_IF -p udp -s $LAN -m u32 --u32 "4 & 0x3FFF = 0 && 0 >> 22 & 0x3C @ 8 >> 28 = 6 && 0 >> 22 & 0x3C @ 12 >> 8 & 0xFF = 6 && 0 >> 22 & 0x3C @ 48 & 0xFFFF = 25,465" -j DROP
-iptables -A FORWARD -i $LAN_IF -p udp -s $LAN -m u32 --u32 "4 & 0x3FFF = 0 && 0 >> 22 & 0x3C @ 8 >> 16 = 0 && 0 >> 22 & 0x3C @ 16 >> 28 = 6 && 0 >> 22 & 0x3C @ 20 >> 8 & 0xFF = 6 && 0 >> 22 & 0x3C @ 56 & 0xFFFF = 25,465" -j DROP
-iptables -A FORWARD -i $LAN_IF -p udp -s $LAN -m u32 --u32 "4 & 0x3FFF = 0 && 0 >> 22 & 0x3C @ 8 = 0x10000 && 0 >> 22 & 0x3C @ 21 >> 28 = 6 && 0 >> 22 & 0x3C @ 24 & 0xFF = 6 && 0 >> 22 & 0x3C @ 61 & 0xFFFF = 25,465" -j DROP
-iptables -A FORWARD -i $LAN_IF -p udp -s $LAN -m u32 --u32 "4 & 0x3FFF = 0 && 0 >> 22 & 0x3C @ 8 >> 28 = 6 && 0 >> 22 & 0x3C @ 12 >> 8 & 0xFF = 0,60 && 0 >> 22 & 0x3C @ 48 >> 24 = 6 && 0 >> 22 & 0x3C @ 48 >> 13 & 0x7F8 @ 56 & 0xFFFF = 25,465" -j DROP
-iptables -A FORWARD -i $LAN_IF -p 41 -s $LAN -m u32 --u32 "4 & 0x3FFF = 0 && 0 >> 22 & 0x3C @ 4 >> 8 & 0xFF = 6 && 0 >> 22 & 0x3C @ 40 & 0xFFFF = 25,465" -j DROP
-"""  # noqa: E501  (a u32 expression is one word)
 
 
 @pytest.fixture(scope="module")

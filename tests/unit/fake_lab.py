@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import topologies
+from lab.engine.labview import PacketWatch
 from lab.errors import LabFailure
 from lab.model.evidence import Sighting
 from lab.model.site import Site
@@ -50,7 +52,8 @@ class FakeAgent:
     def __init__(self, lab: FakeLab, role: str) -> None:
         self.lab, self.role = lab, role
 
-    def ask(self, request: Request[A], timeout: float) -> A:
+    def ask(self, request: Request[A], timeout: float,
+            stop_when: Callable[[], bool] | None = None) -> A:
         self.lab.asked.append((self.role, request))
         script = self.lab.script.get(self.role)
         if not script:
@@ -130,6 +133,9 @@ class FakeLab:
     def rules(self, family: int) -> list[Rule]:
         return [replace(r, packets=self.counts.get(r.key, 0)) for r in self.ruleset
                 if r.family == family]
+
+    def packet_evidence(self, tag: int) -> PacketWatch | None:
+        return None  # the fake's rules count (its script says which): counter deltas tell
 
     def exec(self, role: str, argv: list[str], stdin: str | None = None,
              timeout: float = 30) -> tuple[int, str, str]:

@@ -273,3 +273,60 @@ def test_a_per_family_check_without_a_family_is_an_error_not_an_assert() -> None
                  "log-before-drop"):
         with pytest.raises(ValueError, match="a per-family check was run without a family"):
             check(name)(_facts(), Addressing(), None)
+
+
+NATIVE = """\
+table ip filter {
+	chain FORWARD {
+		type filter hook forward priority filter; policy accept;
+	}
+}
+table inet fw {
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		iifname { "eth1", "ens4*" } tcp dport { 25, 465 } drop
+		oifname "wan9" counter
+	}
+}
+"""
+
+
+def test_the_twin_replays_the_native_nft_tables_with_mapped_interfaces() -> None:
+    facts = _facts()
+    facts.outputs[NFT] = _out(NFT, NATIVE)
+    collected = twin.replay(facts, load("seed-screened-block"), {"eth1": "eth0"})
+    native = collected.policies[0]
+    assert native.kind == "nft" and native.replay and native.ruleset is not None
+    text = native.ruleset.text
+    assert "table ip filter" not in text  # iptables-save shows it: replayed as iptables'
+    assert 'iifname { "eth0", "ens4*" }' in text
+    assert text.split("\n").index("table inet fw {") == 5  # the collected lines stay
+    assert native.ruleset.where(9) == ("ssh://root@gw nft list ruleset", 9)
+    assert any("rules name interface wan9" in n for n in collected.notes)
+    twin_of, _ = twin.twin_scenario(facts, load("seed-screened-block"), {"eth1": "eth0"})
+    assert [p.kind for p in twin_of.policies["gw"]] == ["script", "script", "nft"]
+    # nft absent, or only iptables' tables: no replay of its own
+    assert 0 not in twin.replay(_facts(), load("seed-screened-block"), {}).policies
+    facts.outputs[NFT] = _out(NFT, NATIVE.split("table inet")[0])
+    assert 0 not in twin.replay(facts, load("seed-screened-block"), {}).policies
+
+
+def test_an_include_in_a_collected_ruleset_is_not_followed() -> None:
+    facts = _facts()
+    facts.outputs[NFT] = _out(NFT, 'table inet t {\n}\ninclude "/etc/shadow"\n')
+    with pytest.raises(BadInput, match="gw nft list ruleset:3: an include in a collected"):
+        twin.replay(facts, load("seed-screened-block"), {})
+
+
+def test_the_twin_of_a_scenario_with_an_nft_policy_replaces_it_whole(tmp_path: Path) -> None:
+    from lab.model import scenario
+
+    folder = tmp_path / "nft-scenario"
+    folder.mkdir()
+    (folder / "gw.nft").write_text(NATIVE)
+    (folder / "scenario.yaml").write_text(
+        "topology: screened-host\npolicy:\n  gw: [gw.nft]\nexpect:\n"
+        "  - {from: client1, to: remote-mx, probes: [smtp], families: [4], verdict: blocked}\n")
+    twin_of, _ = twin.twin_scenario(_facts(), scenario.load(str(folder)), {})
+    assert [p.path.name for p in twin_of.policies["gw"]] == [
+        "root@gw iptables-save", "root@gw ip6tables-save"]

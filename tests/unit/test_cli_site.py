@@ -162,3 +162,31 @@ def test_every_lab_command_takes_a_site(capsys: pytest.CaptureFixture[str],
         cli.main([*command, "--site", SITE, "--rules", RULES])
     missing = _bad(capsys, [*command, "--site", str(CAMPUS / "nope.yaml"), "--rules", RULES])
     assert "nope.yaml" in missing
+
+
+NFT_BOTH = ("table inet filter {\n  chain forward {\n"
+            "    type filter hook forward priority 0; policy accept;\n"
+            '    iifname "ens18" tcp dport { 25, 465 } drop\n  }\n}\n')
+
+
+def test_an_nft_ruleset_is_the_whole_policy_on_a_site(tmp_path: Path) -> None:
+    ruleset = tmp_path / "gw.nft"
+    ruleset.write_text("flush ruleset\n" + NFT_BOTH)
+    (s,), notes = _loaded("verify", "fixed-screened-block", "--site", SITE,
+                          "--rules", str(ruleset))
+    assert _policy(s, "fw") == ["gw.nft:[4, 6]"] and notes == []
+    only_v4 = tmp_path / "v4.nft"
+    only_v4.write_text(NFT_BOTH.replace("inet", "ip"))
+    (s,), notes = _loaded("verify", "fixed-screened-block", "--site", SITE,
+                          "--rules-v4", str(only_v4), "--rules-v6", RULES)
+    assert _policy(s, "fw") == ["v4.nft:[4]", "campus.sh:[6]"]
+
+
+def test_an_inet_ruleset_for_one_family_is_one_line(capsys: pytest.CaptureFixture[str],
+                                                   tmp_path: Path) -> None:
+    ruleset = tmp_path / "gw.nft"
+    ruleset.write_text(NFT_BOTH)
+    said = _bad(capsys, ["verify", "fixed-screened-block", "--site", SITE, "--rules-v4",
+                         str(ruleset), "--rules-v6", RULES])
+    assert said.endswith("cannot be given as --rules-v4: give the file with --rules FILE "
+                         "(the whole policy)")

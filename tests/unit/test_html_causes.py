@@ -101,3 +101,21 @@ def test_an_error_of_no_policy_line_explains_nothing(tmp_path: Path) -> None:
     ("teredo", "udp"), ("dns", "udp"), ("tunnel6in4", "ipv6")])
 def test_the_protocol_a_probe_crosses_the_router_in(probe: str, protocol: str) -> None:
     assert transport(probe) == protocol
+
+
+def test_an_nft_ruleset_that_fails_explains_every_failing_row_of_its_families(
+        tmp_path: Path) -> None:
+    (tmp_path / "more.nft").write_text("table ip more {\n}\n")
+    path = tmp_path / "gw.nft"
+    path.write_text('include "more.nft"\ntable ip6 t {\n}\n')
+    policy = read_policy(path)
+    every = {name for name, row in ROWS.items() if not row.passed and row.observed != E}
+    for error in (LoadError(shown(path), 2, "refused"),
+                  LoadError(shown(tmp_path / "more.nft"), 1, "refused")):
+        found = explained(error, [policy], list(ROWS.values()))
+        assert {n for n, r in ROWS.items() if any(r is f for f in found)} == every
+    script = tmp_path / "gw.sh"
+    script.write_text("iptables -P FORWARD DROP\nnft add rule ip6 t c drop\n")
+    found = explained(LoadError(shown(script), 2, "refused"), [read_policy(script)],
+                      list(ROWS.values()))
+    assert {n for n, r in ROWS.items() if any(r is f for f in found)} == {"smtp6 leaks"}
