@@ -337,7 +337,7 @@ def headline(cycles: Sequence[LabCycle], probes: Sequence[ProbeTiming],
     parallel = fleet[-1] if isinstance(fleet, list) and fleet else None
     figures.append(Figure(
         f"fleet audit, {scale.FLEET_SIZE} gateways in parallel",
-        f"{parallel.seconds:.1f} s (jobs {parallel.jobs})" if parallel else
+        f"{parallel.seconds:.1f} s (jobs {parallel.jobs}, exit {parallel.status})" if parallel else
         fleet if isinstance(fleet, str) else NOT_IN_BUILD,
         "(none: in parallel, one report)", None))
     for r in ratios:

@@ -169,6 +169,9 @@ def fleet_20(say: Say) -> list[FleetRun] | None:
                 raise LabFailure(f"`port25lab audit` of the fleet exited {status}: {last}")
             summary = next((line for line in out.splitlines()
                             if line.startswith("== fleet audit")), "(no summary line)")
+            # the report's own lines for a gateway it could not read, and why
+            summary += "".join(f"; {line.strip()}" for line in out.splitlines()
+                               if ": not read: " in line)
             runs.append(FleetRun(FLEET_SIZE, jobs[1] if jobs else "default", seconds, status,
                                  summary))
             say(f"fleet audit: {seconds:.1f} s: {summary}")

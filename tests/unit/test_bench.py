@@ -151,7 +151,7 @@ def test_the_headline_takes_the_fleet_audit_with_every_gateway_at_once() -> None
              scale.FleetRun(20, "20", 9.5, 1, "== fleet audit FAIL: 20 gateways")]
     [figure] = [f for f in bench.headline([], [], None, [], None, fleet)
                 if f.name.startswith("fleet audit")]
-    assert figure.measured == "9.5 s (jobs 20)"
+    assert figure.measured == "9.5 s (jobs 20, exit 1)"
     assert "jobs default: 15.8 s" in scale.fleet_details(fleet)
 
 
