@@ -30,8 +30,12 @@ class Variant:
     flow_label: int = 0
     origin: bool = False  # Teredo origin indication before the IPv6 packet
     auth: bool = False  # Teredo authentication header before it
+    client_id: bytes = b""  # its client identifier and authentication value (RFC 4380
+    auth_value: bytes = b""  # 5.1.1: each as long as its length byte says; empty by default)
     ipv4_options: bool = False
     extension: bool = False  # an IPv6 destination options header before TCP
+    extension_bytes: int = 8  # its length: a multiple of 8 (its length byte + 1, times 8)
+    hop_by_hop: bool = False  # an IPv6 hop-by-hop options header (8 bytes) before that
     fragment: bool = False  # the IPv4 datagram split, the IPv6 header across fragments
     real: bool = False  # not a crafted packet: a kernel TCP connection over miredo
 
@@ -56,6 +60,16 @@ TEREDO_VARIANTS: dict[str, Variant] = {v.name: v for v in (
             real=True),
     Variant("control-80", "control: TCP port 80 inside (web over Teredo)", inner_port=80),
     Variant("control-587", "control: TCP port 587 inside (submission)", inner_port=587),
+    # shapes no fixed offset reaches (teredo-payload-nft): the IPv6 header, or TCP,
+    # starts at a place only the packet's own length fields tell
+    Variant("auth-id", "an authentication header with a client id and an authentication "
+            "value", auth=True, client_id=b"client2", auth_value=bytes(range(0xA0, 0xAC))),
+    Variant("auth-origin", "an authentication header, then an origin indication",
+            auth=True, origin=True),
+    Variant("ipv6-extension-16", "a destination options header of 16 bytes before TCP",
+            extension=True, extension_bytes=16),
+    Variant("ipv6-extensions", "a hop-by-hop and a destination options header before TCP",
+            extension=True, hop_by_hop=True),
 )}
 
 SIX_IN_FOUR_VARIANTS: dict[str, Variant] = {v.name: v for v in (
@@ -73,7 +87,7 @@ def build(kind: str, variant: Variant, relay: str, target6: str, sport: int,
     if variant.real:
         raise ValueError(f"{variant.name} is a real tunnel, not a crafted packet")
     from scapy.layers.inet import IP, TCP, UDP, IPOption_EOL, IPOption_NOP, fragment
-    from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt
+    from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop, PadN
     from scapy.packet import Raw
 
     options = [IPOption_NOP(), IPOption_NOP(), IPOption_NOP(), IPOption_EOL()]
@@ -82,18 +96,25 @@ def build(kind: str, variant: Variant, relay: str, target6: str, sport: int,
         dst=relay, id=sport)
     inner: Any = IPv6(src=INNER_SOURCE, dst=target6, tc=variant.traffic_class,
                       fl=variant.flow_label)
+    if variant.hop_by_hop:
+        inner = inner / IPv6ExtHdrHopByHop()
     if variant.extension:
-        inner = inner / IPv6ExtHdrDestOpt()
+        # options: a PadN filling the header past its 2 bytes and the 2 of a PadN
+        pad = variant.extension_bytes - 4
+        inner = inner / (IPv6ExtHdrDestOpt(options=[PadN(optdata=bytes(pad))]) if pad > 2
+                         else IPv6ExtHdrDestOpt())
     inner = inner / TCP(sport=sport, dport=variant.inner_port, flags="S", seq=seq)
     if kind == "tunnel6in4":
         packet = outer / inner
         packet.proto = 41
     else:
         # RFC 4380 5.1.1: origin indication (0x0000, obfuscated port and address)
-        # and authentication (0x0001, id-len 0, au-len 0, nonce, confirmation)
+        # and authentication (0x0001, id-len, au-len, client id, authentication
+        # value, nonce, confirmation); authentication first (RFC 4380 5.1.1)
         shims = b""
         if variant.auth:
-            shims += b"\x00\x01\x00\x00" + bytes(range(1, 9)) + b"\x00"
+            shims += (b"\x00\x01" + bytes([len(variant.client_id), len(variant.auth_value)])
+                      + variant.client_id + variant.auth_value + bytes(range(1, 9)) + b"\x00")
         if variant.origin:
             shims += b"\x00\x00" + (variant.udp_port ^ 0xFFFF).to_bytes(2, "big") + bytes(
                 b ^ 0xFF for b in ipaddress.IPv4Address(relay).packed)

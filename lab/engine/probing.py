@@ -213,13 +213,19 @@ def real_teredo_probe(lab: LabView, expectation: Expectation, variant: Variant,
     if not isinstance(lab, Lab):
         raise LabFailure("a real Teredo tunnel needs a running lab (miredo in its nodes)")
     qualifying = lab.rules(4)
+    # the client's Teredo packets leave from the probe's port: the routers' traces see
+    # a native nft rule's drop (one without a counter) where the counters cannot
+    watch = lab.packet_evidence(sport)
+    watch.begin()
 
     def drops_since(before: list[Rule]) -> list[Hit]:
-        return [h for h in hits(before, lab.rules(4)) if h.rule.drops]
+        counted = [h for h in hits(before, lab.rules(4)) if h.rule.drops]
+        return counted or [h for h in watch.hits() if h.rule.drops]
 
     try:
         with teredo.tunnel(lab, expectation.source, expectation.target,
-                           explained=lambda: bool(drops_since(qualifying))) as address:
+                           explained=lambda: bool(drops_since(qualifying)),
+                           port=sport) as address:
             return _over_tunnel(lab, expectation, variant, address, sport)
     except teredo.QualificationFailed as failed:
         # A rule that dropped the clients' packets to the Teredo server is the policy

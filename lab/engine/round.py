@@ -33,8 +33,10 @@ from probes.requests import Answer, Request
 
 S = TypeVar("S", bound=Answer)
 # far-side kinds whose packets carry the probe's tag where the routers' traces see it: a
-# port of the lab's probe range (lab.netfilter.trace.PROBE_PORTS), or the IPv4 id (6in4)
-TAGGED: frozenset[FarSideKind] = frozenset({"tcp", "udp", "6in4"})
+# port of the lab's probe range (lab.netfilter.trace.PROBE_PORTS), or the IPv4 id (6in4);
+# a connection over a real Teredo tunnel, by the UDP port its client's miredo is bound to
+# (lab.services.teredo: the probe's port)
+TAGGED: frozenset[FarSideKind] = frozenset({"tcp", "udp", "6in4", "connect"})
 
 
 @dataclass(frozen=True)

@@ -170,9 +170,14 @@ class Ban:
     fired_by: str = ""  # that event in words: "refused guess no. 3", "its firewall log line"
     fired_event: str = ""  # the kind of event alone: "refused guess", "its firewall log line"
     fired_no: int | None = None  # which one of them (the jail's maxretry-th), when counted
+    # fail2ban's nftables actions: the set holding the address (addr-set-<jail>,
+    # addr6-set-<jail>); '' for the iptables actions, whose chain names the jail
+    nft_set: str = ""
 
     @property
     def jail(self) -> str:
+        if self.nft_set:
+            return self.nft_set.split("-set-", 1)[-1]
         return self.chain.removeprefix(BAN_CHAIN)
 
     @property

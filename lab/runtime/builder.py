@@ -11,7 +11,7 @@ from typing import Any
 from mininet.topo import Topo
 
 from lab.model.site import Site
-from lab.runtime.nodes import LabBridge, LabHost, LabRouter
+from lab.runtime.nodes import LabBridge, LabHost, LabLink, LabRouter
 
 IFNAME_MAX = 15
 
@@ -43,5 +43,7 @@ class SiteTopo(Topo):  # type: ignore[misc]
             cls = LabRouter if node.is_router else LabHost
             self.addHost(node.name, cls=cls, interfaces=node.interfaces, routes=node.routes)
             for interface in node.interfaces:
-                self.addLink(node.name, interface.segment, intfName1=interface.name,
-                             intfName2=bridge_port(interface.segment, node.name, taken))
+                # made from the bridge's side (LabLink: its port up at once)
+                self.addLink(interface.segment, node.name, cls=LabLink,
+                             intfName1=bridge_port(interface.segment, node.name, taken),
+                             intfName2=interface.name)

@@ -252,8 +252,7 @@ class Lab:
                 self.net = mininet_cls(topo=topo, controller=None, build=False,
                                        autoSetMacs=False, waitConnected=False)
                 self.net.build()
-                for node in (*self.net.hosts, *self.net.switches):
-                    self._name_namespace(node)
+                self._name_namespaces([*self.net.hosts, *self.net.switches])
                 self.net.start()
         except LabFailure:
             raise
@@ -271,14 +270,14 @@ class Lab:
         self.far_side = FarSide({s.node.name: s.file for s in services
                                  if isinstance(s, Recorder)})
 
-    def _name_namespace(self, node: Any) -> None:
-        """Give the node's namespace the run's name, so users and cleanup can find it."""
-        name = self.run.netns(node.name)
-        self.inodes.add(os.stat(f"/proc/{node.pid}/ns/net").st_ino)
-        done = subprocess.run(["ip", "netns", "attach", name, str(node.pid)],
-                              capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise LabFailure(f"cannot name namespace {name}: {done.stderr.strip()}")
+    def _name_namespaces(self, nodes: list[Any]) -> None:
+        """Give the nodes' namespaces the run's names, so users and cleanup can find them."""
+        for node in nodes:
+            self.inodes.add(os.stat(f"/proc/{node.pid}/ns/net").st_ino)
+        failed = lifecycle.ip_batch([f"netns attach {self.run.netns(node.name)} {node.pid}"
+                                     for node in nodes])
+        if failed:
+            raise LabFailure(f"cannot name the namespaces of {self.site.name}: {failed}")
 
     def _wait_ready(self, tries: int = 20) -> None:
         """Every host reaches its default gateway on both families (links up, caches warm)."""
@@ -328,12 +327,25 @@ class Lab:
                             with contextlib.suppress(BrokenPipeError):
                                 agent.process.stdin.close()
                     self.tracer.stop()
-                    # services, then agents, held and detached: one grace period for all
-                    service_lifecycle.stop_all(
+                    # A lab keeps no state: every daemon and agent in its namespaces goes at
+                    # once (SIGKILL, no grace to wait out), all but the nodes' shells, which
+                    # Mininet's stop still speaks to; then what is held is reaped.
+                    shells = {n.pid for n in (*self.net.hosts, *self.net.switches)
+                              if n.shell} if self.net is not None else set()
+                    lifecycle.kill_now(self.inodes, spare=shells)
+                    service_lifecycle.reap(
                         self.services, also=[a.process for a in self.agents.values()])
                     self.agents, self.services, self.nodes = {}, [], {}
                     if self.net is not None:
                         try:
+                            # the hosts delete their links all at once (each peer goes with
+                            # its end), then the shells go, then Mininet closes their ptys
+                            hosts = [h for h in self.net.hosts if h.shell]
+                            for host in hosts:
+                                host.delete_links()
+                            for host in hosts:
+                                host.waitOutput()
+                            lifecycle.kill_now(self.inodes)
                             self.net.stop()
                         except Exception as exc:  # decided below, once the lab is gone
                             mininet_failed = exc

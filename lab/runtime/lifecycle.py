@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -231,6 +231,24 @@ def _comm(pid: int) -> str:
         return "?"
 
 
+def kill_now(inodes: set[int], spare: Collection[int] = (),
+             deadline: float = TEARDOWN_DEADLINE) -> None:
+    """SIGKILL every process in these namespaces but `spare`, until none is left.
+
+    For a lab that keeps no state: nothing to wait a grace period for. Whatever a dying
+    process forks is found in the next listing. What is still there after `deadline`
+    s is left to `destroy`, which says so.
+    """
+    inodes = inodes - {os.stat("/proc/self/ns/net").st_ino}  # never the host's
+    give_up = time.monotonic() + deadline
+    while (pids := [p for p in processes_in(inodes) if p not in spare]) and (
+            time.monotonic() < give_up):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.001)
+
+
 def _kill_until_empty(inodes: set[int], deadline: float, what: str) -> None:
     """Kill until no process is left in these namespaces; LabFailure after `deadline` s.
 
@@ -279,15 +297,34 @@ def destroy(run: Run, extra_inodes: set[int] | None = None,
             had_lab = bool(names or inodes)
             # The named namespaces stay (their inodes cannot be reused) until it is empty.
             _kill_until_empty(inodes, deadline, run.prefix)
-            # one process for them all (a site of a thousand clients has a thousand)
-            subprocess.run(["ip", "-force", "-batch", "-"], capture_output=True, check=False,
-                           input="".join(f"netns delete {name}\n" for name in names),
-                           text=True)
+            # one process for all; one that fails does not keep the others (-force)
+            ip_batch([f"netns delete {name}" for name in names], force=True)
             shutil.rmtree(run.folder, ignore_errors=True)
             removed = True
     finally:
         if removed and had_lab:
             note_torn_down(run)
+
+
+def ip_batch(commands: Sequence[str], popen: Callable[..., Any] = subprocess.Popen,
+             force: bool = False) -> str:
+    """Run `ip` commands as one `ip -batch` (one process); what failed, or "" when none did.
+
+    `popen` starts it (a node's, to run it in the node). `ip` stops at the first command
+    that fails (with `force`: goes on) and says its line: the failure names that command.
+    """
+    if not commands:
+        return ""
+    proc = popen(["ip", *(["-force"] if force else []), "-batch", "-"], stdin=subprocess.PIPE,
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate("\n".join(commands) + "\n")
+    if proc.returncode == 0:
+        return ""
+    said = (err or out).strip().splitlines()
+    failed = next((ln for ln in said if ln.startswith("Command failed -:")), "")
+    line = int(failed[17:]) if failed[17:].isdigit() else 0
+    shown = f"ip {commands[line - 1]}" if 0 < line <= len(commands) else "ip -batch"
+    return f"{shown}: {said[0] if said else f'status {proc.returncode}'}"
 
 
 def note_torn_down(run: Run) -> None:

@@ -28,8 +28,9 @@ class Recorder(Service):
         self.file.touch()
 
     def start(self) -> None:
-        self.spawn([sys.executable, "-m", "lab.services.recorder", str(self.file)], self.log,
-                   env=project_env())
+        # -S: no site packages to scan at start (it needs the standard library and lab only)
+        self.spawn([sys.executable, "-S", "-m", "lab.services.recorder", str(self.file)],
+                   self.log, env=project_env())
 
     def ready(self) -> bool:
         # its first line, once its socket is open

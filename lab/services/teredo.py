@@ -117,10 +117,13 @@ class MiredoServer(_Miredo):
 class MiredoClient(_Miredo):
     """A Teredo client; ready once qualified (its interface has a global address)."""
 
-    def __init__(self, node: NodeHandle, folder: Path, server: str) -> None:
+    def __init__(self, node: NodeHandle, folder: Path, server: str, port: int = 0) -> None:
+        # `port`: its UDP port (0: the system's choice). The probe's own port tags every
+        # packet of the tunnel, the qualification's too, for the routers' traces.
+        bind = f"BindPort {port}\n" if port else ""
         super().__init__(node, folder, "miredo",
                          f"RelayType client\nInterfaceName {INTERFACE}\n"
-                         f"ServerAddress {server}\n")
+                         f"ServerAddress {server}\n{bind}")
 
     def prepare(self) -> None:
         self.pidfile.unlink(missing_ok=True)  # an earlier tunnel's
@@ -142,8 +145,10 @@ def _start(lab: Lab, services: list[_Miredo]) -> None:
 
 @contextmanager
 def tunnel(lab: Lab, client: str, peer: str = "remote-mx",
-           explained: Callable[[], bool] | None = None) -> Iterator[str]:
+           explained: Callable[[], bool] | None = None, port: int = 0) -> Iterator[str]:
     """Qualify Teredo clients on `client` and `peer`; yield the peer's Teredo address.
+
+    `port`: the UDP port of `client`'s Teredo client (0: the system's choice).
 
     `explained` says whether a router rule dropped the tunnel's packets: once the
     qualification takes longer than it ever does on an open path, it is asked
@@ -157,7 +162,8 @@ def tunnel(lab: Lab, client: str, peer: str = "remote-mx",
         length = ipaddress.ip_interface(cidr).network.prefixlen
         _start(lab, [MiredoServer(lab.nodes[relay.name], folder, (server, server2),
                                   interface.name, length)])
-    clients = {role: MiredoClient(lab.nodes[role], folder, server) for role in (peer, client)}
+    clients = {role: MiredoClient(lab.nodes[role], folder, server, port if role == client else 0)
+               for role in (peer, client)}
     try:
         _start(lab, list(clients.values()))
         started = time.monotonic()

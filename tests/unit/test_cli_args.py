@@ -21,13 +21,17 @@ from probes.registry import PROBES
 from tests.support import PROJECT
 
 BUILTIN = {"false-alarm": "screened-host", "fixed-dmz-block": "dmz",
-           "fixed-proxy": "screened-host", "fixed-proxy-dmz": "dmz",
-           "fixed-screened-block": "screened-host", "fixed-trap": "screened-host",
-           "guessing": "screened-host", "seed-dmz-block": "dmz",
-           "seed-proxy": "screened-host", "seed-screened-block": "screened-host",
-           "seed-teredo-syntax": "screened-host", "seed-trap": "screened-host",
-           "spambot": "screened-host",
-           "weak-password": "screened-host"}
+           "fixed-dmz-block-nft": "dmz", "fixed-proxy": "screened-host",
+           "fixed-proxy-dmz": "dmz", "fixed-proxy-nft": "screened-host",
+           "fixed-screened-block": "screened-host",
+           "fixed-screened-block-nft": "screened-host",
+           "fixed-screened-block-translated": "screened-host", "fixed-trap": "screened-host",
+           "fixed-trap-nft": "screened-host", "guessing": "screened-host",
+           "seed-dmz-block": "dmz", "seed-proxy": "screened-host",
+           "seed-screened-block": "screened-host", "seed-teredo-syntax": "screened-host",
+           "seed-translated": "screened-host", "seed-trap": "screened-host",
+           "seed-trap-nft": "screened-host", "spambot": "screened-host",
+           "teredo-payload-nft": "screened-host", "weak-password": "screened-host"}
 
 
 class ReachedTheLab(Exception):

@@ -143,5 +143,5 @@ def test_every_scenario_has_a_faithful_portuguese_readme(folder: Path) -> None:
     assert "(README.md)" in pt.splitlines()[2]
 
 
-def test_there_are_fourteen_scenarios() -> None:
-    assert len(SCENARIOS) == 14
+def test_there_are_twenty_two_scenarios() -> None:
+    assert len(SCENARIOS) == 22

@@ -14,6 +14,7 @@ from lab.model import scenario, yamlfile
 from lab.model.verdict import Verdict
 from lab.netfilter.policy import read_policy
 from probes.tunnel import SIX_IN_FOUR_VARIANTS, TEREDO_VARIANTS, VARIANTS
+from tests.unit.test_tunnel import BEYOND_FIXED
 
 BLOCK = {"seed-screened-block": ("screened-host", "gw"),
          "seed-dmz-block": ("dmz", "inner"),
@@ -28,9 +29,21 @@ OTHER = {"spambot": ("screened-host", "gw")}
 TRAPS = {"seed-trap": ("gw", "seed-trap/jail.local"),
          "fixed-trap": ("gw", "fixed-trap/jail.local"),
          "false-alarm": ("gw", "fixed-trap/jail.local"),
-         "guessing": ("mx", "guessing/jail.local")}
+         "guessing": ("mx", "guessing/jail.local"),
+         # fail2ban's nftables actions beside the same iptables block rules
+         "seed-trap-nft": ("gw", "seed-trap-nft/jail.local"),
+         "fixed-trap-nft": ("gw", "fixed-trap-nft/jail.local")}
 WITHOUT_TRAP = {"weak-password": ("screened-host", "gw")}
 BUILTIN = {**BLOCK, **PROXY, **OTHER}
+# nftables rulesets as the policy: scenario → its ruleset and the iptables scenario
+# whose expectations it copies, row for row ('' for none)
+NFT = {"fixed-screened-block-nft": ("fixed-screened-block-nft", "fixed-screened-block"),
+       "fixed-dmz-block-nft": ("fixed-dmz-block-nft", "fixed-dmz-block"),
+       "fixed-proxy-nft": ("fixed-proxy-nft", "fixed-proxy"),
+       "seed-translated": ("seed-translated", "seed-screened-block"),
+       "fixed-screened-block-translated": ("fixed-screened-block-translated",
+                                           "fixed-screened-block"),
+       "teredo-payload-nft": ("fixed-screened-block-nft", "")}
 
 GOOD = """\
 topology: screened-host
@@ -52,7 +65,48 @@ def _folder(tmp_path: Path, spec: str, rules: str | None = RULES) -> Path:
 
 
 def test_builtin_names() -> None:
-    assert scenario.builtin_names() == sorted({*BUILTIN, *TRAPS, *WITHOUT_TRAP})
+    assert scenario.builtin_names() == sorted({*BUILTIN, *TRAPS, *WITHOUT_TRAP, *NFT})
+
+
+@pytest.mark.parametrize("name", sorted(NFT))
+def test_nft_scenarios_load_with_their_counterparts_matrix(name: str) -> None:
+    s = scenario.load(name)
+    owner, counterpart = NFT[name]
+    (policy,) = s.policies[s.site.policy_router]
+    assert policy.path.resolve() == scenario.BUILTIN / owner / "ruleset.nft"
+    assert policy.families == frozenset({4, 6})
+    assert s.summary
+    if counterpart:
+        other = scenario.load(counterpart)
+        assert (s.topology, s.site.policy_router) == (other.topology, other.site.policy_router)
+        assert s.expectations == other.expectations
+
+
+@pytest.mark.parametrize("name", ["seed-trap-nft", "fixed-trap-nft"])
+def test_the_nft_traps_differ_from_theirs_only_in_the_ban_action(name: str) -> None:
+    s, other = scenario.load(name), scenario.load(name.removesuffix("-nft"))
+    assert (s.topology, s.suspects, s.expectations) == (
+        other.topology, other.suspects, other.expectations)
+    assert [p.path.resolve() for p in s.policies["gw"]] == [
+        p.path.resolve() for p in other.policies["gw"]]
+    (jail,) = s.traps["gw"]
+    text = jail.read_text()
+    if name == "seed-trap-nft":
+        assert "banaction = nftables-multiport" in text and "chain_hook" not in text
+    else:
+        assert "banaction = nftables-allports" in text
+        assert "chain_hook=forward" in text
+
+
+def test_teredo_payload_nft_probes_every_teredo_variant() -> None:
+    s = scenario.load("teredo-payload-nft")
+    teredo = {e.variant: e.verdict for e in s.expectations if e.probe == "teredo"}
+    assert set(teredo) == set(TEREDO_VARIANTS)
+    for name, verdict in teredo.items():
+        want = Verdict.ALLOWED if TEREDO_VARIANTS[name].is_control else Verdict.BLOCKED
+        assert verdict == want
+    assert {(e.probe, e.family) for e in s.expectations if e.probe != "teredo"} == {
+        ("web", 4), ("web", 6), ("submission", 4), ("submission", 6)}
 
 
 @pytest.mark.parametrize("name", sorted(TRAPS))
@@ -69,7 +123,8 @@ def test_trap_scenarios_load(name: str) -> None:
     assert Verdict.BANNED in verdicts and Verdict.ALLOWED in verdicts
 
 
-@pytest.mark.parametrize("name", ["seed-trap", "fixed-trap", "false-alarm"])
+@pytest.mark.parametrize("name", ["seed-trap", "fixed-trap", "false-alarm", "seed-trap-nft",
+                                  "fixed-trap-nft"])
 def test_trap_matrix_bans_then_unbans(name: str) -> None:
     """The trap's story in order: a logged attempt, the ban, and the ban's end."""
     s = scenario.load(name)
@@ -174,6 +229,9 @@ def test_block_scenarios_matrix(name: str) -> None:
     for client in ("client1", "client2"):
         for probe, variants in VARIANTS.items():
             for variant in variants.values():
+                if probe == "teredo" and variant.name in BEYOND_FIXED:
+                    assert (client, "remote-mx", probe, 4, variant.name) not in by
+                    continue
                 want = Verdict.ALLOWED if variant.is_control else Verdict.BLOCKED
                 assert by[client, "remote-mx", probe, 4, variant.name] == want
     assert {(s, t, f) for s, t, _, f, _ in tunnels} == {("client1", "remote-mx", 4),
@@ -453,7 +511,7 @@ def test_tunnel_probes_without_variants_expect_every_variant(tmp_path: Path) -> 
     six = [e for e in s.expectations if e.probe == "tunnel6in4"]
     assert [e.variant for e in teredo] == list(TEREDO_VARIANTS)
     assert [e.variant for e in six] == list(SIX_IN_FOUR_VARIANTS)
-    assert len(s.expectations) == 12 + 3
+    assert len(s.expectations) == 12 + len(BEYOND_FIXED) + 3
     for e in s.expectations:
         assert (e.source, e.target, e.family, e.verdict) == (
             "client1", "remote-mx", 4, Verdict.BLOCKED)

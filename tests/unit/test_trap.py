@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import configparser
 import json
+import time
 from pathlib import Path
 
 import pytest
 
-from lab.evidence.bans import BanWatcher, bans_in
+from lab.evidence.bans import BanWatcher, bans_in, nft_bans_in
 from lab.evidence.firewall_log import logged_at
 from lab.model.evidence import Ban, Observation, Sighting
 from lab.model.results import Result, ScenarioResult
@@ -42,6 +43,119 @@ def test_a_ban_is_a_drop_in_an_f2b_chain_with_the_rules_that_reach_it() -> None:
     assert hooked == ("gw: iptables -t filter FORWARD#1: -A FORWARD -j f2b-port25-trap",)
     # the policy's own DROP and fail2ban's RETURN are not bans
     assert [r.text for r in rules if r.is_ban] == [rule.text]
+
+
+# `nft -j list ruleset` and `nft list chain` of a gateway with an iptables-nft rule
+# and fail2ban's stock nftables-multiport action, one ban per family (nft 1.0.6)
+NFT_JSON = (
+    '{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}}, '
+    '{"table": {"family": "ip", "name": "filter", "handle": 1}}, '
+    '{"chain": {"family": "ip", "table": "filter", "name": "FORWARD", "handle": 1, '
+    '"type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}}, '
+    '{"rule": {"family": "ip", "table": "filter", "chain": "FORWARD", "handle": 2, "expr": ['
+    '{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "eth0"}}, '
+    '{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, '
+    '"right": "203.0.113.11"}}, {"drop": null}]}}, '
+    '{"table": {"family": "inet", "name": "f2b-table", "handle": 2}}, '
+    '{"set": {"family": "inet", "name": "addr-set-port25-trap", "table": "f2b-table", '
+    '"type": "ipv4_addr", "handle": 2, "elem": ["203.0.113.11"]}}, '
+    '{"set": {"family": "inet", "name": "addr6-set-port25-trap", "table": "f2b-table", '
+    '"type": "ipv6_addr", "handle": 5, "elem": ["2001:db8:b01a:70da::11"]}}, '
+    '{"chain": {"family": "inet", "table": "f2b-table", "name": "f2b-chain", "handle": 1, '
+    '"type": "filter", "hook": "input", "prio": -1, "policy": "accept"}}, '
+    '{"rule": {"family": "inet", "table": "f2b-table", "chain": "f2b-chain", "handle": 4, '
+    '"expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, '
+    '"right": {"set": [25, 465]}}}, {"match": {"op": "==", "left": {"payload": '
+    '{"protocol": "ip", "field": "saddr"}}, "right": "@addr-set-port25-trap"}}, '
+    '{"reject": {"type": "icmp", "expr": "port-unreachable"}}]}}, '
+    '{"rule": {"family": "inet", "table": "f2b-table", "chain": "f2b-chain", "handle": 7, '
+    '"expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, '
+    '"right": {"set": [25, 465]}}}, {"match": {"op": "==", "left": {"payload": '
+    '{"protocol": "ip6", "field": "saddr"}}, "right": "@addr6-set-port25-trap"}}, '
+    '{"reject": {"type": "icmpv6", "expr": "port-unreachable"}}]}}]}')
+NFT_CHAIN = "\n".join([
+    "table inet f2b-table {",
+    "\tchain f2b-chain {",
+    "\t\ttype filter hook input priority filter - 1; policy accept;",
+    "\t\ttcp dport { 25, 465 } ip saddr @addr-set-port25-trap reject with icmp "
+    "port-unreachable",
+    "\t\ttcp dport { 25, 465 } ip6 saddr @addr6-set-port25-trap reject with icmpv6 "
+    "port-unreachable",
+    "\t}", "}", ""])
+
+
+def test_an_nftables_ban_is_an_element_of_fail2bans_set_used_by_a_reject() -> None:
+    found = nft_bans_in("gw", NFT_JSON)
+    assert [(b.family, b.address, b.set) for b in found] == [
+        (4, "203.0.113.11", "addr-set-port25-trap"),
+        (6, "2001:db8:b01a:70da::11", "addr6-set-port25-trap")]
+    for ban, handle in zip(found, (4, 7), strict=True):
+        rule = ban.rule
+        assert (rule.table_family, rule.table, rule.chain, rule.handle) == (
+            "inet", "f2b-table", "f2b-chain", handle)
+        assert rule.target == "REJECT" and rule.is_ban and rule.native
+        assert ban.hooked == "gw: nft inet f2b-table f2b-chain: type filter hook input priority -1"
+    # the iptables-nft rule dropping the same address is the policy's, not a ban;
+    # an empty set, a ruleset without fail2ban and what is no JSON ban nobody
+    assert nft_bans_in("gw", NFT_JSON.replace('["203.0.113.11"]', "[]"))[0].family == 6
+    assert nft_bans_in("gw", '{"nftables": [{"metainfo": {}}]}') == []
+    assert nft_bans_in("gw", "") == nft_bans_in("gw", "not json") == []
+
+
+def test_a_set_with_timeouts_lists_its_elements_as_objects() -> None:
+    timed = NFT_JSON.replace('["203.0.113.11"]',
+                             '[{"elem": {"val": "203.0.113.11", "timeout": 8, "expires": 7}}]')
+    assert [b.address for b in nft_bans_in("gw", timed)] == [
+        "203.0.113.11", "2001:db8:b01a:70da::11"]
+
+
+def test_the_watcher_sees_nftables_bans_with_their_rule_text() -> None:
+    looks: list[str] = []
+
+    def run(node: str, argv: list[str]) -> tuple[int, str, str]:
+        looks.append(" ".join(argv))
+        if argv[:3] == ["nft", "-j", "list"]:
+            return 0, NFT_JSON, ""
+        if argv[:3] == ["nft", "list", "chain"]:
+            return 0, NFT_CHAIN, ""
+        return 0, "", ""
+
+    with BanWatcher(["gw"], run) as watcher:
+        ban = watcher.wait_banned("2001:db8:b01a:70da::11", 1.0)
+        deadline = time.monotonic() + 2
+        while looks.count("nft -j list ruleset") < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert ban is not None and ban.family == 6 and ban.nft_set == "addr6-set-port25-trap"
+    assert ban.jail == "port25-trap" and ban.chain == "f2b-chain"
+    assert ban.rule == ("gw: nft inet f2b-table f2b-chain handle 7: tcp dport { 25, 465 } "
+                        "ip6 saddr @addr6-set-port25-trap reject with icmpv6 port-unreachable")
+    assert ban.hooked == ("gw: nft inet f2b-table f2b-chain: type filter hook input priority -1",)
+    assert "reached from: gw: nft inet f2b-table f2b-chain: type filter hook input" in (
+        ban.describe())
+    # each rule's text is read once, not at every look
+    assert looks.count("nft list chain inet f2b-table f2b-chain") == 1
+    assert looks.count("nft -j list ruleset") > 1
+
+
+def test_a_ban_rule_added_later_to_the_same_chain_gets_its_text_too() -> None:
+    # fail2ban adds the IPv6 set and rule at the first IPv6 ban, after the IPv4 one
+    v6_rule = NFT_JSON.index(', {"rule": {"family": "inet", "table": "f2b-table", '
+                             '"chain": "f2b-chain", "handle": 7')
+    only_v4 = NFT_JSON[:v6_rule] + "]}"
+    listings = [only_v4] * 3
+
+    def run(node: str, argv: list[str]) -> tuple[int, str, str]:
+        if argv[:3] == ["nft", "-j", "list"]:
+            return 0, listings.pop(0) if listings else NFT_JSON, ""
+        if argv[:3] == ["nft", "list", "chain"]:
+            return 0, NFT_CHAIN, ""
+        return 0, "", ""
+
+    with BanWatcher(["gw"], run) as watcher:
+        ban = watcher.wait_banned("2001:db8:b01a:70da::11", 2.0)
+    assert ban is not None
+    assert ban.rule.endswith("ip6 saddr @addr6-set-port25-trap reject with icmpv6 "
+                             "port-unreachable")
 
 
 def test_a_ban_counts_its_reaction_and_duration() -> None:
