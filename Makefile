@@ -7,6 +7,7 @@ DEB_PKGS  := mininet iptables iproute2 tcpdump bridge-utils python3-venv procps 
              postfix dovecot-core openssl miredo miredo-server ulogd2 ulogd2-json \
              fail2ban python3-pyinotify openssh-server openssh-client bubblewrap conntrack \
              graphviz chromium fonts-dejavu-core nftables python3-nftables
+BENCH_PKGS := nmap swaks libnet-ssleay-perl libio-socket-inet6-perl
 # graphviz: `dot` draws the site in the HTML report; chromium (and a font): the tests
 # read that report in a real browser, headless.
 # The lab runs private instances of these daemons; the services of a package
@@ -17,7 +18,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 SHELL     := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: demo test bench setup lint clean
+.PHONY: demo test bench bench-deps setup lint clean
 
 demo: setup
 	@$(VENV)/bin/port25lab verify --all --json port25lab-report.json; \
@@ -28,8 +29,20 @@ test: setup
 	@$(VENV)/bin/mypy
 	@$(PY) -m pytest -q
 
-bench: setup
-	@$(PY) bench/bench.py
+bench: setup bench-deps
+	@$(PY) -m bench $(BENCH_ARGS)
+
+# What the bench compares the lab with, and the tests do not need: nmap (SYN rows),
+# swaks (mail rows; Net::SSLeay for its STARTTLS and implicit TLS, IO::Socket::INET6 for IPv6).
+bench-deps: $(STAMPS)/bench-deb
+
+$(STAMPS)/bench-deb: Makefile
+	@missing=$$(for p in $(BENCH_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages for the bench:" $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  fi
+	@mkdir -p $(STAMPS) && touch $@
 
 setup: $(STAMPS)/deb $(STAMPS)/venv
 
