@@ -19,6 +19,7 @@ read time, and lab/netfilter stays free of the runtime.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -155,8 +156,11 @@ def _pid_one(info_fd: int) -> int | None:
 def _end(process: subprocess.Popen[bytes], sandbox: int | None) -> None:
     """Wait for bwrap; on a limit, kill the sandbox's PID 1 and with it every process in it.
 
-    bwrap waits for its PID 1, whose death the kernel completes only once every
-    other process of the PID namespace is gone: when bwrap has exited, none is left.
+    The kernel completes the death of the sandbox's PID 1 only once every other
+    process of its PID namespace is gone, so the end is waited for on PID 1's
+    pidfd: bwrap itself returns as soon as the script's shell has ended (its PID 1
+    then dies with it, --die-with-parent, but a moment later — CI saw a fork
+    bomb's processes still there).
     """
     if process.poll() is None:
         if sandbox is not None:
@@ -164,6 +168,14 @@ def _end(process: subprocess.Popen[bytes], sandbox: int | None) -> None:
         else:
             process.kill()
     process.wait()
+    if sandbox is None:
+        return
+    with selectors.DefaultSelector() as selector:
+        selector.register(sandbox, selectors.EVENT_READ)  # readable once PID 1 has ended
+        if not selector.select(TIME_LIMIT):
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(sandbox, signal.SIGKILL)
+            selector.select(TIME_LIMIT)
 
 
 def _sandbox(programs: tuple[str, ...], script: int, shell: int, standin: int) -> list[str]:
