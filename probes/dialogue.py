@@ -59,6 +59,14 @@ def _context() -> ssl.SSLContext:
     return context
 
 
+def prepare() -> None:
+    """Load at the agent's start what a TLS dialogue needs (the certificate decoder
+    import alone is 20 ms): not inside the first TLS row's time."""
+    from cryptography import x509  # noqa: F401
+
+    _context()
+
+
 class _ImplicitTls(smtplib.SMTP_SSL):
     """SMTP over TLS from the first byte (port 465) that acknowledges the handshake's
     last record at once: else the server's banner, written right after that record,
