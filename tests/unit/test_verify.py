@@ -35,14 +35,18 @@ def _scenario(tmp_path: Path) -> Scenario:
     return scenario.load(str(folder))
 
 
-def test_verify_probes_every_expectation_over_a_fake_lab(tmp_path: Path) -> None:
-    lab = FakeLab(tmp_path / "run", rules=(DROP,))
+def _answering(lab: FakeLab) -> None:
+    """client1's SMTP is dropped; mx's and client2's web reach the sink."""
     lab.answers("client1", Reply(PacketAnswer("none", 20000, 25.1), counted=(DROP,)))
     lab.answers("mx", Reply(PacketAnswer("synack", 20001, 0.3, SINK, 80, 62),
                             seen=(Sighting("sink", SINK, 80),)))
-    # client2's web is not blocked: the sink answers and the expectation fails
     lab.answers("client2", Reply(PacketAnswer("synack", 20002, 0.3, SINK, 80, 62),
                                  seen=(Sighting("sink", SINK, 80),)))
+
+
+def test_verify_probes_every_expectation_over_a_fake_lab(tmp_path: Path) -> None:
+    lab = FakeLab(tmp_path / "run", rules=(DROP,))
+    _answering(lab)  # client2's web is not blocked: the sink answers, the expectation fails
     said: list[str] = []
     run = Run("p25-fa4e00", tmp_path / "run")
 
@@ -103,11 +107,7 @@ def test_the_tracers_start_before_the_first_probe_once_the_policy_is_in(
             return super().exec(role, argv, stdin, timeout)
 
     lab = Watched(tmp_path / "run", rules=(DROP,))
-    lab.answers("client1", Reply(PacketAnswer("none", 20000, 25.1), counted=(DROP,)))
-    lab.answers("mx", Reply(PacketAnswer("synack", 20001, 0.3, SINK, 80, 62),
-                            seen=(Sighting("sink", SINK, 80),)))
-    lab.answers("client2", Reply(PacketAnswer("synack", 20002, 0.3, SINK, 80, 62),
-                                 seen=(Sighting("sink", SINK, 80),)))
+    _answering(lab)
     outcome = verify(_scenario(tmp_path), Run("p25-fa4e00", tmp_path / "run"),
                      lambda _: None, boot=lambda _t, _r: lab)
     assert outcome.lab_error is None
