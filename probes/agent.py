@@ -21,7 +21,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, TCPerror, UDPerror
 from scapy.layers.inet6 import ICMPv6DestUnreach, IPv6, IPv6ExtHdrFragment
 from scapy.layers.l2 import Ether
 
-from probes.dialogue import Transcript, run
+from probes.dialogue import Transcript, prepare, run
 from probes.guessing import NotAuthorised, guess
 from probes.requests import (
     STOP,
@@ -235,6 +235,7 @@ def _since(start: float) -> float:
 def main() -> int:
     lines = Lines()
     agent = Agent(lines)
+    prepare()
     print(json.dumps({"ready": True}), flush=True)
     while (line := lines.next()) is not None:
         if line.strip() == STOP:

@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from functools import partial
@@ -78,7 +79,12 @@ def verify(scenario: Scenario, run: Run, progress: Progress, boot: Boot = Lab) -
             load_errors = load_policies(lab, scenario) + start_traps(lab, scenario, progress)
             for error in load_errors:
                 progress(f"{scenario.name}: load error {error}")
-            lab.start_agents(sorted({e.source for e in scenario.expectations}))
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                # the routers' tracers start (once the policies are in) while the agents
+                # import scapy: else the first probe waits for them (60 ms)
+                tracing = pool.submit(lab.packet_evidence, 0)
+                lab.start_agents(sorted({e.source for e in scenario.expectations}))
+                tracing.result()
             total = len(scenario.expectations)
             watching = BanWatcher(list(lab.traps), lab.exec) if lab.traps else None
             with watching or contextlib.nullcontext():

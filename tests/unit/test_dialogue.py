@@ -4,6 +4,7 @@ transcript's round trip through the agent, and the probe catalogue."""
 from __future__ import annotations
 
 import json
+import ssl
 from dataclasses import asdict
 from typing import Any
 
@@ -224,3 +225,15 @@ def test_probe_flags(name: str) -> None:
     assert probe.via_submission_server == (name == "mail")
     # only a datagram may arrive without an answer and still count as allowed
     assert probe.expects_answer == (name != "dns")
+
+
+def test_one_tls_context_per_agent_without_a_ca_store() -> None:
+    # nothing is verified (self-signed lab certificates, the subject is recorded): loading
+    # the system's CA store per dialogue cost 20 ms of every TLS row
+    from probes.dialogue import _context
+
+    context = _context()
+    assert context is _context()
+    assert context.verify_mode == ssl.CERT_NONE and not context.check_hostname
+    assert context.cert_store_stats()["x509_ca"] == 0
+    assert context.minimum_version == ssl.create_default_context().minimum_version

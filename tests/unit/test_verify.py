@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lab.engine.labview import PacketWatch
 from lab.engine.verify import verify
 from lab.model import scenario
 from lab.model.evidence import Sighting
@@ -34,14 +35,18 @@ def _scenario(tmp_path: Path) -> Scenario:
     return scenario.load(str(folder))
 
 
-def test_verify_probes_every_expectation_over_a_fake_lab(tmp_path: Path) -> None:
-    lab = FakeLab(tmp_path / "run", rules=(DROP,))
+def _answering(lab: FakeLab) -> None:
+    """client1's SMTP is dropped; mx's and client2's web reach the sink."""
     lab.answers("client1", Reply(PacketAnswer("none", 20000, 25.1), counted=(DROP,)))
     lab.answers("mx", Reply(PacketAnswer("synack", 20001, 0.3, SINK, 80, 62),
                             seen=(Sighting("sink", SINK, 80),)))
-    # client2's web is not blocked: the sink answers and the expectation fails
     lab.answers("client2", Reply(PacketAnswer("synack", 20002, 0.3, SINK, 80, 62),
                                  seen=(Sighting("sink", SINK, 80),)))
+
+
+def test_verify_probes_every_expectation_over_a_fake_lab(tmp_path: Path) -> None:
+    lab = FakeLab(tmp_path / "run", rules=(DROP,))
+    _answering(lab)  # client2's web is not blocked: the sink answers, the expectation fails
     said: list[str] = []
     run = Run("p25-fa4e00", tmp_path / "run")
 
@@ -80,3 +85,33 @@ def test_a_lab_failure_mid_run_is_reported_with_the_results_so_far(tmp_path: Pat
     assert outcome.lab_error == "probe agent on mx did not answer"
     assert [r.probe for r in outcome.results] == ["smtp"]
     assert not outcome.passed
+
+
+def test_the_tracers_start_before_the_first_probe_once_the_policy_is_in(
+        tmp_path: Path) -> None:
+    # started lazily, the routers' tracers cost the first probe 60 ms of its verdict
+    events: list[str] = []
+
+    class Watched(FakeLab):
+        def packet_evidence(self, tag: int) -> PacketWatch | None:
+            events.append(f"tracers for {tag}")
+            return super().packet_evidence(tag)
+
+        def start_agents(self, roles: list[str]) -> None:
+            events.append("agents")
+            super().start_agents(roles)
+
+        def exec(self, role: str, argv: list[str], stdin: str | None = None,
+                 timeout: float = 30) -> tuple[int, str, str]:
+            events.append(f"exec on {role}")
+            return super().exec(role, argv, stdin, timeout)
+
+    lab = Watched(tmp_path / "run", rules=(DROP,))
+    _answering(lab)
+    outcome = verify(_scenario(tmp_path), Run("p25-fa4e00", tmp_path / "run"),
+                     lambda _: None, boot=lambda _t, _r: lab)
+    assert outcome.lab_error is None
+    # the policy came first (the tracers see its tables), then tracers and agents at once
+    assert events[0] == "exec on gw"
+    assert set(events[1:3]) == {"tracers for 0", "agents"}
+    assert events[3:] == ["tracers for 20000", "tracers for 20001", "tracers for 20002"]
