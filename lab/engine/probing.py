@@ -23,8 +23,7 @@ from lab.model.results import Result
 from lab.model.scenario import Expectation
 from lab.model.site import SUBMISSION, TEREDO_SERVER, TUNNEL_END, Site
 from lab.model.verdict import Decision, Verdict, decide
-from lab.netfilter.counters import Hit, hits
-from lab.netfilter.rules import Rule
+from lab.netfilter.counters import Hit
 from lab.runtime.lab import Lab
 from probes.registry import PROBES, Probe
 from probes.requests import (
@@ -212,37 +211,34 @@ def real_teredo_probe(lab: LabView, expectation: Expectation, variant: Variant,
 
     if not isinstance(lab, Lab):
         raise LabFailure("a real Teredo tunnel needs a running lab (miredo in its nodes)")
-    qualifying = lab.rules(4)
-    # the client's Teredo packets leave from the probe's port: the routers' traces see
-    # a native nft rule's drop (one without a counter) where the counters cannot
+    # the client's Teredo packets leave from the probe's port: the routers' traces of
+    # them name the rule that dropped the qualification (iptables or native nft alike)
     watch = lab.packet_evidence(sport)
     watch.begin()
 
-    def drops_since(before: list[Rule]) -> list[Hit]:
-        counted = [h for h in hits(before, lab.rules(4)) if h.rule.drops]
-        return counted or [h for h in watch.hits() if h.rule.drops]
+    def drops() -> list[Hit]:
+        return [h for h in watch.hits() if h.rule.drops]
 
     try:
         with teredo.tunnel(lab, expectation.source, expectation.target,
-                           explained=lambda: bool(drops_since(qualifying)),
-                           port=sport) as address:
+                           explained=lambda: bool(drops()), port=sport) as address:
             return _over_tunnel(lab, expectation, variant, address, sport)
     except teredo.QualificationFailed as failed:
         # A rule that dropped the clients' packets to the Teredo server is the policy
         # working: the tunnel never opens. Silence no rule explains is the lab's fault.
-        drops = drops_since(qualifying)
-        if not drops:
+        dropped = drops()
+        if not dropped:
             raise
         server = teredo.server_address(lab)
         detail = (f"{variant.name} ({variant.summary}): Teredo qualification of "
                   f"{', '.join(failed.roles)} with the server {server} "
-                  f"UDP 3544 failed: {drops[0].packets} packet(s) dropped by "
-                  f"{drops[0].rule.cite()}; the tunnel never opened")
+                  f"UDP 3544 failed: {dropped[0].packets} packet(s) dropped by "
+                  f"{dropped[0].rule.cite()}; the tunnel never opened")
         return Result(expectation.source, expectation.target, expectation.probe, 4,
-                      expectation.verdict, Verdict.BLOCKED, drops[0].rule.cite(), detail,
+                      expectation.verdict, Verdict.BLOCKED, dropped[0].rule.cite(), detail,
                       round(failed.waited * 1000, 2), variant=variant.name,
                       evidence=Evidence(Endpoint(lab.site.one(TEREDO_SERVER).name, server, 3544),
-                                        rule_hits=tuple(drops)))
+                                        rule_hits=tuple(dropped)))
 
 
 def _over_tunnel(lab: LabView, expectation: Expectation, variant: Variant, address: str,
