@@ -8,8 +8,10 @@ hands it the Mininet node it wraps.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +19,44 @@ from lab.errors import LabFailure
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 LISTEN = "0A"  # a socket's state in /proc/net/tcp*: LISTEN
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def project_env() -> dict[str, str]:
     """The environment for this project's own programs in a node (`python -m lab…`)."""
     return {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+
+
+def in_namespace(pid: int, make: Any) -> Any:
+    """`make()` run by a thread inside the network namespace of process `pid`.
+
+    Sockets (libnftables' netlink one too) stay bound to the namespace they were
+    made in, so what `make` returns keeps talking to the node from any thread.
+    Python 3.11 has no os.setns: libc's, through ctypes. The thread goes back before
+    it ends.
+    """
+    made: list[Any] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        with open(f"/proc/{pid}/ns/net") as node, open("/proc/thread-self/ns/net") as own:
+            if _libc.setns(node.fileno(), CLONE_NEWNET) != 0:
+                failed.append(OSError(ctypes.get_errno(), "setns"))
+                return
+            try:
+                made.append(make())
+            except BaseException as exc:  # raised in the caller's thread below
+                failed.append(exc)
+            finally:
+                _libc.setns(own.fileno(), CLONE_NEWNET)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+    if failed:
+        raise failed[0]
+    return made[0]
 
 
 class NodeHandle:

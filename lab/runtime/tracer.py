@@ -17,7 +17,6 @@ only when the kernel's handles changed (fail2ban adding its chain).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import socket
 import subprocess
@@ -33,42 +32,9 @@ from lab.netfilter import trace
 from lab.netfilter.counters import parse_save
 from lab.netfilter.family import family as ip_family
 from lab.netfilter.rules import Rule
-from lab.runtime.handle import NodeHandle
+from lab.runtime.handle import NodeHandle, in_namespace
 
-CLONE_NEWNET = 0x40000000
 BARRIER_WAIT = 2.0  # s: a barrier's trace comes back in well under a millisecond
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def in_namespace(pid: int, make: Any) -> Any:
-    """`make()` run by a thread inside the network namespace of process `pid`.
-
-    Sockets (libnftables' netlink one too) stay bound to the namespace they were
-    made in, so what `make` returns keeps talking to the node from any thread.
-    Python 3.11 has no os.setns: libc's, through ctypes. The thread goes back before
-    it ends.
-    """
-    made: list[Any] = []
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        with open(f"/proc/{pid}/ns/net") as node, open("/proc/thread-self/ns/net") as own:
-            if _libc.setns(node.fileno(), CLONE_NEWNET) != 0:
-                failed.append(OSError(ctypes.get_errno(), "setns"))
-                return
-            try:
-                made.append(make())
-            except BaseException as exc:  # raised in the caller's thread below
-                failed.append(exc)
-            finally:
-                _libc.setns(own.fileno(), CLONE_NEWNET)
-
-    worker = threading.Thread(target=run)
-    worker.start()
-    worker.join()
-    if failed:
-        raise failed[0]
-    return made[0]
 
 
 def _nftables() -> Any:
