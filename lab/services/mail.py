@@ -20,18 +20,23 @@ import grp
 import os
 import pwd
 import shutil
+import smtplib
+import socket
+import ssl
 import subprocess
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import LabFailure
-from lab.model.site import SUBMISSION, Site
-from lab.runtime.handle import NodeHandle
+from lab.model.site import SUBMISSION, Node, Site
+from lab.runtime.handle import NodeHandle, in_namespace
 from lab.services.service import Refused, Service, pids_in
 
 POSTFIX_LIBEXEC = Path("/usr/lib/postfix/sbin")
 NOBODY = 65534
+GREETING_TIMEOUT = 5.0  # s: a Postfix port of the lab greets in milliseconds
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,9 @@ class MailServer:
     submission: bool  # True: 25/587/465 with SASL (mx); False: 25/465 MTA (remote-mx)
     routes: tuple[tuple[str, str], ...] = ()  # (domain, "[address]") for outbound mail
     users: tuple[User, ...] = ()
+    # one of the node's own addresses: its greeting comes from there (not from loopback,
+    # which is in mynetworks and so skips anvil, the connection counter every client meets)
+    address: str = "127.0.0.1"
 
     @property
     def ports(self) -> tuple[int, ...]:
@@ -294,13 +302,24 @@ def _make_queue(queue: Path) -> None:
 
 
 class Mail(Service):
-    """One mail server on its node: Dovecot (detached) for SASL, Postfix's master held."""
+    """One mail server on its node: Dovecot (detached) for SASL, Postfix's master held.
+
+    Ready when each of its ports greets: the server's own SMTP session from the node
+    itself (its loopback, where no gateway rule and no trap sees it), the banner read
+    (over TLS on 465) and QUIT said. Listening alone is the kernel's; the greeting is
+    smtpd's — one that cannot start (a bad key, a missing map) fails the boot in one
+    line instead of turning the first probe into `error`. It also leaves each port an
+    idle smtpd with its helpers (tlsmgr, anvil) running, as on any server that has
+    served one client, so a probe's verdict does not carry smtpd's first start.
+    """
 
     name = "Postfix"
 
     def __init__(self, node: NodeHandle, server: MailServer) -> None:
         super().__init__(node)
         self.instance = Instance(server, node.folder)
+        self._greeters = ThreadPoolExecutor(1, thread_name_prefix=f"greet-{node.name}")
+        self._greeting: Future[list[str]] | None = None  # what the ports said, if not 220
 
     def prepare(self) -> None:
         # No dry run: `postfix check` takes 2.5 s in a node (see _QUEUE), and the
@@ -320,7 +339,24 @@ class Mail(Service):
         self.spawn([str(POSTFIX_LIBEXEC / "master"), "-c", str(inst.config), "-d"], log)
 
     def ready(self) -> bool:
-        return set(self.instance.server.ports) <= self.node.listening()
+        if self._greeting is None:
+            if not set(self.instance.server.ports) <= self.node.listening():
+                return False
+            # beside the other services' waits, and each port beside the others
+            self._greeting = self._greeters.submit(self._greet)
+        if not self._greeting.done():
+            return False
+        refused = self._greeting.result()  # a lab bug is raised here, as it is
+        if refused:
+            raise LabFailure(f"{self.node.name}: Postfix {refused[0]}")
+        self._greeters.shutdown()
+        return True
+
+    def _greet(self) -> list[str]:
+        server = self.instance.server
+        with ThreadPoolExecutor(len(server.ports)) as each:
+            said = list(each.map(lambda port: greet(self.node.pid, server, port), server.ports))
+        return [s for s in said if s is not None]
 
     def not_ready(self) -> str:
         log = self.instance.log
@@ -331,6 +367,61 @@ class Mail(Service):
 
     def pidfiles(self) -> list[Path]:
         return self.instance.pidfiles()
+
+
+class _FromNode(smtplib.SMTP):
+    """smtplib's client, its connection made inside a node from one of its addresses
+    (TLS from the first byte with `wrapped`, as on port 465)."""
+
+    def __init__(self, pid: int, address: str, hostname: str, wrapped: bool) -> None:
+        self.pid, self.address, self.wrapped = pid, address, wrapped
+        # the lab's own certificate, which is not what the greeting checks
+        self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        self.tls.check_hostname = False
+        self.tls.verify_mode = ssl.CERT_NONE
+        super().__init__(local_hostname=hostname, timeout=GREETING_TIMEOUT)
+        self._host = hostname  # smtplib's TLS layer names it to the server (SNI)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = in_namespace(self.pid, lambda: socket.create_connection(
+            (host, port), timeout, (self.address, 0)))
+        return self.tls.wrap_socket(sock) if self.wrapped else sock
+
+
+def greet(pid: int, server: MailServer, port: int) -> str | None:
+    """One SMTP session with a port of the server, from its own node: None if it greeted.
+
+    Otherwise what went wrong, in words. What a client of the lab's probes does:
+    the banner, EHLO, STARTTLS where offered (TLS from the first byte on 465,
+    RFC 8314), EHLO again, a MAIL FROM and RSET where mail is taken without AUTH
+    (smtpd asks trivial-rewrite about the sender), QUIT. Nothing is refused, so
+    the server logs no rejection a jail could read: only connect and disconnect.
+    """
+    conn = _FromNode(pid, server.address, server.hostname, wrapped=port == 465)
+    try:
+        code, text = conn.connect(server.address, port)
+        if code != 220:
+            return f"port {port} does not greet: {code} {text.decode(errors='replace')}"
+        conn.ehlo()
+        if conn.has_extn("starttls"):
+            conn.starttls(context=conn.tls)
+            conn.ehlo()
+        if port == 25 or not server.submission:
+            code, text = conn.mail(f"postmaster@{server.domains[0]}")
+            if code != 250:
+                return (f"port {port} refuses mail from its own postmaster: {code} "
+                        f"{text.decode(errors='replace')}")
+            conn.rset()
+        conn.quit()
+    except smtplib.SMTPResponseException as exc:
+        said = exc.smtp_error
+        return (f"port {port} does not greet: {exc.smtp_code} "
+                f"{said.decode(errors='replace') if isinstance(said, bytes) else said}")
+    except (OSError, smtplib.SMTPException) as exc:
+        return f"port {port} does not greet: {exc or type(exc).__name__}"
+    finally:
+        conn.close()
+    return None
 
 
 def pids(inst: Instance) -> list[int]:
@@ -360,7 +451,7 @@ def servers_for(site: Site) -> dict[str, MailServer]:
     remote = site.foreign_mta
     if remote is not None:
         servers[remote.name] = MailServer(remote.name, f"mx.{FOREIGN}", (FOREIGN, FOREIGN_V6),
-                                          submission=False)
+                                          submission=False, address=own_address(remote))
     for role in site.having(SUBMISSION):
         # a foreign MTA of a site's own may lack a family: its mail cannot travel over it
         routes = () if remote is None else tuple(
@@ -369,8 +460,13 @@ def servers_for(site: Site) -> dict[str, MailServer]:
             if remote.has(family))
         servers[role.name] = MailServer(role.name, f"{role.name}.{ORGANISATION}",
                                         (ORGANISATION,), submission=True, routes=routes,
-                                        users=LAB_USERS)
+                                        users=LAB_USERS, address=own_address(role))
     return servers
+
+
+def own_address(node: Node) -> str:
+    """An address of the node's own (IPv4 if it has one)."""
+    return node.address(4) if node.has(4) else node.address(6)
 
 
 def domain_for(server: MailServer, family: int) -> str:

@@ -13,6 +13,7 @@ import pytest
 
 import topologies
 from lab.engine.verify import load_policies
+from lab.errors import LabFailure
 from lab.model import scenario
 from lab.runtime import lifecycle
 from lab.runtime.lab import Lab
@@ -137,3 +138,57 @@ def test_daemons_run_from_the_run_folder_and_stop_with_the_lab() -> None:
         lifecycle.destroy(run)
     assert not [pid for pid in pids if lifecycle.is_running(pid)]
     assert leftovers(run.prefix) == []
+
+
+def own_sessions(lab: Lab, role: str) -> list[str]:
+    """The server's log lines about clients at its own address (what the boot's greeting
+    left), without their dates and process ids."""
+    address = lab.site.role(role).address(4)
+    return [line.split(" postfix/", 1)[1].replace(f"unknown[{address}]", "OWN")
+            for line in lab.mail[role].log.read_text().splitlines()
+            if f"[{address}]" in line]
+
+
+def test_each_port_greeted_its_own_server_once_at_boot_and_nothing_was_refused(
+        lab: Lab) -> None:
+    # one session per port: the commands a probe's client uses, none refused
+    def sessions(role: str) -> dict[str, str]:
+        lines = own_sessions(lab, role)
+        said = {ln.split("/", 1)[0]: ln.split("disconnect from OWN ", 1)[1]
+                for ln in lines if "disconnect from OWN" in ln}
+        assert len(lines) == 2 * len(said), lines  # a connect and a disconnect line each
+        return said
+
+    assert sessions("mx") == {
+        "smtp": "ehlo=2 starttls=1 mail=1 rset=1 quit=1 commands=6",
+        "smtps": "ehlo=1 quit=1 commands=2",  # AUTH first there: no MAIL to refuse
+        "submission": "ehlo=2 starttls=1 quit=1 commands=4"}
+    assert sessions("remote-mx") == {
+        "smtp": "ehlo=2 starttls=1 mail=1 rset=1 quit=1 commands=6",
+        "smtps": "ehlo=1 mail=1 rset=1 quit=1 commands=4"}
+
+
+class _UnreadableKey(mail.Mail):
+    """A Postfix whose key file is not there: it listens, but its smtpd has no TLS."""
+
+    def prepare(self) -> None:
+        super().prepare()
+        main_cf = self.instance.config / "main.cf"
+        main_cf.write_text(main_cf.read_text().replace(
+            "smtpd_tls_key_file = ", "smtpd_tls_key_file = /nonexistent"))
+
+
+def test_a_server_that_listens_but_cannot_greet_is_one_line_not_ready(lab: Lab) -> None:
+    node = lab.nodes["client1"]  # a node without a mail server of its own
+    server = mail.MailServer("client1", "client1.example.org", ("example.org",),
+                             submission=False, address=lab.site.role("client1").address(4))
+    broken = _UnreadableKey(node, server)
+    try:
+        with pytest.raises(LabFailure) as failed:
+            lab.start_services([broken])
+        assert str(failed.value) == ("client1: Postfix port 25 does not greet: 454 4.7.0 TLS "
+                                     "not available due to local problem")
+        assert {25, 465} <= node.listening()  # listening alone would have been "ready"
+    finally:
+        lab.stop_services([broken])
+    assert not {25, 465} & node.listening()
