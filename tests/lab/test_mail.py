@@ -16,6 +16,7 @@ from lab.engine.verify import load_policies
 from lab.errors import LabFailure
 from lab.model import scenario
 from lab.runtime import lifecycle
+from lab.runtime.handle import NodeHandle
 from lab.runtime.lab import Lab
 from lab.services import mail
 from probes.dialogue import Dialogue, Transcript
@@ -168,6 +169,16 @@ def test_each_port_greeted_its_own_server_once_at_boot_and_nothing_was_refused(
         "smtps": "ehlo=1 mail=1 rset=1 quit=1 commands=4"}
 
 
+def closed(node: NodeHandle, ports: set[int], seconds: float = 5.0) -> bool:
+    """The ports stop listening: smtpd processes end on their own once master has gone."""
+    deadline = time.monotonic() + seconds
+    while ports & node.listening():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 class _UnreadableKey(mail.Mail):
     """A Postfix whose key file is not there: it listens, but its smtpd has no TLS."""
 
@@ -191,4 +202,32 @@ def test_a_server_that_listens_but_cannot_greet_is_one_line_not_ready(lab: Lab) 
         assert {25, 465} <= node.listening()  # listening alone would have been "ready"
     finally:
         lab.stop_services([broken])
-    assert not {25, 465} & node.listening()
+    assert closed(node, {25, 465})
+
+
+class _UnknownDovecotSetting(mail.Mail):
+    """A submission server whose Dovecot configuration names a setting Dovecot lacks."""
+
+    def prepare(self) -> None:
+        super().prepare()
+        with self.instance.dovecot_conf.open("a") as conf:
+            conf.write("no_such_setting = 1\n")
+
+
+def test_a_dovecot_that_refuses_its_configuration_is_one_line_with_its_words(
+        lab: Lab) -> None:
+    node = lab.nodes["client2"]
+    server = mail.MailServer("client2", "client2.example.org", ("example.org",),
+                             submission=True, users=mail.LAB_USERS,
+                             address=lab.site.role("client2").address(4))
+    broken = _UnknownDovecotSetting(node, server)
+    try:
+        with pytest.raises(LabFailure) as failed:
+            lab.start_services([broken])
+        said = str(failed.value)
+        assert said.startswith("client2: dovecot failed: doveconf: Fatal: Error in "
+                               "configuration file "), said
+        assert said.endswith("Unknown setting: no_such_setting") and "\n" not in said
+    finally:
+        lab.stop_services([broken])
+    assert closed(node, {25, 465, 587})
