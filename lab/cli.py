@@ -373,7 +373,8 @@ def _scenarios(args: argparse.Namespace, names: Sequence[str]) -> tuple[list[Any
     --rules or --rules-v4/--rules-v6; and the notes to say once the input is known good."""
     from lab.model import scenario
     from lab.netfilter.family import family as ip_family
-    from lab.netfilter.policy import override, read_policy, shown
+    from lab.netfilter.policy import override, read_policy
+    from lab.userfiles import shown
 
     split = {4: args.rules_v4, 6: args.rules_v6}
     if args.rules and any(split.values()):

@@ -113,7 +113,7 @@ def replay(facts: Facts, scenario: Scenario, mapping: dict[str, str]) -> Replay:
     notes = []
     for family in (4, 6):
         source = f"{facts.gateway} {ip_family(family).save}"
-        policy = PolicyFile(Path(source), "script",
+        policy = PolicyFile(Path(source), "script", label=source,
                             commands=tuple(commands(facts.rules(family), family, source,
                                                     mapping)))
         policies[family] = policy
@@ -126,7 +126,8 @@ def replay(facts: Facts, scenario: Scenario, mapping: dict[str, str]) -> Replay:
                              f"{name.rstrip('+')}=LAB")
     native = native_ruleset(facts, mapping)
     if native is not None:
-        policies[0] = PolicyFile(native.path, "nft", ruleset=native, replay=True)
+        policies[0] = PolicyFile(native.path, "nft", ruleset=native, replay=True,
+                                 label=native.file)
         for name in sorted(nft.interfaces(native.text)):
             base = name.rstrip("*")
             if base not in lab_interfaces and not (name.endswith("*") and any(

@@ -22,9 +22,10 @@ from lab.model.results import Result, ScenarioResult
 from lab.model.scenario import Expectation, Scenario
 from lab.model.site import Site
 from lab.model.verdict import Verdict
-from lab.netfilter.policy import LoadError, apply_policy, shown
+from lab.netfilter.policy import LoadError, apply_policy
 from lab.runtime.lab import Lab
 from lab.runtime.lifecycle import Run
+from lab.userfiles import shown
 
 # How a run gets its lab: the real one, booted in namespaces (a test may pass a fake)
 Boot = Callable[[Site, Run], AbstractContextManager[LabView]]
@@ -70,7 +71,7 @@ def verify(scenario: Scenario, run: Run, progress: Progress, boot: Boot = Lab) -
     outcome = partial(ScenarioResult, scenario.name, scenario.topology, notes=tuple(notes),
                       expected_suspects=scenario.suspects,
                       site_file=shown(scenario.site_file) if scenario.site_file else "",
-                      rules={router: tuple(shown(p.path) for p in files)
+                      rules={router: tuple(p.name for p in files)
                              for router, files in scenario.policies.items()})
     try:
         progress(f"{scenario.name}: booting {scenario.topology} as {run.prefix}")

@@ -20,7 +20,7 @@ from lab.model.evidence_items import items
 from lab.model.record import ScenarioRecord
 from lab.model.results import Result, ScenarioResult
 from lab.model.scenario import Scenario
-from lab.netfilter.policy import MAX_BYTES, LoadError, PolicyFile, shown
+from lab.netfilter.policy import MAX_BYTES, LoadError, PolicyFile
 from lab.report import label
 
 
@@ -148,7 +148,7 @@ def _policy_view(router: str, policy: PolicyFile, anchor: str) -> PolicyView:
         while 0 < n < len(lines) and lines[n - 1].text.rstrip().endswith("\\"):
             lines[n].head = lines[command.line - 1]
             n += 1
-    return PolicyView(router, shown(policy.path), policy.kind, anchor, lines, note)
+    return PolicyView(router, policy.name, policy.kind, anchor, lines, note)
 
 
 class _Lines:

@@ -32,7 +32,7 @@ from lab.model.results import Result
 from lab.model.verdict import Verdict
 from lab.netfilter import script
 from lab.netfilter.nft import Ruleset
-from lab.netfilter.policy import LoadError, PolicyFile, shown
+from lab.netfilter.policy import LoadError, PolicyFile
 from lab.netfilter.rules import LOGGING, REWRITES, TERMINAL_DROPS, target_of
 from probes.registry import PROBES
 
@@ -89,7 +89,7 @@ def explained(error: LoadError, policies: Sequence[PolicyFile],
               results: Sequence[Result]) -> tuple[Result, ...]:
     """The failing rows the line of `error` may explain (none if it is no policy's line)."""
     for policy in policies:
-        if policy.kind == "save" and shown(policy.path) == error.file:
+        if policy.kind == "save" and policy.name == error.file:
             return tuple(r for r in results if explains(None, policy.save_family, r))
         if policy.ruleset is not None and _names(policy.ruleset, error):
             return _any_of(policy.families, results)

@@ -52,7 +52,7 @@ def iso(moment: datetime) -> str:
 
 def of_scenario(scenario: Scenario, started: datetime, seconds: float) -> ScenarioRecord:
     """The record of a scenario that ran: its site, its routers' policy files, its time."""
-    rules = {router: tuple(shown(p.path) for p in files)
+    rules = {router: tuple(p.name for p in files)
              for router, files in scenario.policies.items()}
     site_file = shown(scenario.site_file) if scenario.site_file is not None else ""
     return ScenarioRecord(scenario.name, scenario.site.name, site_file, rules, started,

@@ -16,7 +16,6 @@ from lab.netfilter import nft, save
 from lab.netfilter.policy import PolicyFile
 from lab.netfilter.rules import words_of
 from lab.netfilter.script import Command, is_nft
-from lab.userfiles import shown
 
 GROUP = 25
 _LOG_FLAGS = {"--log-tcp-sequence", "--log-tcp-options", "--log-ip-options", "--log-uid",
@@ -84,7 +83,7 @@ def as_nflog(policy: PolicyFile) -> tuple[PolicyFile, list[str]]:
         argv = nflog_argv(words_of(line)) if line.startswith("-A ") else None
         if argv is None:
             continue
-        notes.append(f"{shown(policy.path)}:{number}: -j LOG run as -j NFLOG --nflog-group "
+        notes.append(f"{policy.name}:{number}: -j LOG run as -j NFLOG --nflog-group "
                      f"{GROUP} (LOG is silent in a namespace)")
         # iptables-restore reads double quotes; a rule's counters go (the lab restores
         # without -c, which alone reads them)

@@ -27,7 +27,7 @@ from lab.errors import BadInput
 from lab.netfilter import nft, origin, save, script
 from lab.netfilter.family import family as ip_family
 from lab.netfilter.script import Command
-from lab.userfiles import shown as shown  # re-exported: reports cite policy files with it
+from lab.userfiles import shown
 
 # The most of a policy file that is read: far above any real gateway's rules, far
 # below what would make reading it take long.
@@ -72,6 +72,12 @@ class PolicyFile:
     ruleset: nft.Ruleset | None = None  # set for nft rulesets
     # a twin's replay of collected rules: what does not load is left out, the rest loads
     replay: bool = False
+    label: str = ""  # what reports call a policy that is no file (a twin's collected rules)
+
+    @property
+    def name(self) -> str:
+        """The policy as reports and errors name it: its label, or its file as shown."""
+        return self.label or shown(self.path)
 
     @property
     def families(self) -> frozenset[int]:
@@ -204,7 +210,7 @@ def _flushes_only(policy: PolicyFile, family: int, option: str) -> None:
 def _both_families(policy: PolicyFile) -> str:
     """Where an nft policy, or an nft call of a script, holds rules of both families ('')."""
     if policy.kind == "nft":
-        return shown(policy.path) if len(policy.families) > 1 else ""
+        return policy.name if len(policy.families) > 1 else ""
     return next((f"{c.file}:{c.line}" for c in policy.commands
                  if len(script.families_of(c)) > 1 and not (
                      script.is_nft(c) and nft.flushes(" ".join(c.argv[1:])))), "")
@@ -255,7 +261,7 @@ def apply_policy(policy: PolicyFile, run: Runner, tag_sources: bool = False) -> 
         return errors
     family = policy.save_family
     restore = [ip_family(family).restore, "-w"]
-    text = origin.tagged_save(policy.save_text, shown(policy.path)) if tag_sources else (
+    text = origin.tagged_save(policy.save_text, policy.name) if tag_sources else (
         policy.save_text)
     status, err = run(restore, text)
     if status != 0 and tag_sources:
@@ -266,7 +272,7 @@ def apply_policy(policy: PolicyFile, run: Runner, tag_sources: bool = False) -> 
         message = _first_line(err, status)
         line = _failed_rule(policy.save_text, family, int(match.group(1)) if match else 0,
                             message, run)
-        errors.append(LoadError(shown(policy.path), line, message))
+        errors.append(LoadError(policy.name, line, message))
     return errors
 
 

@@ -456,7 +456,8 @@ def test_an_empty_ipv6_policy_lets_every_clients_ipv6_smtp_through(tmp_path: Pat
 ])
 def test_a_save_files_load_error_names_the_rule_line(tmp_path: Path, text: str,
                                                      rule_line: int, commit_line: int) -> None:
-    from lab.netfilter.policy import apply_policy, shown
+    from lab.netfilter.policy import apply_policy
+    from lab.userfiles import shown
 
     bad = tmp_path / "bad.v4"
     bad.write_text(text)

@@ -194,6 +194,9 @@ def test_the_twin_reproduces_the_builtin_scenario(gateway: Gateway) -> None:
     assert status == 1, out + err
     twin = json.loads(out_json.read_text())["scenarios"][0]
     assert twin["name"] == f"seed-screened-block twin of ssh://root@{GW}"
+    # the policies the twin ran are named as collected, not as file paths (ssh:/…)
+    assert twin["rules"] == {"gw": [f"ssh://root@{GW} iptables-save",
+                                    f"ssh://root@{GW} ip6tables-save"]}
     assert twin["load_errors"] == []  # what the gateway holds loads; its broken line never did
     assert twin["lab_error"] is None
     for p in prefixes(err + out):

@@ -19,9 +19,10 @@ from lab.audit import twin
 from lab.audit.facts import NFT, Facts, Output
 from lab.model.site import Site
 from lab.netfilter import nft
-from lab.netfilter.policy import LoadError, PolicyFile, apply_policy, read_policy, shown
+from lab.netfilter.policy import LoadError, PolicyFile, apply_policy, read_policy
 from lab.runtime import lifecycle
 from lab.runtime.lab import Lab
+from lab.userfiles import shown
 from tests.support import CLI, PROJECT, leftovers
 from topologies import load as load_site
 

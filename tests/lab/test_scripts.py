@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lab.model.results import ScenarioResult
-from lab.netfilter.policy import shown
+from lab.userfiles import shown
 from tests.lab.test_evidence import _scenario as scenario_folder
 from tests.lab.test_evidence import _verify as verify_folder
 from tests.support import CLI, PROJECT, prefixes

@@ -19,8 +19,9 @@ from lab import report
 from lab.model import scenario
 from lab.model.verdict import Verdict
 from lab.netfilter import save
-from lab.netfilter.policy import PolicyFile, apply_policy, read_policy, shown
+from lab.netfilter.policy import PolicyFile, apply_policy, read_policy
 from lab.netfilter.rules import Rule
+from lab.userfiles import shown
 from tests.lab.test_evidence import _scenario, _verify  # a scenario folder, run
 from tests.support import leftovers
 

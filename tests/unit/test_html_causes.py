@@ -9,7 +9,8 @@ import pytest
 from lab.model.causes import explained, transport
 from lab.model.results import Result
 from lab.model.verdict import Verdict
-from lab.netfilter.policy import LoadError, read_policy, shown
+from lab.netfilter.policy import LoadError, read_policy
+from lab.userfiles import shown
 
 A, B, D, V, E = (Verdict.ALLOWED, Verdict.BLOCKED, Verdict.DIVERTED, Verdict.REFUSED,
                  Verdict.ERROR)

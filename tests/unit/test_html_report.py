@@ -17,8 +17,9 @@ from lab.model.results import Result, ScenarioResult
 from lab.model.scenario import Scenario
 from lab.model.verdict import Verdict
 from lab.netfilter.counters import Hit
-from lab.netfilter.policy import LoadError, shown
+from lab.netfilter.policy import LoadError
 from lab.netfilter.rules import Rule
+from lab.userfiles import shown
 from tests.html_dom import Element, parse
 from tests.support import without_mininet
 

@@ -14,8 +14,9 @@ import pytest
 
 from lab.errors import BadInput
 from lab.netfilter import nft, origin
-from lab.netfilter.policy import LoadError, Runner, apply_policy, override, read_policy, shown
+from lab.netfilter.policy import LoadError, Runner, apply_policy, override, read_policy
 from lab.netfilter.script import BOTH, read_script
+from lab.userfiles import shown
 
 RULESET = """\
 #!/usr/sbin/nft -f

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from lab.netfilter import origin, save
-from lab.netfilter.policy import LoadError, apply_policy, read_policy, shown
+from lab.netfilter.policy import LoadError, apply_policy, read_policy
 from lab.netfilter.script import netfilter_tool
+from lab.userfiles import shown
 from tests.unit.test_policy import FakeRouter
 
 # What iptables-save (v1.8.9, nf_tables) printed for rules loaded tagged: the tag where

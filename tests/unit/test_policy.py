@@ -19,11 +19,11 @@ from lab.netfilter.policy import (
     apply_policy,
     override,
     read_policy,
-    shown,
 )
 from lab.netfilter.rules import MAX_LINE
 from lab.netfilter.save import QUOTED
 from lab.netfilter.script import TOOL_FOLDERS, Command, netfilter_tool
+from lab.userfiles import shown
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 BUILTIN = ("seed-screened-block", "seed-dmz-block", "fixed-screened-block", "fixed-dmz-block")

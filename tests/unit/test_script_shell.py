@@ -14,8 +14,9 @@ import pytest
 
 from lab.errors import BadInput
 from lab.netfilter import script, shell
-from lab.netfilter.policy import LoadError, apply_policy, read_policy, shown
+from lab.netfilter.policy import LoadError, apply_policy, read_policy
 from lab.netfilter.script import Command, expand_script, parse_script, read_script
+from lab.userfiles import shown
 from tests.unit.test_policy import FakeRouter
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"

@@ -12,9 +12,9 @@ from lab.model.evidence import Sighting
 from lab.model.scenario import Scenario
 from lab.model.verdict import Verdict
 from lab.netfilter import origin
-from lab.netfilter.policy import shown
 from lab.netfilter.script import netfilter_tool
 from lab.runtime.lifecycle import Run
+from lab.userfiles import shown
 from probes.requests import PacketAnswer
 from tests.unit.fake_lab import FakeLab, Reply, rule, wire
 
