@@ -9,8 +9,10 @@ import pytest
 import topologies
 from lab.errors import BadInput
 from lab.html_report import diagram
+from lab.model import site_file
 from lab.model.site import Interface, Node
 from tests.html_dom import Element, parse
+from tests.support import PROJECT
 
 
 def _drawn(name: str, prefix: str = "site-0") -> Element:
@@ -83,3 +85,26 @@ def test_without_dot_the_html_report_is_bad_input(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(BadInput, match=r"^--html: Graphviz's `dot` is not installed .*"
                                        r"\(Debian package graphviz\)$"):
         diagram.require_dot()
+
+
+def test_light_clients_are_drawn_one_box_per_run_on_their_segment() -> None:
+    # examples/spambot-epidemic: 1000 light clients on three segments, and mx among them
+    site = site_file.load(PROJECT / "examples" / "spambot-epidemic" / "campus.yaml")
+    assert len(site.light_nodes) == 1000
+    svg = parse(diagram.svg(site, "site-0"))
+    boxes = {e.attrs["id"]: _texts(e) for e in svg.walk()
+             if e.attrs.get("id", "").startswith(("site-0-node-", "site-0-clients-"))}
+    assert boxes["site-0-clients-client1"] == [
+        "client1 … client200", "200 clients (light)",
+        "eth0: 203.0.113.30/24 … 203.0.113.229",
+        "eth0: 2001:db8:ca:1::1000/64 … 2001:db8:ca:1::10c7"]
+    assert boxes["site-0-clients-client201"][:3] == [
+        "client201 … client450", "250 clients (light)", "eth0: 192.0.2.2/24 … 192.0.2.251"]
+    assert boxes["site-0-clients-client451"] == [
+        "client451 … client1000", "550 clients (light)",
+        "eth0: 2001:db8:ca:3::1000/64 … 2001:db8:ca:3::1225"]
+    # every other node its own box; one link per run
+    assert {i for i in boxes if i.startswith("site-0-node-")} == {
+        f"site-0-node-{n.name}" for n in site.nodes if not n.light}
+    links = [e for e in svg.walk() if e.attrs.get("id", "").startswith("site-0-link-")]
+    assert len(links) == 3 + sum(len(n.interfaces) for n in site.nodes if not n.light)
