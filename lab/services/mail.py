@@ -23,6 +23,7 @@ import shutil
 import smtplib
 import socket
 import ssl
+import subprocess
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -339,6 +340,7 @@ class Mail(Service):
         self.instance = Instance(server, node.folder)
         self._greeters = ThreadPoolExecutor(1, thread_name_prefix=f"greet-{node.name}")
         self._greeting: Future[list[str]] | None = None  # what the ports said, if not 220
+        self.dovecot: subprocess.Popen[bytes] | None = None  # held, on a submission server
 
     def prepare(self) -> None:
         # No dry run: `postfix check` takes 2.5 s in a node (see _QUEUE), and the
@@ -353,14 +355,16 @@ class Mail(Service):
         # smtpd asks Dovecot only at a client's EHLO on a port with AUTH: the greeting
         # (below) waits for Dovecot's socket.
         if inst.server.submission:
-            self.spawn(["/usr/sbin/dovecot", "-F", "-c", str(inst.dovecot_conf)],
-                       inst.root / "dovecot.start.log")
+            self.dovecot = self.node.spawn(["/usr/sbin/dovecot", "-F", "-c",
+                                            str(inst.dovecot_conf)],
+                                           inst.root / "dovecot.start.log")
+            self.held.append(self.dovecot)
         self.spawn([str(POSTFIX_LIBEXEC / "master"), "-c", str(inst.config), "-d"],
                    inst.root / "start.log")
 
     def ready(self) -> bool:
         if self._greeting is None:
-            if self.instance.server.submission and not self._dovecot_ready():
+            if self.dovecot is not None and not self._dovecot_ready(self.dovecot):
                 return False
             if not set(self.instance.server.ports) <= self.node.listening():
                 return False
@@ -368,10 +372,10 @@ class Mail(Service):
             self._greeting = self._greeters.submit(self._greet)
         if not self._greeting.done():
             return False
+        self._greeters.shutdown()
         refused = self._greeting.result()  # a lab bug is raised here, as it is
         if refused:
             raise LabFailure(f"{self.node.name}: Postfix {refused[0]}")
-        self._greeters.shutdown()
         return True
 
     def _greet(self) -> list[str]:
@@ -380,18 +384,18 @@ class Mail(Service):
             said = list(each.map(lambda port: greet(self.node.pid, server, port), server.ports))
         return [s for s in said if s is not None]
 
-    def _dovecot_ready(self) -> bool:
+    def _dovecot_ready(self, dovecot: subprocess.Popen[bytes]) -> bool:
         """Dovecot's auth socket is there for smtpd; LabFailure with its words if it ended."""
-        if self.held[0].poll() is not None:
+        if dovecot.poll() is not None:
             said = (self.instance.root / "dovecot.start.log").read_text(
                 errors="replace").strip().splitlines()
             fatal = [line for line in said if "Fatal:" in line] or said[-1:]
             raise LabFailure(f"{self.node.name}: dovecot failed: "
-                             f"{fatal[0] if fatal else self.held[0].returncode}")
+                             f"{fatal[0] if fatal else dovecot.returncode}")
         return (self.instance.queue / "private" / "auth").exists()
 
     def not_ready(self) -> str:
-        if self.instance.server.submission and not self._dovecot_ready():
+        if self.dovecot is not None and not self._dovecot_ready(self.dovecot):
             return f"Dovecot's auth socket did not appear in {READY_TIMEOUT:g} s"
         log = self.instance.log
         text = log.read_text(errors="replace") if log.exists() else ""
