@@ -40,16 +40,17 @@ def in_namespace(pid: int, make: Any) -> Any:
     failed: list[BaseException] = []
 
     def run() -> None:
-        with open(f"/proc/{pid}/ns/net") as node, open("/proc/thread-self/ns/net") as own:
-            if _libc.setns(node.fileno(), CLONE_NEWNET) != 0:
-                failed.append(OSError(ctypes.get_errno(), "setns"))
-                return
-            try:
-                made.append(make())
-            except BaseException as exc:  # raised in the caller's thread below
-                failed.append(exc)
-            finally:
-                _libc.setns(own.fileno(), CLONE_NEWNET)
+        try:
+            with open(f"/proc/{pid}/ns/net") as node, open("/proc/thread-self/ns/net") as own:
+                if _libc.setns(node.fileno(), CLONE_NEWNET) != 0:
+                    errno = ctypes.get_errno()
+                    raise OSError(errno, f"setns: {os.strerror(errno)}")
+                try:
+                    made.append(make())
+                finally:
+                    _libc.setns(own.fileno(), CLONE_NEWNET)
+        except BaseException as exc:  # raised in the caller's thread below (a node whose
+            failed.append(exc)  # process is gone: its /proc entry cannot be opened)
 
     worker = threading.Thread(target=run)
     worker.start()

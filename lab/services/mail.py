@@ -37,7 +37,10 @@ from lab.services.service import READY_TIMEOUT, Service, pids_in
 
 POSTFIX_LIBEXEC = Path("/usr/lib/postfix/sbin")
 NOBODY = 65534
-GREETING_TIMEOUT = 5.0  # s: a Postfix port of the lab greets in milliseconds
+# s per SMTP step of the greeting: a port of the lab greets in milliseconds, a machine
+# loaded by other labs may take a second to start smtpd (a greeting still under way at
+# the services' READY_TIMEOUT is a boot failure that says so)
+GREETING_TIMEOUT = 3.0
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,9 @@ class MailServer:
     submission: bool  # True: 25/587/465 with SASL (mx); False: 25/465 MTA (remote-mx)
     routes: tuple[tuple[str, str], ...] = ()  # (domain, "[address]") for outbound mail
     users: tuple[User, ...] = ()
-    # one of the node's own addresses: its greeting comes from there (not from loopback,
-    # which is in mynetworks and so skips anvil, the connection counter every client meets)
+    # where its greeting comes from: servers_for gives one of the node's own addresses
+    # (127.0.0.1, for a server made without a site, is in mynetworks and so skips anvil,
+    # the connection counter every other client meets)
     address: str = "127.0.0.1"
 
     @property
@@ -322,15 +326,15 @@ def _make_queue(queue: Path) -> None:
 
 
 class Mail(Service):
-    """One mail server on its node: Dovecot (detached) for SASL, Postfix's master held.
+    """One mail server on its node: Dovecot for SASL and Postfix's master, both held.
 
-    Ready when each of its ports greets: the server's own SMTP session from the node
-    itself (its loopback, where no gateway rule and no trap sees it), the banner read
-    (over TLS on 465) and QUIT said. Listening alone is the kernel's; the greeting is
-    smtpd's — one that cannot start (a bad key, a missing map) fails the boot in one
-    line instead of turning the first probe into `error`. It also leaves each port an
-    idle smtpd with its helpers (tlsmgr, anvil) running, as on any server that has
-    served one client, so a probe's verdict does not carry smtpd's first start.
+    Ready when each of its ports greets (`greet`): one SMTP session from the server's
+    own address to itself, which the kernel carries over the node's loopback, never
+    through a gateway. Listening alone is the kernel's; the greeting is smtpd's — one
+    that cannot start (a bad key, a missing map) fails the boot in one line instead
+    of turning the first probe into `error`. It also leaves each port an idle smtpd
+    with its helpers (tlsmgr, anvil, trivial-rewrite) running, as on any server that
+    has served one client, so a probe's verdict does not carry smtpd's first start.
     """
 
     name = "Postfix"
@@ -395,6 +399,8 @@ class Mail(Service):
         return (self.instance.queue / "private" / "auth").exists()
 
     def not_ready(self) -> str:
+        if self._greeting is not None:
+            return f"Postfix listens, but its ports did not greet in {READY_TIMEOUT:g} s"
         if self.dovecot is not None and not self._dovecot_ready(self.dovecot):
             return f"Dovecot's auth socket did not appear in {READY_TIMEOUT:g} s"
         log = self.instance.log
@@ -423,7 +429,18 @@ class _FromNode(smtplib.SMTP):
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         sock: socket.socket = in_namespace(self.pid, lambda: socket.create_connection(
             (host, port), timeout, (self.address, 0)))
-        return self.tls.wrap_socket(sock) if self.wrapped else sock
+        if not self.wrapped:
+            return sock
+        # as the probes' implicit TLS does (probes.dialogue): the banner after the
+        # handshake would wait 40 ms for a delayed ACK
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        return self.tls.wrap_socket(sock, server_hostname=self._host)
+
+
+def _first_line(reply: bytes | str) -> str:
+    """A server's reply as one line (smtplib joins a multi-line reply's lines with \\n)."""
+    text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+    return text.splitlines()[0] if text.strip() else "(nothing)"
 
 
 def greet(pid: int, server: MailServer, port: int) -> str | None:
@@ -439,7 +456,7 @@ def greet(pid: int, server: MailServer, port: int) -> str | None:
     try:
         code, text = conn.connect(server.address, port)
         if code != 220:
-            return f"port {port} does not greet: {code} {text.decode(errors='replace')}"
+            return f"port {port} does not greet: {code} {_first_line(text)}"
         conn.ehlo()
         if conn.has_extn("starttls"):
             conn.starttls(context=conn.tls)
@@ -448,13 +465,11 @@ def greet(pid: int, server: MailServer, port: int) -> str | None:
             code, text = conn.mail(f"postmaster@{server.domains[0]}")
             if code != 250:
                 return (f"port {port} refuses mail from its own postmaster: {code} "
-                        f"{text.decode(errors='replace')}")
+                        f"{_first_line(text)}")
             conn.rset()
         conn.quit()
     except smtplib.SMTPResponseException as exc:
-        said = exc.smtp_error
-        return (f"port {port} does not greet: {exc.smtp_code} "
-                f"{said.decode(errors='replace') if isinstance(said, bytes) else said}")
+        return f"port {port} does not greet: {exc.smtp_code} {_first_line(exc.smtp_error)}"
     except (OSError, smtplib.SMTPException) as exc:
         return f"port {port} does not greet: {exc or type(exc).__name__}"
     finally:

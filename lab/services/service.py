@@ -32,7 +32,7 @@ from lab.runtime.handle import NodeHandle
 
 READY_TIMEOUT = 10.0  # s: every daemon of the lab is ready well within this
 HELD_GRACE = 2.0  # s a held process may take to end after SIGTERM
-DAEMON_GRACE = 0.2  # s for detached daemons (Dovecot takes a second: a lab keeps no state)
+DAEMON_GRACE = 0.2  # s for detached daemons (fail2ban's, miredo's…: a lab keeps no state)
 
 
 class Refused(LabFailure):
@@ -84,7 +84,7 @@ def start(services: Sequence[Service]) -> dict[Service, list[str]]:
     """Prepare, dry-run and start the services, all at once; the problems of those not started.
 
     A service is not started when its dry run finds problems or its start is refused.
-    Each waits on its own programs (openssl, `dovecot`, `fail2ban-client --test`), so they
+    Each waits on its own programs (`fail2ban-client --test`, `sshd -t`, `ip`), so they
     run side by side in threads; the first failure (in the services' order) is raised once
     all are done, so that nothing is still starting when the lab is torn down.
     """
