@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections import deque
+from ipaddress import ip_interface
 from typing import cast
 
 import graphviz
@@ -55,13 +56,33 @@ def _node_label(node: Node) -> str:
     return _label(*lines)
 
 
+def _numbered(name: str) -> tuple[str, int] | None:
+    found = re.fullmatch(r"(.*?)(\d+)", name)
+    return (found.group(1), int(found.group(2))) if found else None
+
+
+def _follows(last: Node, node: Node) -> bool:
+    """Whether `node` is the light client after `last` in one range: the next name, on the
+    same segments through interfaces of the same names, each address the next one."""
+    before, after = _numbered(last.name), _numbered(node.name)
+    if not (last.light and node.light and before and after) or (
+            after != (before[0], before[1] + 1)):
+        return False
+    if [(i.name, i.segment, len(i.addresses)) for i in last.interfaces] != [
+            (i.name, i.segment, len(i.addresses)) for i in node.interfaces]:
+        return False
+    pairs = [(ip_interface(a), ip_interface(b)) for here, there in
+             zip(last.interfaces, node.interfaces, strict=True)
+             for a, b in zip(here.addresses, there.addresses, strict=True)]
+    return all(b.network == a.network and b.ip == a.ip + 1 for a, b in pairs)
+
+
 def _runs(site: Site) -> list[tuple[Node, ...]]:
-    """The site's nodes in order, each light client in the run of those beside it on its
-    segment (every other node a run of its own)."""
+    """The site's nodes in order, each light client in the run of the range it is in
+    (every other node a run of its own)."""
     runs: list[list[Node]] = []
     for node in site.nodes:
-        last = runs[-1][-1] if runs else None
-        if node.light and last is not None and last.light and last.segments == node.segments:
+        if runs and _follows(runs[-1][-1], node):
             runs[-1].append(node)
         else:
             runs.append([node])
@@ -72,7 +93,7 @@ def _run_label(run: tuple[Node, ...]) -> str:
     first, last = run[0], run[-1]
     lines = [f"{first.name} … {last.name}", f"{len(run)} clients (light)"]
     for here, there in zip(first.interfaces, last.interfaces, strict=True):
-        lines += [f"{here.name}: {a} … {b.split('/')[0]}"
+        lines += [f"{here.name}: {a} … {ip_interface(b).ip}"
                   for a, b in zip(here.addresses, there.addresses, strict=True)]
     return _label(*lines)
 

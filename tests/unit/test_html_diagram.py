@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +109,28 @@ def test_light_clients_are_drawn_one_box_per_run_on_their_segment() -> None:
         f"site-0-node-{n.name}" for n in site.nodes if not n.light}
     links = [e for e in svg.walk() if e.attrs.get("id", "").startswith("site-0-link-")]
     assert len(links) == 3 + sum(len(n.interfaces) for n in site.nodes if not n.light)
+
+
+def test_two_ranges_on_one_segment_are_two_boxes_each_saying_what_it_holds(
+        tmp_path: Path) -> None:
+    # back to back on one segment: a dual-stack range, an IPv4-only one, and one after a gap
+    campus = (PROJECT / "examples" / "spambot-epidemic" / "campus.yaml").read_text()
+    head = campus.split("\nclients:", 1)[0]
+    (tmp_path / "site.yaml").write_text(head + """
+clients:
+  - {segment: staff, count: 3, addresses: [203.0.113.30/24, "2001:db8:ca:1::1000/64"]}
+  - {segment: staff, count: 2, addresses: [203.0.113.33/24]}
+  - {segment: staff, count: 2, first: 10, addresses: [203.0.113.35/24]}
+""")
+    site = site_file.load(tmp_path / "site.yaml")
+    svg = parse(diagram.svg(site, "site-0"))
+    boxes = {e.attrs["id"]: _texts(e) for e in svg.walk()
+             if e.attrs.get("id", "").startswith("site-0-clients-")}
+    assert boxes == {
+        "site-0-clients-client1": ["client1 … client3", "3 clients (light)",
+                                   "eth0: 203.0.113.30/24 … 203.0.113.32",
+                                   "eth0: 2001:db8:ca:1::1000/64 … 2001:db8:ca:1::1002"],
+        "site-0-clients-client4": ["client4 … client5", "2 clients (light)",
+                                   "eth0: 203.0.113.33/24 … 203.0.113.34"],
+        "site-0-clients-client10": ["client10 … client11", "2 clients (light)",
+                                    "eth0: 203.0.113.35/24 … 203.0.113.36"]}
