@@ -132,12 +132,20 @@ def _text_lines(policy: PolicyFile) -> tuple[list[str], str]:
     """The policy's lines as written, and a note where its file could not be read again."""
     if policy.kind == "save":
         return policy.save_text.splitlines(), ""
+    if policy.label:  # rules that never were a file: a twin's, as the gateway gave them
+        if policy.ruleset is not None:
+            return policy.ruleset.text.splitlines(), ""
+        return _command_lines(policy), ""
     try:
         return userfiles.read_text(policy.path, "rules file", MAX_BYTES).splitlines(), ""
-    except BadInput as exc:  # gone since, or rules that never were a file (a twin's)
-        by_line = {c.line: c.text for c in policy.commands}
-        lines = [by_line.get(n, "") for n in range(1, max(by_line, default=0) + 1)]
-        return lines, f"shown as the lab read its commands ({exc})"
+    except BadInput as exc:  # gone since
+        return _command_lines(policy), f"shown as the lab read its commands ({exc})"
+
+
+def _command_lines(policy: PolicyFile) -> list[str]:
+    """The policy's lines as its commands hold them (a line no command is on: empty)."""
+    by_line = {c.line: c.text for c in policy.commands}
+    return [by_line.get(n, "") for n in range(1, max(by_line, default=0) + 1)]
 
 
 def _policy_view(router: str, policy: PolicyFile, anchor: str) -> PolicyView:

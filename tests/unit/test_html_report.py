@@ -238,3 +238,21 @@ def test_a_source_the_page_does_not_list_is_said_without_a_link() -> None:
     error = page.by_id("s0-e1")
     assert error.all("strong")[0].text() == "jail.local" and error.all("a") == []
     assert "fail2ban in gw: no such jail" in error.text()
+
+
+def test_a_twins_collected_rules_are_shown_as_collected_never_read_as_a_file() -> None:
+    # a twin's policy is no file: "ssh://root@gw iptables-save" is a name, not a path
+    from lab.audit.twin import commands
+    from lab.html_report.view import _policy_view
+    from lab.netfilter.policy import PolicyFile
+
+    source = "ssh://root@gw iptables-save"
+    saved = ("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+             "-A FORWARD -s 203.0.113.0/24 -p tcp --dport 25 -j DROP\nCOMMIT\n")
+    policy = PolicyFile(Path(source), "script", label=source,
+                        commands=tuple(commands(saved, 4, source, {})))
+    view = _policy_view("gw", policy, "p0")
+    assert view.path == source and view.note == ""
+    # each line as the gateway's iptables-save printed it, at its own line number
+    texts = [line.text for line in view.lines]
+    assert texts[4] == "-A FORWARD -s 203.0.113.0/24 -p tcp --dport 25 -j DROP"
