@@ -4,7 +4,7 @@ VENV      := .venv
 PY        := $(VENV)/bin/python
 STAMPS    := $(VENV)/.stamps
 DEB_PKGS  := mininet iptables iproute2 tcpdump bridge-utils python3-venv procps iputils-ping \
-             postfix dovecot-core openssl miredo miredo-server ulogd2 ulogd2-json \
+             postfix dovecot-core miredo miredo-server ulogd2 ulogd2-json \
              fail2ban python3-pyinotify openssh-server openssh-client bubblewrap conntrack \
              graphviz chromium fonts-dejavu-core nftables python3-nftables
 BENCH_PKGS := nmap swaks libnet-ssleay-perl libio-socket-inet6-perl
